@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+
+.PHONY: run test demo-models bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## Open the dashboard with the bundled demo models.
+run: $(STAMP)
+	$(PY) -m streamlit run app/streamlit_app.py --server.port $(PORT)
+
+## Every test: unit, app (AppTest) and browser (Playwright + Debian chromium).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Regenerate the synthetic data and retrain the demo models in assets/ from scratch.
+demo-models: $(STAMP)
+	$(PY) -m protoviz.train.demo --out assets
+
+## Benchmarks print throughput next to the bare forward pass.
+bench: $(STAMP)
+	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

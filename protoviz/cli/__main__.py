@@ -1,0 +1,3 @@
+from protoviz.cli import main
+
+raise SystemExit(main())

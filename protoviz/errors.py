@@ -1,0 +1,27 @@
+"""Exceptions raised on bad user input. Every message says what was expected and where."""
+
+from __future__ import annotations
+
+
+class ProtovizError(Exception):
+    """Base class of every error protoviz raises on purpose."""
+
+
+class CheckpointError(ProtovizError):
+    """A checkpoint file is unreadable, unsafe, truncated, or does not match its model."""
+
+
+class ImageError(ProtovizError):
+    """An image cannot be decoded, is too large, or has an unsupported format."""
+
+
+class DatasetError(ProtovizError):
+    """A dataset folder is missing files or annotations, or they are malformed."""
+
+
+class ConfigError(ProtovizError):
+    """A configuration value is out of range or inconsistent with the model."""
+
+
+class ModelError(ProtovizError):
+    """A model cannot do what was asked (wrong input shape, missing feature, needs a GPU)."""

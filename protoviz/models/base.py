@@ -1,0 +1,231 @@
+"""The common interface every part-prototype model exposes, whatever its family.
+
+Pages, metrics and explainers only talk to :class:`PrototypeModel`, so they work on every family
+(native or imported from a research checkpoint).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from protoviz.errors import ModelError
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images must be prepared for a model: resized to ``image_size`` (H, W), then normalised."""
+
+    image_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
+        return cls(
+            image_size=(int(data["image_size"][0]), int(data["image_size"][1])),
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class PrototypeOutput:
+    """What one batched forward pass gives.
+
+    logits: (B, C) class scores (probabilities for families whose ``output_kind`` is ``probs``).
+    similarity_maps: (B, P, h, w), higher = more similar.
+    max_similarities: (B, P), the pooled similarity each prototype contributes to the head.
+    """
+
+    logits: Tensor
+    similarity_maps: Tensor
+    max_similarities: Tensor
+
+
+@dataclass
+class PrototypeSource:
+    """Where a prototype came from after push (projection onto a training patch).
+
+    image_id: dataset id or path of the source image.
+    box: (y0, y1, x0, x1), the high-activation box in the model-input pixels of the source image.
+    image_thumbnail: (h, w, 3) uint8, the source image as the model saw it, downsized.
+    patch_thumbnail: (h, w, 3) uint8, the box region of the source image.
+    map_location: (row, col) of the latent patch the prototype was projected onto.
+    """
+
+    image_id: str
+    box: tuple[int, int, int, int]
+    image_thumbnail: np.ndarray | None = None
+    patch_thumbnail: np.ndarray | None = None
+    map_location: tuple[int, int] | None = None
+    class_index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_id": self.image_id,
+            "box": list(self.box),
+            "map_location": list(self.map_location) if self.map_location else None,
+            "class_index": self.class_index,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What `protoviz info` and the Models page show about a model."""
+
+    family: str
+    backbone: str
+    input_size: tuple[int, int]
+    num_prototypes: int
+    num_classes: int
+    map_size: tuple[int, int]
+    similarity: str
+    output_kind: str
+    prototype_groups: dict[str, tuple[int, int]] = field(default_factory=dict)
+    num_parameters: int = 0
+
+    def as_rows(self) -> list[tuple[str, str]]:
+        """Human-readable (name, value) rows."""
+        groups = ", ".join(f"{k} [{a}:{b})" for k, (a, b) in self.prototype_groups.items())
+        return [
+            ("family", self.family),
+            ("backbone", self.backbone),
+            ("input size", f"{self.input_size[0]}x{self.input_size[1]}"),
+            ("prototypes (P)", str(self.num_prototypes)),
+            ("classes (C)", str(self.num_classes)),
+            ("similarity map", f"{self.map_size[0]}x{self.map_size[1]}"),
+            ("similarity", self.similarity),
+            ("output", self.output_kind),
+            ("prototype groups", groups or "-"),
+            ("parameters", f"{self.num_parameters:,}"),
+        ]
+
+
+class PrototypeModel(nn.Module, ABC):
+    """A part-prototype network behind one interface.
+
+    Subclasses set ``family`` and implement :meth:`similarity_maps`, :meth:`latent`,
+    :attr:`class_weights`, :attr:`prototype_class_identity` and :meth:`config_dict`.
+    The default :meth:`forward` max-pools the similarity maps and applies the linear head
+    ``logits = max_similarities @ class_weights.T``; families with another head override
+    :meth:`logits_from_similarities`.
+    """
+
+    family: ClassVar[str] = ""
+    output_kind: ClassVar[str] = "logits"  # 'logits' | 'probs' | 'log_probs'
+
+    def __init__(self, input_spec: InputSpec, class_names: tuple[str, ...], backbone: str, similarity: str):
+        super().__init__()
+        self.input_spec = input_spec
+        self.class_names = tuple(class_names)
+        self.backbone_name = backbone
+        self.similarity_kind = similarity
+        self.prototype_sources: list[PrototypeSource | None] = []
+        self.metadata: dict[str, Any] = {}
+
+    # ----- what every family implements -------------------------------------------------
+    @abstractmethod
+    def latent(self, x: Tensor) -> Tensor:
+        """Normalised images (B, 3, H, W) -> latent features compared with prototypes (B, D, h, w)."""
+
+    @abstractmethod
+    def similarity_maps(self, x: Tensor) -> Tensor:
+        """Normalised images (B, 3, H, W) -> similarity maps (B, P, h, w), higher = more similar."""
+
+    @property
+    @abstractmethod
+    def class_weights(self) -> Tensor:
+        """(C, P) weight of each prototype's pooled similarity in each class score."""
+
+    @property
+    @abstractmethod
+    def prototype_class_identity(self) -> Tensor:
+        """(P, C) 1 where a prototype belongs to (or serves) a class, else 0."""
+
+    @abstractmethod
+    def config_dict(self) -> dict[str, Any]:
+        """JSON-able configuration from which the family's ``from_config`` rebuilds this model."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: dict[str, Any]) -> PrototypeModel:
+        """Build an untrained model from :meth:`config_dict`'s output."""
+
+    @classmethod
+    @abstractmethod
+    def example_config(cls) -> dict[str, Any]:
+        """A tiny configuration used by the contract tests generated from the registry."""
+
+    # ----- shared behaviour --------------------------------------------------------------
+    @property
+    def num_prototypes(self) -> int:
+        return int(self.prototype_class_identity.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def prototype_embeddings(self) -> Tensor:
+        """(P, D) prototype vectors in latent space (flattened over any spatial extent)."""
+        raise ModelError(f"the {self.family} family does not expose prototype vectors")
+
+    def prototype_groups(self) -> dict[str, tuple[int, int]]:
+        """Named contiguous ranges [start, end) of prototype indices, e.g. support / trivial."""
+        return {"prototypes": (0, self.num_prototypes)}
+
+    def logits_from_similarities(self, maps: Tensor, pooled: Tensor) -> Tensor:
+        """Class scores (B, C) from similarity maps (B, P, h, w) and their max-pool (B, P)."""
+        return pooled @ self.class_weights.t()
+
+    def forward(self, x: Tensor) -> PrototypeOutput:  # type: ignore[override]
+        """Normalised images (B, 3, H, W) -> :class:`PrototypeOutput`."""
+        self._check_input(x)
+        maps = self.similarity_maps(x)
+        pooled = maps.flatten(2).amax(dim=2)
+        return PrototypeOutput(self.logits_from_similarities(maps, pooled), maps, pooled)
+
+    def map_size(self) -> tuple[int, int]:
+        """(h, w) of the similarity maps for the model's own input size."""
+        h, w = self.input_spec.image_size
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, h, w, device=self.device)
+            was_training = self.training
+            self.eval()
+            shape = self.similarity_maps(probe).shape[-2:]
+            self.train(was_training)
+        return int(shape[0]), int(shape[1])
+
+    def summary(self) -> ModelSummary:
+        return ModelSummary(
+            family=self.family,
+            backbone=self.backbone_name,
+            input_size=self.input_spec.image_size,
+            num_prototypes=self.num_prototypes,
+            num_classes=self.num_classes,
+            map_size=self.map_size(),
+            similarity=self.similarity_kind,
+            output_kind=self.output_kind,
+            prototype_groups=self.prototype_groups(),
+            num_parameters=sum(p.numel() for p in self.parameters()),
+        )
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ModelError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
