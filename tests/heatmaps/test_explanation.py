@@ -1,0 +1,101 @@
+"""The "this looks like that" explanation: contributions, ranking, heatmaps, boxes, sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from protoviz.data.transforms import preprocess
+from protoviz.heatmaps.boxes import percentile_box
+from protoviz.heatmaps.explanation import explain_image
+from protoviz.heatmaps.upsample import upsample_maps
+from protoviz.models.base import PrototypeSource
+from tests.conftest import make_tiny_model
+
+
+def random_images(count: int, size: int = 64, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (size + 7 * i, size, 3), dtype=np.uint8)) for i in range(count)]
+
+
+@pytest.mark.parametrize(("similarity", "sets"), [("log", ("prototypes",)), ("cosine", ("support", "trivial"))])
+def test_all_contributions_sum_to_the_class_logit(similarity: str, sets: tuple[str, ...]) -> None:
+    model = make_tiny_model(similarity=similarity, sets=sets, seed=2).double()
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 64, 64, dtype=torch.float64)
+    explanations = explain_image(model, x, top_k=4)
+    for explanation in explanations:
+        assert explanation.contributions.shape == (model.num_prototypes,)
+        assert explanation.total_contribution == pytest.approx(explanation.class_logit, abs=1e-5)
+
+
+def test_top_k_are_the_largest_contributions_with_their_parts() -> None:
+    model = make_tiny_model(seed=1, classes=4, per_class=3)
+    images = random_images(2)
+    explanations = explain_image(model, images, top_k=5, names=["a.png", "b.png"])
+    x = preprocess(images, model.input_spec)
+    with torch.no_grad():
+        output = model(x)
+    for i, explanation in enumerate(explanations):
+        assert explanation.name == ["a.png", "b.png"][i]
+        predicted = int(output.logits[i].argmax())
+        assert explanation.predicted == predicted
+        expected = output.max_similarities[i] * model.class_weights[predicted]
+        ranked = [p.index for p in explanation.prototypes]
+        assert ranked == expected.topk(5).indices.tolist()
+        contributions = [p.contribution for p in explanation.prototypes]
+        assert contributions == sorted(contributions, reverse=True)
+        for evidence in explanation.prototypes:
+            j = evidence.index
+            assert evidence.similarity == pytest.approx(float(output.max_similarities[i, j]), rel=1e-6)
+            assert evidence.weight == pytest.approx(float(model.class_weights.detach()[predicted, j]))
+            assert evidence.contribution == pytest.approx(evidence.similarity * evidence.weight, rel=1e-5)
+            assert evidence.prototype_class == j // 3
+            heat = upsample_maps(output.similarity_maps[i, j], (64, 64)).numpy()
+            np.testing.assert_allclose(evidence.heatmap, heat, atol=1e-5)
+            assert evidence.box == percentile_box(evidence.heatmap)
+            row, col = evidence.map_location
+            assert output.similarity_maps[i, j, row, col] == output.similarity_maps[i, j].max()
+
+
+def test_top_classes_are_softmax_probabilities() -> None:
+    model = make_tiny_model(seed=3, classes=7)
+    explanation = explain_image(model, random_images(1), top_k=2)[0]
+    expected = torch.softmax(torch.from_numpy(explanation.logits), dim=0).numpy()
+    np.testing.assert_allclose(explanation.probabilities, expected, rtol=1e-5)
+    assert len(explanation.top_classes) == 5
+    assert [c for c, _, _ in explanation.top_classes] == np.argsort(-expected)[:5].tolist()
+    assert explanation.top_classes[0][0] == explanation.predicted
+    assert explanation.image.shape == (64, 64, 3) and explanation.image.dtype == np.uint8
+    assert explanation.map_size == (4, 4)
+
+
+def test_probs_output_is_used_directly() -> None:
+    model = make_tiny_model(seed=4)
+    model.output_kind = "probs"  # type: ignore[misc]
+    x = torch.randn(1, 3, 64, 64)
+    explanation = explain_image(model, x)[0]
+    np.testing.assert_allclose(explanation.probabilities, explanation.logits)
+
+
+def test_sources_are_attached_and_records_are_json_able() -> None:
+    import json
+
+    model = make_tiny_model(seed=5)
+    patch = np.full((8, 8, 3), 200, np.uint8)
+    model.prototype_sources = [PrototypeSource(image_id=f"img{j}", box=(0, 8, 0, 8), patch_thumbnail=patch)
+                               for j in range(model.num_prototypes)]
+    explanation = explain_image(model, random_images(1), top_k=3)[0]
+    assert all(p.source is not None and p.source.image_id == f"img{p.index}" for p in explanation.prototypes)
+    record = json.loads(json.dumps(explanation.as_record()))
+    assert record["predicted_name"] == explanation.predicted_name
+    assert len(record["prototypes"]) == 3
+    assert record["settings"]["percentile"] == 95.0
+
+
+def test_top_k_is_capped_by_the_number_of_prototypes() -> None:
+    model = make_tiny_model(seed=6, classes=2, per_class=1)
+    explanation = explain_image(model, torch.randn(1, 3, 64, 64), top_k=50)[0]
+    assert len(explanation.prototypes) == 2
