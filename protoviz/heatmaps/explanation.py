@@ -64,8 +64,9 @@ class ImageExplanation:
     """The explanation of one image by one model.
 
     image: (H, W, 3) uint8, the image as the model saw it (resized). logits / probabilities: (C,).
-    similarities / contributions: (P,) max similarity of every prototype and its contribution to the
-    predicted class. top_classes: up to 5 (class index, name, probability), best first.
+    similarities / weights / contributions: (P,) max similarity of every prototype, its last-layer
+    weight for the predicted class and its contribution; prototype_classes: (P,) the class each
+    prototype belongs to (argmax of its identity row). top_classes: up to 5 (class index, name, probability), best first.
     """
 
     name: str
@@ -76,7 +77,9 @@ class ImageExplanation:
     predicted: int
     top_classes: list[tuple[int, str, float]]
     similarities: np.ndarray
+    weights: np.ndarray
     contributions: np.ndarray
+    prototype_classes: np.ndarray
     prototypes: list[PrototypeEvidence]
     map_size: tuple[int, int]
     percentile: float
@@ -99,6 +102,15 @@ class ImageExplanation:
     def shown_contribution(self) -> float:
         """Sum of the contributions of the top-k prototypes listed."""
         return float(sum(p.contribution for p in self.prototypes))
+
+    def contribution_rows(self) -> list[dict[str, Any]]:
+        """One row per prototype (all P), for a CSV: similarity x weight = contribution, and its rank."""
+        ranks = {p.index: p.rank for p in self.prototypes}
+        return [{"image": self.name, "predicted_class": self.predicted_name, "prototype": j,
+                 "prototype_class": self.class_names[int(self.prototype_classes[j])],
+                 "similarity": float(self.similarities[j]), "weight": float(self.weights[j]),
+                 "contribution": float(self.contributions[j]), "top_k_rank": ranks.get(j)}
+                for j in range(len(self.contributions))]
 
     def as_record(self) -> dict[str, Any]:
         """JSON-able summary: prediction, top classes, top prototypes and how it was computed."""
@@ -194,6 +206,7 @@ def _one(model: PrototypeModel, i: int, name: str, image: np.ndarray, arrays: di
         name=name, image=image, class_names=model.class_names, logits=arrays["scores"][i],
         probabilities=probs, predicted=int(arrays["predicted"][i]),
         top_classes=[(int(c), model.class_names[int(c)], float(probs[c])) for c in best],
-        similarities=arrays["sims"][i], contributions=arrays["contributions"][i], prototypes=evidence,
+        similarities=arrays["sims"][i], weights=arrays["weights"][i], contributions=arrays["contributions"][i],
+        prototype_classes=identity, prototypes=evidence,
         map_size=map_size, percentile=percentile, settings=settings,
     )

@@ -1,0 +1,1 @@
+"""The protoviz Streamlit dashboard (layout only; the work is done in :mod:`protoviz`)."""

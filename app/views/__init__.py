@@ -1,0 +1,1 @@
+"""One module per dashboard page, registered in app/streamlit_app.py's ``PAGES``."""

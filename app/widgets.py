@@ -1,0 +1,108 @@
+"""Reusable dashboard widgets: model and image pickers, error display.
+
+Decoding goes through :func:`protoviz.data.images.load_image`, so a bad file becomes a clear
+``st.error`` naming the file, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from app.state import available_models, sample_images
+from protoviz.data.images import load_image
+from protoviz.errors import ImageError, ProtovizError
+
+LOG = logging.getLogger("protoviz.app")
+
+
+@dataclass(frozen=True)
+class NamedImage:
+    """A decoded image (8-bit RGB, upright) with the name it is shown under and where it came from."""
+
+    name: str
+    image: Image.Image
+    origin: str = "upload"  # 'upload' | 'sample'
+    digest: str = ""  # SHA-256 prefix of the file's bytes, to key results
+
+    @property
+    def key(self) -> str:
+        """Stable id of this image (name and content), for caching results."""
+        return f"{self.name}:{self.digest}"
+
+
+def show_error(error: BaseException) -> None:
+    """Show an error on the page without a traceback (unexpected ones are logged with theirs)."""
+    if isinstance(error, ProtovizError):
+        st.error(str(error), icon=":material/error:")
+        return
+    LOG.exception("unexpected error on a dashboard page", exc_info=error)
+    st.error(f"Something went wrong ({type(error).__name__}): {error}", icon=":material/error:")
+
+
+def model_picker(key: str, multi: bool = False, label: str | None = None) -> str | list[str] | None:
+    """Choose model(s) by name. Returns a name (or ``None`` if there are none), or a list if ``multi``."""
+    names = list(available_models())
+    if not names:
+        st.warning("No models found. Put `.safetensors` checkpoints in assets/models "
+                   "(`make demo-models`) or add one on the Models page.", icon=":material/warning:")
+        return [] if multi else None
+    if multi:
+        return st.multiselect(label or "Models", names, default=names[:1], key=key)
+    return st.selectbox(label or "Model", names, key=key)
+
+
+def decode_uploads(files: Sequence[tuple[str, bytes]]) -> tuple[list[NamedImage], list[ImageError]]:
+    """(name, bytes) pairs -> the images that decode and the errors of those that do not."""
+    images: list[NamedImage] = []
+    errors: list[ImageError] = []
+    for name, data in files:
+        try:
+            images.append(NamedImage(name, _decode(name, data), "upload", _digest(data)))
+        except ImageError as error:
+            errors.append(error)
+    return images, errors
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+def _decode(name: str, data: bytes) -> Image.Image:
+    return load_image(data, name=name)
+
+
+def image_picker(key: str, label: str = "Images") -> list[NamedImage]:
+    """Upload images and/or pick bundled samples. Undecodable uploads are reported with st.error."""
+    samples = sample_images()
+    upload_column, sample_column = st.columns(2)
+    with upload_column:
+        uploads = st.file_uploader(f"{label}: upload", accept_multiple_files=True, key=f"{key}.upload",
+                                   help="PNG, JPEG, WebP, TIFF, BMP or GIF; EXIF rotation is applied.")
+    with sample_column:
+        chosen = st.multiselect(f"{label}: bundled samples", [p.name for p in samples], key=f"{key}.samples",
+                                placeholder="Choose samples" if samples else "No samples bundled")
+    files = [(upload.name, upload.getvalue()) for upload in uploads or []]
+    images, errors = decode_uploads(files)
+    for error in errors:
+        show_error(error)
+    by_name = {p.name: p for p in samples}
+    for name in chosen:
+        images.extend(_sample(by_name[name]))
+    return images
+
+
+def _sample(path: Path) -> list[NamedImage]:
+    try:
+        data = path.read_bytes()
+        return [NamedImage(path.name, _decode(path.name, data), "sample", _digest(data))]
+    except (ImageError, OSError) as error:
+        show_error(error if isinstance(error, ImageError) else ImageError(f"{path.name}: {error}"))
+        return []
