@@ -1,0 +1,118 @@
+"""`protoviz compare A.safetensors B.safetensors --data DIR --report out.html`: models side by side.
+
+One batched pass per model over the same images gives accuracy, top-k patches per prototype and
+activation profiles; prototypes are matched against the first model (correlation + Hungarian) and
+near-duplicates flagged within each model. Without ``--data`` the bundled synthetic test set is
+generated into the cache folder and used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from protoviz.compare.latent import latent_view
+from protoviz.compare.matching import ProfileConfig
+from protoviz.compare.report import comparison_report
+from protoviz.compare.summary import CompareConfig, compare_models, scores_table
+from protoviz.compare.topk import TopKConfig
+from protoviz.device import pick_device
+from protoviz.errors import ConfigError
+from protoviz.models import load_model
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("compare", help="compare models on the same images; match their prototypes")
+    parser.add_argument("checkpoints", nargs="+", help="two or more checkpoints (the first is the reference)")
+    parser.add_argument("--data", default=None, help="dataset folder (CUB layout or ImageFolder); "
+                                                     "default: the bundled synthetic test set")
+    parser.add_argument("--split", default="test", choices=("test", "train", "all"))
+    parser.add_argument("--max-images", type=int, default=None, help="probe a seeded random subset of N images")
+    parser.add_argument("--k", type=int, default=5, help="top-k patches per prototype")
+    parser.add_argument("--per-image", default="best", choices=("best", "all"),
+                        help="'best': k patches from k different images; 'all': any cells")
+    parser.add_argument("--profile", default="max", choices=("max", "map"),
+                        help="prototype profile: max similarity per image, or pooled map pattern")
+    parser.add_argument("--threshold", type=float, default=0.5, help="minimum correlation of a matched pair")
+    parser.add_argument("--duplicate-threshold", type=float, default=0.95,
+                        help="profile correlation / embedding cosine above which two prototypes are near-duplicates")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
+    parser.add_argument("--json", type=Path, default=None, help="write scores, matches and the record as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.checkpoints) < 2:
+        raise ConfigError("compare needs at least two checkpoints")
+    device = pick_device(args.device)
+    models = {}
+    for path in args.checkpoints:
+        name = Path(path).stem
+        while name in models:
+            name += "'"
+        models[name] = load_model(path, device=device)
+    dataset = _open(args.data, args.split)
+    config = CompareConfig(
+        topk=TopKConfig(k=args.k, per_image=args.per_image), profile=ProfileConfig(kind=args.profile),
+        match_threshold=args.threshold, duplicate_correlation=args.duplicate_threshold,
+        duplicate_cosine=args.duplicate_threshold, batch_size=args.batch_size, max_images=args.max_images,
+        seed=args.seed,
+    )
+    comparison = compare_models(models, dataset, config, progress=_progress)
+    print(file=sys.stderr)
+    _print_summary(comparison)
+    if args.report is not None:
+        views = {run.name: latent_view(models[run.name], run.topk) for run in comparison.runs}
+        names = {name: list(model.class_names) for name, model in models.items()}
+        comparison_report(comparison, names, views).save(args.report)
+        print(f"wrote {args.report}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(_as_json(comparison), indent=2, default=str), encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _open(data: str | None, split: str):  # -> ImageDataset
+    from protoviz.data.datasets import open_dataset
+
+    if data is None:
+        from protoviz.data.demo import synthetic_dataset
+
+        print("using the bundled synthetic dataset (generated into the cache on first use)", file=sys.stderr)
+        return open_dataset(synthetic_dataset(), kind="cub", split=split)
+    return open_dataset(data, split=split)
+
+
+def _progress(name: str, done: int, total: int | None) -> None:
+    print(f"\r{name}: {done}/{total if total is not None else '?'} images", end="", file=sys.stderr)
+
+
+def _print_summary(comparison) -> None:
+    for row in scores_table(comparison.runs):
+        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        print(f"{row['model']}: accuracy {acc} on {row['images']} images, {row['prototypes']} prototypes, "
+              f"{row['near-duplicate pairs']} near-duplicate pairs")
+    for (i, j), matching in comparison.matchings.items():
+        a, b = comparison.runs[i].name, comparison.runs[j].name
+        mean = sum(p.correlation for p in matching.pairs) / max(1, len(matching.pairs))
+        print(f"{a} vs {b}: {len(matching.pairs)} matched pairs (mean r {mean:.3f}), "
+              f"{len(matching.unmatched_a)} of {a} and {len(matching.unmatched_b)} of {b} without counterpart")
+
+
+def _as_json(comparison) -> dict:
+    return {
+        "scores": scores_table(comparison.runs),
+        "matchings": [{"a": comparison.runs[i].name, "b": comparison.runs[j].name, "threshold": m.threshold,
+                       "pairs": [vars(p) for p in m.pairs], "weak": [vars(p) for p in m.weak],
+                       "unmatched_a": list(m.unmatched_a), "unmatched_b": list(m.unmatched_b)}
+                      for (i, j), m in comparison.matchings.items()],
+        "near_duplicates": {run.name: [vars(p) for p in run.duplicates] for run in comparison.runs},
+        "top_k": {run.name: {"images": run.topk.images.tolist(), "values": run.topk.values.tolist()}
+                  for run in comparison.runs},
+        "record": comparison.record,
+    }

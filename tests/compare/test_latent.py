@@ -1,0 +1,54 @@
+"""Latent-space projection: shapes, determinism, and PCA on points with a known structure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from protoviz.compare.latent import fit_pca, latent_view, prototype_classes
+from protoviz.compare.scan import tensor_batches
+from protoviz.compare.topk import TopKConfig, topk_patches
+from protoviz.errors import ConfigError
+from tests.conftest import make_tiny_model
+
+
+def test_pca_recovers_a_plane() -> None:
+    generator = torch.Generator().manual_seed(0)
+    coords = torch.randn(50, 2, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 1.0], dtype=torch.float64)
+    basis = torch.linalg.qr(torch.randn(6, 2, generator=generator, dtype=torch.float64))[0].t()  # (2, 6) orthonormal
+    points = coords @ basis + 5.0
+    projection = fit_pca(points)
+    assert projection.explained.sum().item() == pytest.approx(1.0)
+    assert projection.explained[0] > projection.explained[1]
+    xy = projection.transform(points)
+    # distances between points are preserved by projecting onto their own plane
+    torch.testing.assert_close(torch.cdist(xy, xy), torch.cdist(points, points), atol=1e-6, rtol=1e-9)
+
+
+def test_pca_needs_two_points() -> None:
+    with pytest.raises(ConfigError, match="at least 2 points"):
+        fit_pca(torch.zeros(1, 4))
+
+
+@pytest.mark.parametrize("similarity", ["log", "cosine"])
+def test_latent_view_shapes_and_determinism(similarity: str) -> None:
+    model = make_tiny_model(similarity=similarity, seed=1)
+    torch.manual_seed(2)
+    images = torch.randn(7, 3, 64, 64)
+    views = []
+    for batch_size in (2, 7):
+        topk = topk_patches(model, tensor_batches(images, batch_size), TopKConfig(k=3, thumbnail_size=0))
+        views.append(latent_view(model, topk))
+    first, second = views
+    assert first.prototype_xy.shape == (6, 2) and first.patch_xy.shape == (6, 3, 2)
+    assert first.normalised == (similarity == "cosine")
+    assert first.prototype_class.tolist() == prototype_classes(model).tolist() == [0, 0, 1, 1, 2, 2]
+    for name in ("prototype_xy", "patch_xy", "explained"):
+        assert getattr(first, name) == pytest.approx(getattr(second, name), abs=1e-9)
+
+
+def test_latent_view_needs_latents() -> None:
+    model = make_tiny_model()
+    topk = topk_patches(model, tensor_batches(torch.randn(3, 3, 64, 64), 3), TopKConfig(k=2, keep_latents=False))
+    with pytest.raises(ConfigError, match="without latents"):
+        latent_view(model, topk)

@@ -1,0 +1,88 @@
+"""Prototype matching recovers a known permutation; near-duplicates and unmatched prototypes are found."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from protoviz.compare.matching import (
+    ProfileConfig, activation_profiles, duplicate_flags, match_prototypes, near_duplicates, profile_correlation,
+)
+from protoviz.compare.scan import tensor_batches
+from protoviz.errors import ConfigError
+from tests.conftest import make_tiny_model
+
+
+def _shuffled_copy(model, permutation: torch.Tensor):
+    """A copy whose prototype j is the original's prototype permutation[j] (vectors, identity and
+    last-layer columns permuted consistently), so it computes the same logits."""
+    copied = copy.deepcopy(model)
+    with torch.no_grad():
+        copied.prototype_vectors.copy_(model.prototype_vectors[permutation])
+        copied.class_identity.copy_(model.class_identity[permutation])
+        copied.last_layer.weight.copy_(model.last_layer.weight[:, permutation])
+    return copied
+
+
+@pytest.mark.parametrize("kind", ["max", "map"])
+def test_matching_recovers_a_known_permutation(kind: str) -> None:
+    model = make_tiny_model(seed=4, classes=4, per_class=3)
+    permutation = torch.randperm(model.num_prototypes, generator=torch.Generator().manual_seed(7))
+    shuffled = _shuffled_copy(model, permutation)
+    torch.manual_seed(0)
+    images = torch.randn(16, 3, 64, 64)
+    with torch.no_grad():  # the copy is the same model: same logits
+        torch.testing.assert_close(model(images).logits, shuffled(images).logits)
+    config = ProfileConfig(kind=kind, grid=2)
+    profiles_a = activation_profiles(model, tensor_batches(images, 5), config)
+    profiles_b = activation_profiles(shuffled, tensor_batches(images, 5), config)
+    assert profiles_a.shape == ((12, 16) if kind == "max" else (12, 64))
+    matching = match_prototypes(profiles_a, profiles_b, threshold=0.9)
+    expected = {int(permutation[j]): j for j in range(model.num_prototypes)}
+    assert matching.permutation() == expected
+    assert all(pair.correlation == pytest.approx(1.0) for pair in matching.pairs)
+    assert matching.unmatched_a == () and matching.unmatched_b == ()
+
+
+def test_prototypes_without_counterpart_are_reported() -> None:
+    generator = torch.Generator().manual_seed(1)
+    a = torch.rand(4, 40, generator=generator, dtype=torch.float64)
+    extra = torch.rand(2, 40, generator=generator, dtype=torch.float64)
+    b = torch.cat([a[[2, 0, 3, 1]] * 3 + 1, extra])  # correlation is invariant to scale and shift
+    matching = match_prototypes(a, b, threshold=0.9)
+    assert matching.permutation() == {2: 0, 0: 1, 3: 2, 1: 3}
+    assert matching.unmatched_a == () and matching.unmatched_b == (4, 5)
+    strict = match_prototypes(a, torch.rand(4, 40, generator=generator, dtype=torch.float64), threshold=0.9)
+    assert strict.pairs == () and len(strict.weak) == 4 and strict.unmatched_a == (0, 1, 2, 3)
+
+
+def test_profile_correlation_matches_numpy_and_handles_constant_rows() -> None:
+    generator = torch.Generator().manual_seed(2)
+    a = torch.rand(3, 10, generator=generator, dtype=torch.float64)
+    b = torch.cat([torch.rand(2, 10, generator=generator, dtype=torch.float64), torch.ones(1, 10, dtype=torch.float64)])
+    corr = profile_correlation(a, b)
+    import numpy as np
+
+    reference = np.corrcoef(np.concatenate([a.numpy(), b[:2].numpy()]))[:3, 3:]
+    assert np.allclose(corr[:, :2].numpy(), reference)
+    assert torch.equal(corr[:, 2], torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ConfigError, match="same probe set"):
+        profile_correlation(a, b[:, :5])
+
+
+def test_near_duplicates_by_profile_or_embedding() -> None:
+    generator = torch.Generator().manual_seed(3)
+    profiles = torch.rand(5, 30, generator=generator, dtype=torch.float64)
+    profiles[4] = profiles[1] * 2 + 0.5
+    embeddings = torch.rand(5, 8, generator=generator, dtype=torch.float64) - 0.5
+    embeddings[3] = embeddings[0] * 1.5
+    by_profile = near_duplicates(profiles, None, profile_threshold=0.99)
+    assert [(p.a, p.b) for p in by_profile] == [(1, 4)] and by_profile[0].cosine is None
+    both_ways = near_duplicates(profiles, embeddings, 0.99, 0.99)
+    assert {(p.a, p.b) for p in both_ways} == {(1, 4), (0, 3)}
+    assert near_duplicates(profiles, embeddings, 0.99, 0.99, require_both=True) == []
+    assert duplicate_flags(both_ways, 5).tolist() == [True, True, False, True, True]
+    with pytest.raises(ConfigError):
+        near_duplicates(None, None)
