@@ -1,0 +1,136 @@
+"""AppTest of the Explain page: samples, uploads (good and bad files), several models, downloads."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import VIEWS, app_test, png_bytes, sample_image
+
+UPLOAD = "explain.images.upload"
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(sample_image(3, (80, 40)), "JPEG", exif=exif.tobytes())
+
+
+GOOD_FILES = {
+    "one_pixel.png": lambda: encode(Image.new("RGB", (1, 1), (200, 10, 10))),
+    "grey.png": lambda: encode(sample_image(4).convert("L")),
+    "rgba.png": lambda: encode(sample_image(5).convert("RGBA")),
+    "deep.png": lambda: encode(Image.fromarray(np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16)),
+    "print.jpg": lambda: encode(sample_image(6).convert("CMYK"), "JPEG"),
+    "phone.jpg": exif_rotated,
+}
+BAD_FILES = {
+    "notes.txt": (lambda: b"not an image at all\n" * 10, "not an image"),
+    "cut.png": (lambda: png_bytes(sample_image(7, (120, 120)))[:300], "truncated or corrupt"),
+    "huge.png": (lambda: encode(Image.new("1", (20000, 20000))), "too large"),
+    "empty.png": (lambda: b"", "empty"),
+}
+
+
+def cards(at: AppTest) -> list[str]:
+    """The text of every prototype card shown."""
+    return [m.value for m in at.markdown if m.value.startswith("**Prototype ")]
+
+
+def started(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_page_lists_models_and_device(app_env: None) -> None:
+    at = started(app_test())
+    assert set(at.multiselect(key="explain.models").options) == {"tiny_cosine", "tiny_log"}
+    assert any(m.value.startswith("**Device:** `cpu") for m in at.sidebar.markdown)
+    assert at.info and "Choose at least one model" in at.info[0].value
+    assert not cards(at)
+
+
+def test_sample_gives_prototype_cards_summing_to_the_logit(app_env: None) -> None:
+    at = started(app_test())
+    at.slider(key="explain.top_k").set_value(3)
+    at.multiselect(key="explain.images.samples").select("sample_a.png")
+    started(at)
+    assert len(cards(at)) == 3
+    assert any(m.value.startswith("**Predicted: class_") for m in at.markdown)
+    line = next(i.value for i in at.info if i.value.startswith("Sum of all"))
+    total, logit = (float(v) for v in re.findall(r"= (-?\d+\.\d+)", line)[:2])
+    assert total == pytest.approx(logit, abs=2e-4)
+    for text in cards(at):
+        sim, weight, contribution = (float(v) for v in re.findall(r"\*\*([+-]?\d+\.\d+)\*\*", text))
+        assert contribution == pytest.approx(sim * weight, abs=2e-3)
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert labels == {"Figure (PNG)", "Contributions (CSV)", "Explanation (JSON)"}
+
+
+def test_upload_png_gives_prototype_cards(app_env: None) -> None:
+    at = started(app_test())
+    at.file_uploader(key=UPLOAD).set_value(("bird.png", png_bytes(sample_image(9)), "image/png"))
+    started(at)
+    assert len(cards(at)) == 5
+    assert not at.error
+    # a rerun reuses the stored result and shows the same cards
+    before = cards(at)
+    started(at)
+    assert cards(at) == before
+
+
+@pytest.mark.parametrize("name", sorted(GOOD_FILES))
+def test_awkward_but_valid_images_are_explained(app_env: None, name: str) -> None:
+    at = started(app_test())
+    at.file_uploader(key=UPLOAD).set_value((name, GOOD_FILES[name](), "application/octet-stream"))
+    started(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(cards(at)) == 5
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_files_give_a_clear_error_not_a_traceback(app_env: None, name: str) -> None:
+    make, message = BAD_FILES[name]
+    at = started(app_test())
+    at.file_uploader(key=UPLOAD).set_value([(name, make(), "application/octet-stream"),
+                                            ("ok.png", png_bytes(sample_image(2)), "image/png")])
+    started(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith(f"{name}:") and message in errors[0]
+    assert len(cards(at)) == 5  # the good file next to it is still explained
+
+
+def test_two_models_and_two_images(app_env: None) -> None:
+    at = started(app_test())
+    at.multiselect(key="explain.models").set_value(["tiny_log", "tiny_cosine"])
+    at.slider(key="explain.top_k").set_value(2)
+    at.multiselect(key="explain.images.samples").set_value(["sample_a.png", "sample_b.png"])
+    started(at)
+    assert [t.label for t in at.tabs] == ["sample_a.png", "sample_b.png"]
+    assert len(cards(at)) == 2 * 2 * 2
+    assert sum(m.value in ("#### tiny_log", "#### tiny_cosine") for m in at.markdown) == 4
+
+
+def test_page_alone_without_models_says_what_to_do(app_env: None, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("PROTOVIZ_MODEL_DIR", str(tmp_path_factory.mktemp("no_models")))
+    at = started(app_test(VIEWS / "explain.py"))
+    assert at.warning and "No models found" in at.warning[0].value
+
+
+def test_models_page_shows_each_model(app_env: None) -> None:
+    at = started(app_test(VIEWS / "models.py"))
+    assert [s.value for s in at.subheader] == ["tiny_cosine", "tiny_log"]
+    assert not at.error
