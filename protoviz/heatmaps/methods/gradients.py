@@ -48,7 +48,7 @@ def gradient_maps(model: PrototypeModel, images: Tensor, indices: Tensor, option
     per_chunk = max(1, options.batch_rows // max(1, samples))
     chunks = []
     for start in range(0, rows.shape[0], per_chunk):
-        x = rows[start:start + per_chunk].detach().clone()
+        x = rows[start:start + per_chunk].detach().clone().requires_grad_(True)
         p = prototypes[start:start + per_chunk]
         if samples:
             tunnel = NoiseTunnel(saliency)

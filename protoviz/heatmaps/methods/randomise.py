@@ -17,6 +17,7 @@ from torch import nn
 
 from protoviz.models.base import PrototypeModel
 
+_SEED_SALT = 0x5EED_CAFE
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -29,9 +30,11 @@ def randomise_layers_(model: nn.Module, names: Sequence[str], seed: int) -> None
     """Re-initialise the named Conv/Linear modules in place like PyTorch's default init, seeded.
 
     Weights: Kaiming-uniform with a = sqrt(5); biases: uniform in +-1/sqrt(fan_in). The numbers are
-    drawn on the CPU from one generator, so the same seed gives the same weights on every device.
+    drawn on the CPU from one generator, so the same seed gives the same weights on every device. The
+    generator's seed is derived from ``seed`` (not equal to it) so that an untrained model initialised
+    after ``torch.manual_seed(seed)`` is not re-drawn identically.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(_SEED_SALT + 7919 * seed)
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name in names:
