@@ -1,0 +1,185 @@
+"""Local characteristic importance: how much each modification lowers a prototype's similarity.
+
+For image x, prototype j and modification m (Nauta et al.):
+    l*_j = argmax of j's similarity map on x (the first maximum in row-major order),
+    s_j(x) = that maximum, s_j(x_m) = j's similarity on the modified image at the *same* l*_j,
+    Delta_{j,m}(x) = s_j(x) - s_j(x_m)   (no absolute value, no normalisation).
+With ``region='whole'`` the original and all its modified versions of a batch go through ONE batched
+forward shared by all prototypes. With ``region='inside'`` / ``'outside'`` the modification is applied
+only inside (or only outside) each requested prototype's high-activation box, so the images differ per
+prototype: a first forward of the originals finds the boxes, a second forward runs the per-prototype
+images (B * K * M of them) — meant for a few prototypes at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from protoviz.errors import ConfigError
+from protoviz.explain.modifications_fast import modify_fast
+from protoviz.explain.modifications_reference import modify_reference
+from protoviz.explain.params import ExplainConfig
+from protoviz.data.transforms import normalize, to_unit_tensor
+from protoviz.heatmaps.boxes import percentile_boxes
+from protoviz.heatmaps.upsample import upsample_maps
+from protoviz.models.base import PrototypeModel
+
+
+@dataclass(frozen=True)
+class LocalExplanation:
+    """Characteristic importance for a batch of B images and K prototypes, on the CPU.
+
+    characteristics: the M modification names, in the order of dimension 1 of ``modified``.
+    prototypes: (K,) prototype indices the last dimension refers to (all P unless a subset was asked).
+    similarities: (B, K) s_j(x), the maximum of each map. modified: (B, M, K) s_j(x_m) at l*_j.
+    locations: (B, K, 2) (row, col) of l*_j in the similarity map. logits: (B, C) of the originals.
+    boxes: (B, K, 4) (y0, y1, x0, x1) high-activation box in input pixels, or None (whole images).
+    unit: (B, 1 + M, 3, H, W) original then modified images in [0, 1] when kept (whole images only).
+    """
+
+    characteristics: tuple[str, ...]
+    prototypes: Tensor
+    similarities: Tensor
+    modified: Tensor
+    locations: Tensor
+    logits: Tensor
+    config: ExplainConfig
+    boxes: Tensor | None = None
+    unit: Tensor | None = None
+
+    @property
+    def deltas(self) -> Tensor:
+        """(B, M, K) Delta = s_j(x) - s_j(x_m)."""
+        return self.similarities[:, None, :] - self.modified
+
+
+def native_scale(images: Sequence[Image.Image], size: tuple[int, int]) -> Tensor:
+    """(B, 2) input size / native size for (y, x) of each PIL image."""
+    return torch.tensor([[size[0] / im.height, size[1] / im.width] for im in images], dtype=torch.float64)
+
+
+def prepare_units(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig) -> tuple[Tensor, Tensor]:
+    """RGB images -> originals (B, 3, H, W) and modified (B, M, 3, H, W) in [0, 1] on the model's device.
+
+    reference: PIL / OpenCV on each whole image at native size, then the model's resize.
+    fast: the model's resize first, then batched tensor modifications on the device.
+    """
+    if not images:
+        raise ConfigError("explain: expected at least one image, got none")
+    spec, names, device = model.input_spec, config.characteristics, model.device
+    rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+    if config.mode == "reference":
+        stacks = [to_unit_tensor([im, *modify_reference(im, names, config.params)], spec) for im in rgb]
+        both = torch.stack(stacks).to(device)
+        return both[:, 0], both[:, 1:]
+    unit = to_unit_tensor(rgb, spec).to(device)
+    return unit, modify_fast(unit, names, config.params, native_scale(rgb, spec.image_size), config.fast_max_search)
+
+
+def values_at(maps: Tensor, index: Tensor) -> Tensor:
+    """maps (..., P, h, w) and flat indices (B, P) broadcast over the middle dims -> (..., P)."""
+    flat = maps.flatten(-2)
+    shape = (index.shape[0],) + (1,) * (flat.dim() - 3) + (index.shape[1], 1)
+    return flat.gather(-1, index.view(shape).expand(*flat.shape[:-1], 1)).squeeze(-1)
+
+
+@torch.no_grad()
+def explain_units(model: PrototypeModel, unit: Tensor, modified: Tensor, config: ExplainConfig,
+                  prototypes: Sequence[int] | None = None, keep_images: bool = False,
+                  names: tuple[str, ...] | None = None) -> LocalExplanation:
+    """Local explanation from prepared images: unit (B, 3, H, W), modified (B, M, 3, H, W) in [0, 1].
+
+    names: the M modification names when they are not ``config.characteristics``.
+    """
+    batch, count = unit.shape[0], modified.shape[1]
+    names = names or config.characteristics
+    if len(names) != count:
+        raise ConfigError(f"explain: {count} modified images per image but {len(names)} names {names}")
+    if config.region != "whole":
+        return _explain_region(model, unit, modified, config, prototypes, names)
+    stacked = torch.cat([unit[:, None], modified], dim=1).flatten(0, 1)
+    output = model(normalize(stacked, model.input_spec))
+    maps = output.similarity_maps.view(batch, 1 + count, *output.similarity_maps.shape[1:])
+    selected = _selection(model, prototypes, maps.device)
+    maps = maps[:, :, selected]
+    original, changed = maps[:, 0], maps[:, 1:]
+    index = original.flatten(-2).argmax(dim=-1)  # (B, K): torch returns the first maximum
+    width = original.shape[-1]
+    return LocalExplanation(
+        characteristics=names, prototypes=selected.cpu(),
+        similarities=values_at(original, index).float().cpu(), modified=values_at(changed, index).float().cpu(),
+        locations=torch.stack([index // width, index % width], dim=-1).cpu(),
+        logits=output.logits.view(batch, 1 + count, -1)[:, 0].float().cpu(), config=config,
+        unit=stacked.view(batch, 1 + count, *unit.shape[1:]).cpu() if keep_images else None)
+
+
+def explain_images(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig | None = None,
+                   prototypes: Sequence[int] | None = None, keep_images: bool = False) -> LocalExplanation:
+    """Local explanation of RGB images for all prototypes (or ``prototypes``), see the module doc."""
+    config = config or ExplainConfig()
+    unit, modified = prepare_units(model, images, config)
+    return explain_units(model, unit, modified, config, prototypes, keep_images)
+
+
+def _selection(model: PrototypeModel, prototypes: Sequence[int] | None, device: torch.device) -> Tensor:
+    total = model.num_prototypes
+    if prototypes is None:
+        return torch.arange(total, device=device)
+    chosen = [int(j) for j in prototypes]
+    bad = [j for j in chosen if not 0 <= j < total]
+    if bad or not chosen:
+        raise ConfigError(f"explain: prototype indices must be within [0, {total}), got {chosen}")
+    return torch.tensor(chosen, device=device)
+
+
+def high_activation_masks(maps: Tensor, size: tuple[int, int], percentile: float) -> tuple[Tensor, Tensor]:
+    """Similarity maps (B, K, h, w) -> boxes (B, K, 4) of the upsampled maps' ``percentile`` region, and
+    the boxes as masks (B, K, 1, H, W) bool."""
+    boxes = percentile_boxes(upsample_maps(maps.float(), size), percentile)
+    ys = torch.arange(size[0], device=maps.device).view(1, 1, -1, 1)
+    xs = torch.arange(size[1], device=maps.device).view(1, 1, 1, -1)
+    inside = ((ys >= boxes[..., 0, None, None]) & (ys < boxes[..., 1, None, None])
+              & (xs >= boxes[..., 2, None, None]) & (xs < boxes[..., 3, None, None]))
+    return boxes, inside[:, :, None]
+
+
+def _explain_region(model: PrototypeModel, unit: Tensor, modified: Tensor, config: ExplainConfig,
+                    prototypes: Sequence[int] | None, names: tuple[str, ...]) -> LocalExplanation:
+    """Region-only perturbation: originals first (maps, boxes), then (B, K, M) blended images."""
+    batch, count = modified.shape[:2]
+    selected = _selection(model, prototypes, unit.device)
+    first = model(normalize(unit, model.input_spec))
+    original = first.similarity_maps[:, selected]  # (B, K, h, w)
+    boxes, inside = high_activation_masks(original, tuple(unit.shape[-2:]), config.percentile)
+    keep = inside if config.region == "inside" else ~inside  # where the modified pixels are used
+    blended = torch.where(keep[:, :, None], modified[:, None], unit[:, None, None])  # (B, K, M, 3, H, W)
+    k = selected.numel()
+    maps = model(normalize(blended.flatten(0, 2), model.input_spec)).similarity_maps
+    maps = maps.view(batch, k, count, *maps.shape[1:])  # (B, K, M, P, h, w)
+    own = maps.gather(3, selected.view(1, k, 1, 1, 1, 1).expand(batch, k, count, 1, *maps.shape[-2:])).squeeze(3)
+    index = original.flatten(-2).argmax(dim=-1)  # (B, K)
+    changed = own.permute(0, 2, 1, 3, 4)  # (B, M, K, h, w)
+    width = original.shape[-1]
+    return LocalExplanation(
+        characteristics=names, prototypes=selected.cpu(),
+        similarities=values_at(original, index).float().cpu(), modified=values_at(changed, index).float().cpu(),
+        locations=torch.stack([index // width, index % width], dim=-1).cpu(), logits=first.logits.float().cpu(),
+        config=config, boxes=boxes.cpu())
+
+
+def top_prototype(model: PrototypeModel, similarities: Tensor, class_index: int) -> int:
+    """The prototype contributing most to class ``class_index``: argmax over j of s_j(x) * w_{c,j} among
+    the prototypes of that class (all prototypes if none belongs to it). similarities: (P,)."""
+    if not 0 <= class_index < model.num_classes:
+        raise ConfigError(f"class index must be within [0, {model.num_classes}), got {class_index}")
+    weights = model.class_weights[class_index].detach().float().cpu()
+    contribution = similarities.float().cpu() * weights
+    own = model.prototype_class_identity[:, class_index].detach().cpu() > 0
+    if bool(own.any()):
+        contribution = torch.where(own, contribution, torch.full_like(contribution, -float("inf")))
+    return int(contribution.argmax())
