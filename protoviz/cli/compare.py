@@ -12,11 +12,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from protoviz.compare.latent import latent_view
 from protoviz.compare.matching import ProfileConfig
 from protoviz.compare.report import comparison_report
-from protoviz.compare.summary import CompareConfig, compare_models, scores_table
+from protoviz.compare.summary import CompareConfig, Comparison, compare_models, open_probe_dataset, scores_table
 from protoviz.compare.topk import TopKConfig
 from protoviz.device import pick_device
 from protoviz.errors import ConfigError
@@ -77,22 +78,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(data: str | None, split: str):  # -> ImageDataset
-    from protoviz.data.datasets import open_dataset
-
+def _open(data: str | None, split: str) -> Any:
     if data is None:
-        from protoviz.data.demo import synthetic_dataset
-
         print("using the bundled synthetic dataset (generated into the cache on first use)", file=sys.stderr)
-        return open_dataset(synthetic_dataset(), kind="cub", split=split)
-    return open_dataset(data, split=split)
+    return open_probe_dataset(data, split)
 
 
 def _progress(name: str, done: int, total: int | None) -> None:
     print(f"\r{name}: {done}/{total if total is not None else '?'} images", end="", file=sys.stderr)
 
 
-def _print_summary(comparison) -> None:
+def _print_summary(comparison: Comparison) -> None:
     for row in scores_table(comparison.runs):
         acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
         print(f"{row['model']}: accuracy {acc} on {row['images']} images, {row['prototypes']} prototypes, "
@@ -104,7 +100,7 @@ def _print_summary(comparison) -> None:
               f"{len(matching.unmatched_a)} of {a} and {len(matching.unmatched_b)} of {b} without counterpart")
 
 
-def _as_json(comparison) -> dict:
+def _as_json(comparison: Comparison) -> dict[str, Any]:
     return {
         "scores": scores_table(comparison.runs),
         "matchings": [{"a": comparison.runs[i].name, "b": comparison.runs[j].name, "threshold": m.threshold,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,8 @@ class CompareConfig:
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One model's pass: accuracy (None without labels), top-k patches, profiles (P, N'), duplicates."""
+    """One model's pass: accuracy (None without labels), top-k patches, profiles (P, N'), near-duplicates,
+    and the CompareConfig it was made with (``settings``)."""
 
     name: str
     accuracy: float | None
@@ -69,6 +71,7 @@ class ModelRun:
     profiles: Tensor
     duplicates: list[DuplicatePair]
     info: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,8 @@ def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareCo
         embeddings = None
     duplicates = near_duplicates(profile, embeddings, config.duplicate_correlation, config.duplicate_cosine)
     return ModelRun(name=name, accuracy=predictions.accuracy(), num_images=count, topk=topk.result(),
-                    profiles=profile, duplicates=duplicates, info=model_info(name, model))
+                    profiles=profile, duplicates=duplicates, info=model_info(name, model),
+                    settings=config.as_record())
 
 
 def compare_models(models: dict[str, PrototypeModel], dataset: Any, config: CompareConfig = CompareConfig(),
@@ -131,11 +135,29 @@ def compare_models(models: dict[str, PrototypeModel], dataset: Any, config: Comp
         report = None if progress is None else (lambda done, total, n=name: progress(n, done, total))
         batches = iterate_batches(dataset, model.input_spec, config.batch_size, indices=indices)
         runs.append(scan_model(name, model, batches, config, total=len(indices), progress=report))
-    matchings = match_runs(runs, config.match_threshold)
+    return comparison_from_runs(runs, models, dataset, indices, config)
+
+
+def comparison_from_runs(runs: list[ModelRun], models: dict[str, PrototypeModel], dataset: Any, indices: list[int],
+                         config: CompareConfig) -> Comparison:
+    """Match the runs (made over the same ``indices`` of ``dataset``) and record how it was made."""
     describe = getattr(dataset, "describe", None)
     record = reproducibility_record(models, describe() if callable(describe) else {"images": len(dataset)},
                                     {**config.as_record(), "probe_images": len(indices)}, config.seed)
-    return Comparison(runs=runs, matchings=matchings, indices=indices, config=config, record=record)
+    return Comparison(runs=runs, matchings=match_runs(runs, config.match_threshold), indices=indices,
+                      config=config, record=record)
+
+
+def open_probe_dataset(path: str | Path | None, split: str = "test") -> Any:
+    """The dataset at ``path`` (CUB layout, Stanford, or ImageFolder), or, for None, the bundled synthetic
+    set the demo models were trained on (generated into the cache folder on first use)."""
+    from protoviz.data.datasets import open_dataset
+
+    if path is None or not str(path).strip():
+        from protoviz.data.demo import synthetic_dataset
+
+        return open_dataset(synthetic_dataset(), kind="cub", split=split)
+    return open_dataset(Path(str(path).strip()).expanduser(), split=split)
 
 
 def match_runs(runs: Sequence[ModelRun], threshold: float) -> dict[tuple[int, int], Matching]:

@@ -1,0 +1,307 @@
+"""Prototypes: a gallery of one model's prototypes by class, and a card gathering what is known about one.
+
+The card shows the prototype's push source (patch, and source image with box), its class weights, its
+top-k most activating patches on a chosen dataset (one batched pass, shared with the Compare page,
+kept in the session), its near-duplicates, the scores other pages computed for it this session, and
+the latent-space view of all prototypes with their nearest patches. The work is in protoviz.compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from app.cache import LoadedModel
+from app.state import get_model, session_results
+from app.widgets import model_picker, show_error
+from protoviz.compare.card import prototype_facts, topk_patch_views
+from protoviz.compare.latent import latent_view, prototype_classes
+from protoviz.compare.summary import CompareConfig, ModelRun, open_probe_dataset, probe_indices, scan_model
+from protoviz.compare.topk import TopKConfig
+from protoviz.errors import ProtovizError
+from protoviz.viz.compare import latent_scatter
+from protoviz.viz.gallery import class_weight_bars, fit_tile, patch_strip, score_bars, tile_grid
+from protoviz.viz.overlay import png_bytes
+
+NAMESPACE = "compare"  # runs are shared with the Compare page
+TILE = 96
+PAGE_SIZE = 48
+SYNTHETIC = "bundled synthetic test set"
+
+
+# ----- dataset and the shared top-k pass -------------------------------------------------------
+def dataset_widget(prefix: str) -> tuple[str | None, str, int | None]:
+    """(folder or None for the synthetic set, split, max images or None) chosen on the page."""
+    source_col, split_col, size_col = st.columns([2, 1, 1])
+    source = source_col.radio("Dataset", [SYNTHETIC, "local folder"], horizontal=True, key=f"{prefix}.source")
+    folder = None
+    if source != SYNTHETIC:
+        folder = source_col.text_input("Folder (CUB-200-2011 layout, Stanford Cars/Dogs or ImageFolder)",
+                                       key=f"{prefix}.folder") or None
+    split = split_col.selectbox("Split", ["test", "train", "all"], key=f"{prefix}.split")
+    limit = size_col.number_input("Images (0 = all)", min_value=0, value=200, step=50, key=f"{prefix}.limit",
+                                  help="A seeded random subset keeps quick runs quick; the same for every model.")
+    return folder, split, int(limit) or None
+
+
+def open_dataset_cached(folder: str | None, split: str) -> Any:
+    """Open (and for the synthetic set, generate once) the dataset; kept in the session."""
+    datasets = session_results(NAMESPACE).setdefault("datasets", {})
+    key = (folder, split)
+    if key not in datasets:
+        with st.spinner("Opening the dataset (the synthetic set is generated once, ~10 s) ..."):
+            datasets[key] = open_probe_dataset(folder, split)
+    return datasets[key]
+
+
+def run_key(loaded: LoadedModel, folder: str | None, split: str, config: CompareConfig) -> tuple[Any, ...]:
+    return (loaded.name, loaded.sha256, folder, split, config.max_images, config.seed, config.topk,
+            config.profile, config.duplicate_correlation, config.duplicate_cosine)
+
+
+def get_run(loaded: LoadedModel, dataset: Any, folder: str | None, split: str, config: CompareConfig,
+            compute: bool) -> ModelRun | None:
+    """The model's pass over the dataset from the session, or computed now (with progress) if ``compute``."""
+    runs = session_results(NAMESPACE).setdefault("runs", {})
+    key = run_key(loaded, folder, split, config)
+    if key in runs or not compute:
+        return runs.get(key)
+    from protoviz.data.datasets import iterate_batches
+
+    indices = probe_indices(len(dataset), config.max_images, config.seed)
+    bar = st.progress(0.0, text=f"{loaded.name}: scanning {len(indices)} images ...")
+
+    def progress(done: int, total: int | None) -> None:
+        bar.progress(min(1.0, done / max(1, total or done)), text=f"{loaded.name}: {done}/{total} images")
+
+    with loaded.lock:
+        batches = iterate_batches(dataset, loaded.model.input_spec, config.batch_size, indices=indices)
+        runs[key] = scan_model(loaded.name, loaded.model, batches, config, total=len(indices), progress=progress)
+    bar.empty()
+    return runs[key]
+
+
+# ----- gallery ----------------------------------------------------------------------------------
+def gallery(loaded: LoadedModel, run: ModelRun | None) -> None:
+    model = loaded.model
+    classes = prototype_classes(model)
+    names = ["all classes", *model.class_names]
+    chosen = st.selectbox("Class", names, key="prototypes.class_filter")
+    members = np.flatnonzero(classes == names.index(chosen) - 1) if chosen != names[0] else np.arange(len(classes))
+    pages = max(1, -(-len(members) // PAGE_SIZE))
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="prototypes.page") if pages > 1 else 1
+    shown = members[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    sources = model.prototype_sources
+    tiles, captions = [], []
+    for j in shown.tolist():  # one picture per shown prototype
+        source = sources[j] if j < len(sources) else None
+        patch = source.patch_thumbnail if source is not None else None
+        if patch is None and run is not None and run.topk.thumbnails is not None and bool(run.topk.filled()[j, 0]):
+            tiles.append(fit_tile(run.topk.thumbnails[j, 0], TILE))
+            captions.append(f"#{j} · {_class_name(model, classes[j])} (top patch)")
+        else:
+            tiles.append(fit_tile(patch, TILE))
+            captions.append(f"#{j} · {_class_name(model, classes[j])}")
+    if not tiles:
+        st.info("No prototypes in this class.")
+        return
+    flags = _duplicate_set(run)
+    st.image(tiles, caption=[c + (" ⚠ duplicate" if j in flags else "") for c, j in zip(captions, shown.tolist())],
+             width=TILE)
+    st.download_button("Gallery (PNG)", png_bytes(tile_grid(tiles, 8)), f"{loaded.name}_gallery.png", "image/png",
+                       key="prototypes.gallery_png", on_click="ignore", icon=":material/image:")
+
+
+def _class_name(model: Any, index: int) -> str:
+    return model.class_names[index] if index >= 0 else "no class"
+
+
+def _duplicate_set(run: ModelRun | None) -> set[int]:
+    return set() if run is None else {i for pair in run.duplicates for i in (pair.a, pair.b)}
+
+
+# ----- the card -----------------------------------------------------------------------------------
+def card(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any) -> None:
+    model = loaded.model
+    facts = prototype_facts(model, index, run.duplicates if run is not None else None)
+    with st.container(border=True, key="prototype-card"):
+        st.subheader(f"Prototype {index} · class {facts.own_class_name}")
+        st.caption(f"group {facts.group} · model {loaded.name} · sha256 {(loaded.sha256 or '-')[:12]}")
+        patch_col, source_col, weights_col = st.columns([1, 1, 2])
+        source = facts.source
+        patch_col.image(fit_tile(source.patch_thumbnail if source else None, 160), caption="source patch (push)")
+        source_col.image(facts.source_image if facts.source_image is not None else fit_tile(None, 160),
+                         caption=f"source image: {source.image_id}" if source else "source image unknown", width=160)
+        weights_col.plotly_chart(class_weight_bars(facts.weights, model.class_names, facts.own_class),
+                                 key="prototypes.weights")
+        if facts.duplicates:
+            st.warning("Near-duplicate of " + ", ".join(
+                f"#{o} (r={_fmt(r)}, cos={_fmt(c)})" for o, r, c in facts.duplicates), icon=":material/content_copy:")
+        elif run is not None:
+            settings = run.settings
+            st.caption("No near-duplicate among this model's prototypes (profile correlation <= "
+                       f"{settings.get('duplicate_correlation')} and embedding cosine <= "
+                       f"{settings.get('duplicate_cosine')}).")
+        topk_section(loaded, index, run, dataset)
+        other_scores(loaded, index)
+        st.download_button("Card facts (JSON)", json.dumps(facts.as_record(), indent=2, default=str),
+                           f"{loaded.name}_prototype{index}.json", "application/json", key="prototypes.card_json",
+                           on_click="ignore", icon=":material/data_object:")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def topk_section(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any) -> None:
+    st.markdown("**Top-k most activating patches**")
+    if run is None:
+        st.info("Compute the top-k patches above (one pass over the chosen dataset).", icon=":material/info:")
+        return
+    topk = run.topk
+    if topk.thumbnails is not None:
+        strip, captions = patch_strip(topk.thumbnails[index], topk.values[index].numpy(), tile=96)
+        st.image(strip, caption="patch crops, similarity " + " · ".join(captions))
+    from protoviz.heatmaps.methods import list_methods
+
+    method = st.selectbox("Heatmap method", list_methods(), key="prototypes.method")
+    views_key = ("views", loaded.name, loaded.sha256, id(run), index, method)
+    cache = session_results(NAMESPACE)
+    if views_key not in cache:
+        with st.spinner("Drawing heatmaps of the top-k images ..."), loaded.lock:
+            cache[views_key] = topk_patch_views(loaded.model, dataset, topk, index, method=method)
+    views = cache[views_key]
+    if views:
+        st.image([v.overlay for v in views], width=150,
+                 caption=[f"#{v.rank}: {v.image_id} · sim {v.similarity:.3f}" for v in views])
+    st.download_button("Top-k patches (CSV)", _topk_csv(run, index), f"{loaded.name}_prototype{index}_topk.csv",
+                       "text/csv", key="prototypes.topk_csv", on_click="ignore", icon=":material/table:")
+    st.caption(f"{topk.config.k} patches ({topk.config.per_image} per image) over {run.num_images} images; "
+               f"boxes: {topk.config.box_scale:g}x map cell for crops, 95th percentile for heatmaps.")
+
+
+def _topk_csv(run: ModelRun, index: int) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["rank", "dataset_index", "similarity", "row", "col", "y0", "y1", "x0", "x1"])
+    topk = run.topk
+    for rank in range(topk.config.k):  # k rows
+        if bool(topk.filled()[index, rank]):
+            writer.writerow([rank + 1, int(topk.images[index, rank]), float(topk.values[index, rank]),
+                             *topk.cells[index, rank].tolist(), *topk.boxes[index, rank].tolist()])
+    return buffer.getvalue().encode()
+
+
+def other_scores(loaded: LoadedModel, index: int) -> None:
+    """Scores other pages computed for this prototype this session (Why, Evaluate), where present."""
+    found = found_scores(loaded, index)
+    if not found:
+        st.caption("Colour/shape/texture importance (Why page) and consistency/stability (Evaluate page) "
+                   "have not been computed for this model in this session.")
+        return
+    for title, scores in found.items():
+        st.plotly_chart(score_bars(scores, title), key=f"prototypes.scores.{title}")
+
+
+def found_scores(loaded: LoadedModel, index: int) -> dict[str, dict[str, float]]:
+    """Per-prototype scores left by other pages in their session namespaces, by title."""
+    found: dict[str, dict[str, float]] = {}
+    for namespace in ("why", "evaluate"):
+        for key, value in session_results(namespace).items():
+            scores = _prototype_scores(value, loaded, index)
+            if scores:
+                found[f"{namespace}: {key if isinstance(key, str) else key[-1]}"] = scores
+    return found
+
+
+def _prototype_scores(value: Any, loaded: LoadedModel, index: int) -> dict[str, float]:
+    """Scores of prototype ``index`` from a result that offers ``prototype_scores(index)`` for this model."""
+    getter = getattr(value, "prototype_scores", None)
+    if getter is None or getattr(value, "model_sha256", loaded.sha256) != loaded.sha256:
+        return {}
+    try:
+        return {str(k): float(v) for k, v in getter(index).items()}
+    except (ProtovizError, IndexError, KeyError, TypeError, ValueError):
+        return {}
+
+
+# ----- latent space ---------------------------------------------------------------------------------
+def latent_section(loaded: LoadedModel, run: ModelRun | None) -> None:
+    if run is None or run.topk.latents is None:
+        st.info("Compute the top-k patches first: the view shows prototypes and their nearest patches.")
+        return
+    view = latent_view(loaded.model, run.topk)
+    figure = latent_scatter(view.prototype_xy, view.prototype_class, view.patch_xy, view.patch_filled,
+                            loaded.model.class_names, view.explained, run.topk.values.numpy(),
+                            title=f"{loaded.name}: prototypes (stars) and their top-k patches (dots)")
+    plot_col, pick_col = st.columns([3, 1])
+    with plot_col:
+        event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="prototypes.latent")
+    with pick_col:
+        st.markdown("**Selected point**")
+        points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+            getattr(getattr(event, "selection", None), "points", [])
+        if not points:
+            st.caption("Click a point to see its patch.")
+        for point in points[:3]:
+            proto, rank = int(point["customdata"][0]), int(point["customdata"][1])
+            if rank < 0:
+                st.markdown(f"prototype #{proto}")
+                source = loaded.model.prototype_sources[proto] if proto < len(loaded.model.prototype_sources) else None
+                st.image(fit_tile(source.patch_thumbnail if source else None, 120))
+            elif run.topk.thumbnails is not None:
+                st.image(fit_tile(run.topk.thumbnails[proto, rank], 120),
+                         caption=f"patch {rank + 1} of prototype #{proto}")
+    st.caption(f"PCA of {len(view.prototype_xy)} prototype vectors and their patch latents"
+               + (" (unit-normalised: cosine model)" if view.normalised else ""))
+
+
+def main() -> None:
+    st.title("Prototypes")
+    st.caption("Every prototype of a model by class; a card per prototype with its source, top-k patches, "
+               "class weights and every score computed this session.")
+    name = model_picker("prototypes.model")
+    if not name:
+        return
+    try:
+        loaded = get_model(name)
+    except ProtovizError as error:
+        show_error(error)
+        return
+    with st.container(border=True):
+        st.markdown("**Top-k patches** — one batched pass of the model over a dataset")
+        folder, split, limit = dataset_widget("prototypes.data")
+        k = st.slider("Patches per prototype (k)", 1, 16, 5, key="prototypes.k")
+        config = CompareConfig(topk=TopKConfig(k=k), max_images=limit)
+        compute = st.button("Compute top-k patches", key="prototypes.compute", icon=":material/play_arrow:")
+    run, dataset = None, None
+    try:
+        if compute or run_key(loaded, folder, split, config) in session_results(NAMESPACE).get("runs", {}):
+            dataset = open_dataset_cached(folder, split)
+            run = get_run(loaded, dataset, folder, split, config, compute=compute)
+    except ProtovizError as error:
+        show_error(error)
+    gallery_tab, card_tab, latent_tab = st.tabs(["Gallery", "Prototype card", "Latent space"])
+    with gallery_tab:
+        gallery(loaded, run)
+    with card_tab:
+        classes = prototype_classes(loaded.model)
+        index = st.selectbox("Prototype", list(range(loaded.model.num_prototypes)), key="prototypes.selected",
+                             format_func=lambda j: f"#{j} · {_class_name(loaded.model, classes[j])}")
+        try:
+            card(loaded, int(index), run, dataset)
+        except ProtovizError as error:
+            show_error(error)
+    with latent_tab:
+        try:
+            latent_section(loaded, run)
+        except ProtovizError as error:
+            show_error(error)
+
+
+main()

@@ -1,0 +1,72 @@
+"""AppTest of the Prototypes page: gallery, card, top-k pass on a local dataset, latent view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from protoviz.data.synthetic import SyntheticConfig, generate_dataset
+from protoviz.models.checkpoint import save_model
+from tests.conftest import make_tiny_model
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "views" / "prototypes.py")
+
+
+@pytest.fixture(scope="module")
+def page_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("prototypes-page") / "data"
+    return generate_dataset(root, SyntheticConfig(image_size=64, n_train_per_class=0, n_test_per_class=2))
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "models"
+    save_model(make_tiny_model(seed=0), folder / "tiny_a.safetensors")
+    monkeypatch.setenv("PROTOVIZ_MODEL_DIR", str(folder))
+    monkeypatch.setenv("PROTOVIZ_DEVICE", "cpu")
+    monkeypatch.setenv("PROTOVIZ_SAMPLE_DIR", str(tmp_path / "no-samples"))
+    return folder
+
+
+def _errors(app: AppTest) -> list[str]:
+    return [e.value for e in app.error] + [str(x.value) for x in app.exception]
+
+
+def test_gallery_and_card_without_data(model_dir: Path) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert _errors(app) == []
+    assert app.title[0].value == "Prototypes"
+    markdown = " ".join(m.value for m in app.markdown)
+    assert "Top-k most activating patches" in markdown
+    assert any("Compute the top-k patches" in i.value for i in app.info)  # card and latent view wait for data
+    assert app.selectbox(key="prototypes.selected").options[:2] == ["#0 · class_0", "#1 · class_0"]
+    assert app.subheader[0].value == "Prototype 0 · class class_0"
+    app.selectbox(key="prototypes.selected").set_value(3).run()
+    assert app.subheader[0].value == "Prototype 3 · class class_1" and _errors(app) == []
+
+
+def test_topk_pass_fills_the_card_and_latent_view(model_dir: Path, page_dataset: Path) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=120).run()
+    app.radio(key="prototypes.data.source").set_value("local folder").run()
+    app.text_input(key="prototypes.data.folder").set_value(str(page_dataset))
+    app.number_input(key="prototypes.data.limit").set_value(10)
+    app.slider(key="prototypes.k").set_value(3)
+    app.button(key="prototypes.compute").click().run()
+    assert _errors(app) == []
+    captions = " ".join(c.value for c in app.caption)
+    assert "3 patches (best per image) over 10 images" in captions
+    assert "PCA of 6 prototype vectors" in captions
+    # a rerun reuses the session's pass instead of recomputing (the button is not pressed again)
+    app.selectbox(key="prototypes.selected").set_value(5).run()
+    assert _errors(app) == [] and "over 10 images" in " ".join(c.value for c in app.caption)
+
+
+def test_a_missing_folder_is_a_clear_error(model_dir: Path, tmp_path: Path) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=60).run()
+    app.radio(key="prototypes.data.source").set_value("local folder").run()
+    app.text_input(key="prototypes.data.folder").set_value(str(tmp_path / "nowhere"))
+    app.button(key="prototypes.compute").click().run()
+    assert any("no such folder" in e.value for e in app.error)
+    assert not app.exception
