@@ -10,6 +10,7 @@ Running sums are kept in float64, so memory does not grow with the dataset.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ from PIL import Image
 
 from protoviz.device import run_with_oom_fallback
 from protoviz.errors import ConfigError, DatasetError
-from protoviz.explain.local import LocalExplanation, explain_images
+from protoviz.explain.local import LocalExplanation, PreparedBatch, explain_units, prepare_cpu, to_device
 from protoviz.explain.params import ExplainConfig
 from protoviz.models.base import PrototypeModel
 
@@ -125,8 +126,10 @@ def explain_dataset(model: PrototypeModel, source: ImageSource | Sequence[Image.
                     provenance: dict[str, Any] | None = None) -> GlobalExplanation:
     """Global explanation of every prototype over ``source`` (every image, or the first ``limit``).
 
-    Batches of ``batch_size`` images (each sent with its M modified versions through one forward) are
-    streamed; the batch size halves on CUDA out-of-memory. Whole-image modifications only.
+    Batches of ``batch_size`` images are decoded (and, in reference mode, modified with PIL / OpenCV)
+    on a worker thread while the previous batch runs on the device; each image goes through one
+    forward together with its M modified versions. The batch size halves on CUDA out-of-memory.
+    Whole-image modifications only.
     """
     config = config or ExplainConfig()
     if config.region != "whole":
@@ -134,23 +137,41 @@ def explain_dataset(model: PrototypeModel, source: ImageSource | Sequence[Image.
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     total = len(source) if limit is None else min(len(source), max(0, int(limit)))
+    chunks = [list(range(s, min(total, s + batch_size))) for s in range(0, total, batch_size)]
     accumulator = GlobalAccumulator(config.characteristics, model.num_prototypes)
     was_training = model.training
     model.eval()
+
+    def load(indices: list[int]) -> PreparedBatch:
+        return prepare_cpu(model, _images_of(source, indices), config)
+
     try:
         done, size = 0, batch_size
-        while done < total:
-            used: list[int] = []
-
-            def step(attempt: int, start: int = done) -> int:
-                indices = list(range(start, min(total, start + attempt)))
-                accumulator.update(explain_images(model, _images_of(source, indices), config))
-                used.append(attempt)
-                return len(indices)
-            done += run_with_oom_fallback(step, size)
-            size = used[-1]  # keep a batch size that fitted after an out-of-memory fallback
-            if progress is not None:
-                progress(done, total)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[PreparedBatch] | None = pool.submit(load, chunks[0]) if chunks else None
+            for following in [*chunks[1:], None]:
+                prepared = pending.result() if pending is not None else None
+                pending = pool.submit(load, following) if following is not None else None
+                if prepared is None:
+                    break
+                size = _consume(model, prepared, config, accumulator, size)
+                done += len(prepared)
+                if progress is not None:
+                    progress(done, total)
     finally:
         model.train(was_training)
     return accumulator.result(config, provenance)
+
+
+def _consume(model: PrototypeModel, prepared: PreparedBatch, config: ExplainConfig, accumulator: GlobalAccumulator,
+             size: int) -> int:
+    """Run a prepared batch in chunks of ``size`` (halved on out-of-memory); returns the size that fitted."""
+    position = 0
+    while position < len(prepared):
+        def step(attempt: int, start: int = position) -> tuple[LocalExplanation, int]:
+            unit, modified = to_device(model, prepared.slice(start, start + attempt), config)
+            return explain_units(model, unit, modified, config), attempt
+        local, size = run_with_oom_fallback(step, size)
+        accumulator.update(local)
+        position += int(local.similarities.shape[0])
+    return size

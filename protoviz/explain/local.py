@@ -63,22 +63,55 @@ def native_scale(images: Sequence[Image.Image], size: tuple[int, int]) -> Tensor
     return torch.tensor([[size[0] / im.height, size[1] / im.width] for im in images], dtype=torch.float64)
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Images decoded and resized on the CPU, ready for the device.
+
+    unit: (B, 3, H, W) in [0, 1]. modified: (B, M, 3, H, W) already modified (reference mode) or None
+    (fast mode modifies on the device). scale: (B, 2) input size / native size for (y, x).
+    """
+
+    unit: Tensor
+    modified: Tensor | None
+    scale: Tensor
+
+    def __len__(self) -> int:
+        return int(self.unit.shape[0])
+
+    def slice(self, start: int, stop: int) -> PreparedBatch:
+        part = None if self.modified is None else self.modified[start:stop]
+        return PreparedBatch(self.unit[start:stop], part, self.scale[start:stop])
+
+
+def prepare_cpu(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig) -> PreparedBatch:
+    """The CPU half of :func:`prepare_units` (safe to run on a worker thread while the device computes)."""
+    if not images:
+        raise ConfigError("explain: expected at least one image, got none")
+    spec = model.input_spec
+    rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+    scale = native_scale(rgb, spec.image_size)
+    if config.mode == "reference":
+        names = config.characteristics
+        both = torch.stack([to_unit_tensor([im, *modify_reference(im, names, config.params)], spec) for im in rgb])
+        return PreparedBatch(both[:, 0], both[:, 1:], scale)
+    return PreparedBatch(to_unit_tensor(rgb, spec), None, scale)
+
+
+def to_device(model: PrototypeModel, prepared: PreparedBatch, config: ExplainConfig) -> tuple[Tensor, Tensor]:
+    """The device half: originals (B, 3, H, W) and modified (B, M, 3, H, W) on the model's device."""
+    unit = prepared.unit.to(model.device, non_blocking=True)
+    if prepared.modified is not None:
+        return unit, prepared.modified.to(model.device, non_blocking=True)
+    return unit, modify_fast(unit, config.characteristics, config.params, prepared.scale, config.fast_max_search)
+
+
 def prepare_units(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig) -> tuple[Tensor, Tensor]:
     """RGB images -> originals (B, 3, H, W) and modified (B, M, 3, H, W) in [0, 1] on the model's device.
 
     reference: PIL / OpenCV on each whole image at native size, then the model's resize.
     fast: the model's resize first, then batched tensor modifications on the device.
     """
-    if not images:
-        raise ConfigError("explain: expected at least one image, got none")
-    spec, names, device = model.input_spec, config.characteristics, model.device
-    rgb = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-    if config.mode == "reference":
-        stacks = [to_unit_tensor([im, *modify_reference(im, names, config.params)], spec) for im in rgb]
-        both = torch.stack(stacks).to(device)
-        return both[:, 0], both[:, 1:]
-    unit = to_unit_tensor(rgb, spec).to(device)
-    return unit, modify_fast(unit, names, config.params, native_scale(rgb, spec.image_size), config.fast_max_search)
+    return to_device(model, prepare_cpu(model, images, config), config)
 
 
 def values_at(maps: Tensor, index: Tensor) -> Tensor:
