@@ -128,9 +128,14 @@ def list_backbones() -> list[str]:
 
 def build_backbone(name: str) -> Backbone:
     """Build a backbone by name with random weights (nothing is downloaded)."""
-    if name not in _BUILDERS:
+    if ":" in name:  # a research-repository shape, e.g. ``vgg:cfg=8,M,16,M;bn=0`` (see legacy/arch.py)
+        from protoviz.models.legacy.arch import build_parametric
+
+        module = build_parametric(name)
+    elif name not in _BUILDERS:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(list_backbones())}")
-    module = _BUILDERS[name]()
+    else:
+        module = _BUILDERS[name]()
     with torch.no_grad():
         was_training = module.training
         module.eval()

@@ -42,6 +42,9 @@ class ProtoPNetConfig:
     prototype_sets: tuple[str, ...] = ("prototypes",)
     input: InputSpec = field(default_factory=InputSpec)
     incorrect_class_connection: float = -0.5
+    # Prototypes per set when not prototypes_per_class * C (pruned research models); the class
+    # identity then comes from the checkpoint's ``class_identity`` buffer.
+    num_prototypes: int | None = None
 
     def __post_init__(self) -> None:
         if self.similarity not in SIMILARITIES:
@@ -52,6 +55,15 @@ class ProtoPNetConfig:
             raise ConfigError("need at least one class, one prototype per class and prototype_dim >= 1")
         if not self.prototype_sets or len(set(self.prototype_sets)) != len(self.prototype_sets):
             raise ConfigError(f"prototype_sets must be distinct non-empty names, got {self.prototype_sets}")
+        if self.num_prototypes is not None and self.num_prototypes < 1:
+            raise ConfigError(f"num_prototypes must be >= 1 when given, got {self.num_prototypes}")
+
+    @property
+    def prototypes_per_set(self) -> int:
+        """P of one prototype set."""
+        if self.num_prototypes is not None:
+            return self.num_prototypes
+        return self.prototypes_per_class * len(self.class_names)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,13 +137,13 @@ class ProtoPNet(PrototypeModel):
         self.config = config
         backbone = build_backbone(config.backbone)
         self.features = backbone.module
-        per_set = config.prototypes_per_class * len(config.class_names)
+        per_set = config.prototypes_per_set
         for name in config.prototype_sets:
             suffix = self._suffix(name)
             setattr(self, f"add_on_layers{suffix}", build_add_on(config.add_on, backbone.out_channels, config.prototype_dim))
             setattr(self, f"prototype_vectors{suffix}", nn.Parameter(torch.rand(per_set, config.prototype_dim, 1, 1)))
             identity = torch.zeros(per_set, len(config.class_names))
-            identity[torch.arange(per_set), torch.arange(per_set) // config.prototypes_per_class] = 1
+            identity[torch.arange(per_set), torch.arange(per_set) * len(config.class_names) // per_set] = 1
             self.register_buffer(f"class_identity{suffix}", identity)
             layer = nn.Linear(per_set, len(config.class_names), bias=False)
             setattr(self, f"last_layer{suffix}", layer)
@@ -198,7 +210,7 @@ class ProtoPNet(PrototypeModel):
         return torch.cat(blocks, dim=0)
 
     def prototype_groups(self) -> dict[str, tuple[int, int]]:
-        per_set = self.config.prototypes_per_class * len(self.class_names)
+        per_set = self.config.prototypes_per_set
         return {n: (i * per_set, (i + 1) * per_set) for i, n in enumerate(self.config.prototype_sets)}
 
     def config_dict(self) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """Importers for checkpoints written by the original research repositories.
 
-Each importer recognises its files and loads them without executing anything they contain.
+Each importer recognises its files and loads them without executing anything they contain: every
+file goes through :mod:`protoviz.models.legacy.unpickler` (an explicit allow-list and inert stand-ins
+for research classes), then :mod:`protoviz.models.legacy.detect` names the family and converts the
+weights into the family's protoviz model. Folders: a ProtoTree run folder (model.pth / tree.pkl), a
+PIP-Net ``checkpoints`` folder (net_trained_last, net_trained, ...), or a folder with one checkpoint.
 """
 
 from __future__ import annotations
@@ -11,11 +15,40 @@ import torch
 
 from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
+from protoviz.models.checkpoint import file_sha256
+
+_FOLDER_CANDIDATES = ("net_trained_last", "net_trained", "net_pretrained", "best_model_push.pth", "best_model.pth")
+_SUFFIXES = (".pth", ".pt", ".tar", ".pkl", ".ckpt")
 
 
 def load_legacy(path: Path, family: str | None, device: torch.device) -> PrototypeModel:
-    """Load a research checkpoint (file or folder) as a :class:`PrototypeModel`."""
-    raise CheckpointError(
-        f"{path} is not a protoviz .safetensors checkpoint, and no importer for research checkpoints "
-        "recognised it"
-    )
+    """Load a research checkpoint (file or folder) as a :class:`PrototypeModel` on ``device``."""
+    from protoviz.models.legacy import detect, prototree
+    from protoviz.models.legacy.unpickler import load_file
+
+    path = Path(path)
+    file = _folder_file(path) if path.is_dir() else path
+    if file.name == "model_state.pth" and ((file.parent / "tree.pkl").exists() or (file.parent / "model.pth").exists()):
+        file = prototree.folder_file(file.parent)
+    obj = load_file(file, device="cpu")
+    model = detect.convert(obj, family, file.name)
+    model.metadata.update({"imported_from": str(file), "checkpoint_sha256": file_sha256(file),
+                           "research_family": model.family})
+    return model.to(device).eval()
+
+
+def _folder_file(folder: Path) -> Path:
+    from protoviz.models.legacy import prototree
+
+    if any((folder / n).exists() for n in (*prototree.FOLDER_FILES, "model_state.pth")):
+        return prototree.folder_file(folder)
+    for name in _FOLDER_CANDIDATES:
+        if (folder / name).is_file():
+            return folder / name
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _SUFFIXES)
+    if len(files) == 1:
+        return files[0]
+    listed = ", ".join(p.name for p in files[:6]) or "none"
+    raise CheckpointError(f"{folder} is a folder without a ProtoTree model.pth/tree.pkl or a PIP-Net checkpoint, "
+                          f"and it holds {len(files)} checkpoint-like files ({listed}); give the file itself")
+

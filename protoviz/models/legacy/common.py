@@ -1,0 +1,88 @@
+"""Small helpers shared by the research-checkpoint importers: state dicts, attributes, validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from protoviz.errors import CheckpointError
+from protoviz.models.base import InputSpec
+from protoviz.models.legacy.unpickler import StandIn
+
+
+def class_names(count: int) -> tuple[str, ...]:
+    """Research checkpoints carry no class names: ``class_0`` ... ``class_{C-1}``."""
+    return tuple(f"class_{i}" for i in range(count))
+
+
+def input_spec(image_size: Any = 224) -> InputSpec:
+    """ImageNet-normalised square input of the pickled ``img_size`` (default 224)."""
+    size = int(image_size) if isinstance(image_size, int | float) and image_size > 0 else 224
+    return InputSpec(image_size=(size, size))
+
+
+def tensor_state(obj: Any, label: str) -> dict[str, Tensor]:
+    """The tensors of a loaded state dict or module, validated (str keys, tensor values)."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{label}: expected a state dict or a model, found {type(obj).__name__}")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{label}: the state dict holds non-tensor entries (e.g. {bad[0]!r})")
+    return {k: v.detach() for k, v in obj.items()}
+
+
+def strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """Remove ``prefix`` (e.g. DataParallel's ``module.``) from every key that has it."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def rename(state: dict[str, Tensor], old: str, new: str) -> dict[str, Tensor]:
+    """Keys starting with ``old`` start with ``new`` instead."""
+    return {(new + k[len(old):] if k.startswith(old) else k): v for k, v in state.items()}
+
+
+def attribute(module: nn.Module, name: str, kind: type | tuple[type, ...], label: str) -> Any:
+    """A pickled attribute of a stand-in, checked to be of ``kind``."""
+    value = getattr(module, name, None)
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{label}: the pickled model's {name!r} should be {kind}, found {type(value).__name__}")
+    return value
+
+
+def research_class(obj: Any) -> str:
+    """``module.qualname`` of a stand-in ('' for anything else)."""
+    return obj.research_class if isinstance(obj, StandIn) else ""
+
+
+def load_weights(model: nn.Module, state: dict[str, Tensor], label: str) -> None:
+    """Load ``state`` into ``model`` strictly, with a message naming what does not fit."""
+    expected = model.state_dict()
+    state = dict(state)
+    for key in expected:  # BatchNorm counters are missing from files written before PyTorch 0.4.1
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros((), dtype=torch.long)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+    if problems:
+        raise CheckpointError(f"{label} does not fit the architecture inferred from it: " + "; ".join(problems))
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def add_on_kind(state: dict[str, Tensor], prefix: str = "add_on_layers.") -> str:
+    """``regular`` when the add-on has two convs (bottleneck with one stage is the same), else ``bottleneck``."""
+    convs = [k for k, v in state.items() if k.startswith(prefix) and k.endswith(".weight") and v.dim() == 4]
+    return "regular" if len(convs) == 2 else "bottleneck"

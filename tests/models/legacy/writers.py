@@ -1,0 +1,344 @@
+"""Writers of research-format checkpoints for the tests, without the research code.
+
+The classes here carry the research repositories' class paths (``model.PPNet``,
+``resnet_features.BasicBlock``, ``prototree.branch.Branch`` ...), attribute names and state-dict keys,
+so the files they write have the same pickled structure as the originals. Their forwards (written
+here from the papers, used only by the reference computations) are not the research code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+FORMATS = ("zip", "legacy")
+
+
+@cache
+def research_type(base: type, module: str, name: str) -> type:
+    """A subclass of ``base`` pickled as ``module.name``."""
+    return type(name, (base,), {"__module__": module, "__qualname__": name})
+
+
+@contextmanager
+def importable(objects: list[Any]) -> Iterator[None]:
+    """Make ``objects`` findable under their ``__module__`` while pickling (pickle checks that)."""
+    added = []
+    for obj in objects:
+        parts = obj.__module__.split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            if name not in sys.modules:
+                sys.modules[name] = types.ModuleType(name)
+                added.append(name)
+        setattr(sys.modules[obj.__module__], obj.__qualname__, obj)
+    try:
+        yield
+    finally:
+        for name in added:
+            del sys.modules[name]
+
+
+def research_classes(obj: nn.Module) -> list[type]:
+    return sorted({type(m) for m in obj.modules() if type(m).__module__.split(".")[0] not in ("torch", "torchvision")},
+                  key=str)
+
+
+def save(obj: Any, path: Path, fmt: str, classes: list[type] = ()) -> Path:
+    """torch.save in the zip (``zip``) or pre-1.6 (``legacy``) format, or ``pickle`` (plain pickle.dump)."""
+    with importable(list(classes)):
+        if fmt == "pickle":
+            with open(path, "wb") as handle:
+                pickle.dump(obj, handle)
+        else:
+            torch.save(obj, path, _use_new_zipfile_serialization=fmt == "zip")
+    return path
+
+
+# ----- backbones ---------------------------------------------------------------------------
+class VGGFeatures(nn.Module):
+    def __init__(self, cfg: list[int | str]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        self.kernel_sizes, self.strides, self.paddings = [], [], []
+        for item in cfg:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU(inplace=True)]
+                channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.batch_norm = False
+        self.n_layers = sum(1 for v in cfg if v != "M")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class ResNetFeatures(nn.Module):
+    def __init__(self, block: type, widths: tuple[int, ...], stride8: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        channels = widths[0]
+        for i, width in enumerate(widths, start=1):
+            stride = 1 if i == 1 or (stride8 and i >= 3) else 2
+            setattr(self, f"layer{i}", nn.Sequential(block(channels, width, stride)))
+            channels = width
+        self.kernel_sizes, self.strides, self.paddings = [7, 3], [2, 2], [3, 1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def randomize(module: nn.Module, seed: int) -> nn.Module:
+    """Non-trivial weights and BatchNorm statistics, deterministic."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=generator))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=generator))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=generator))
+                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=generator))
+    return module.eval()
+
+
+def vgg(module: str, cfg: list[int | str] | None = None, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    cls = research_type(VGGFeatures, module, "VGG_features")
+    return randomize(cls(cfg or [8, "M", 16, "M", 16, "M", 16, "M"]), seed)
+
+
+def resnet(module: str, widths: tuple[int, ...] = (8, 16, 16, 16), stride8: bool = False, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    block = research_type(BasicBlock, module, "BasicBlock")
+    cls = research_type(ResNetFeatures, module, "ResNet_features")
+    return randomize(cls(block, widths, stride8), seed)
+
+
+def out_channels(features: nn.Module) -> int:
+    return [m for m in features.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+
+
+# ----- ProtoPNet / TesNet ---------------------------------------------------------------------
+class PPNet(nn.Module):
+    """The attributes and children ProtoPNet's (and TesNet's) model.py gives its network."""
+
+    def __init__(self, features: nn.Module, identity: Tensor, dim: int, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        P, C = identity.shape
+        self.img_size = 64
+        self.prototype_shape = (P, dim, 1, 1)
+        self.topk_k = 1
+        self.num_prototypes = P
+        self.num_classes = C
+        self.epsilon = 1e-4
+        self.prototype_activation_function = "log"
+        self.prototype_class_identity = identity
+        self.proto_layer_rf_info = [4, 16, 64, 0.5]
+        self.features = features
+        channels = out_channels(features)
+        self.add_on_layers = nn.Sequential(nn.Conv2d(channels, dim, 1), nn.ReLU(), nn.Conv2d(dim, dim, 1), nn.Sigmoid())
+        self.prototype_vectors = nn.Parameter(torch.rand(self.prototype_shape))
+        self.ones = nn.Parameter(torch.ones(self.prototype_shape), requires_grad=False)
+        self.last_layer = nn.Linear(P, C, bias=False)
+        with torch.no_grad():
+            self.last_layer.weight.copy_(identity.t() - 0.5 * (1 - identity.t()) + 0.1 * torch.randn(C, P))
+        self.eval()
+
+
+def ppnet(family: str = "protopnet", classes: int = 3, per_class: int = 2, dim: int = 8, pruned: bool = False,
+          backbone: str = "vgg", seed: int = 0) -> nn.Module:
+    """A whole ``model.PPNet`` (ProtoPNet) or ``model.TESNet`` (TesNet) with tiny sizes."""
+    prefix = "models." if family == "tesnet" else ""
+    features = vgg(f"{prefix}vgg_features", seed=seed) if backbone == "vgg" else resnet(f"{prefix}resnet_features", seed=seed)
+    P = classes * per_class
+    identity = torch.zeros(P, classes)
+    identity[torch.arange(P), torch.arange(P) // per_class] = 1
+    if pruned:  # drop prototypes 1 and 4, as prune.py deletes rows of the identity too
+        keep = [j for j in range(P) if j not in (1, 4)]
+        identity = identity[keep]
+    cls = research_type(PPNet, "model", "TESNet" if family == "tesnet" else "PPNet")
+    model = cls(features, identity, dim, seed)
+    if pruned:
+        with torch.no_grad():
+            model.prototype_vectors = nn.Parameter(model.prototype_vectors[: identity.shape[0]].clone())
+            model.ones = nn.Parameter(torch.ones_like(model.prototype_vectors), requires_grad=False)
+            model.last_layer = nn.Linear(identity.shape[0], classes, bias=False)
+        model.num_prototypes = identity.shape[0]
+    return model
+
+
+# ----- ST-ProtoPNet ------------------------------------------------------------------------
+def st_net(variant: str, classes: int = 3, per_class: int = 2, dim: int = 8, seed: int = 0) -> OrderedDict:
+    """``model.state_dict()`` of an ST-ProtoPNet (full/ or cropped/) with a tiny ResNet."""
+    torch.manual_seed(seed)
+    net = nn.Module()
+    net.features = resnet("resnet_features", seed=seed)
+    channels, P = out_channels(net.features), classes * per_class
+    for name in ("trivial", "support"):
+        if variant == "full":
+            add_on = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(channels, dim, 1),
+                                   nn.Conv2d(dim, dim, 1))
+        else:
+            add_on = nn.Sequential(nn.Conv2d(channels, dim, 1), nn.Tanh(), nn.Conv2d(dim, dim, 1), nn.Tanh())
+        setattr(net, f"add_on_layers_{name}", add_on)
+        setattr(net, f"prototype_vectors_{name}", nn.Parameter(torch.randn(P, dim, 1, 1)))
+        last = nn.Linear(P, classes, bias=False)
+        setattr(net, f"last_layer_{name}", last)
+    net.ones = nn.Parameter(torch.ones(P, dim, 1, 1), requires_grad=False)
+    return net.eval()
+
+
+# ----- ProtoPool ---------------------------------------------------------------------------
+def protopool(classes: int = 3, prototypes: int = 5, slots: int = 3, dim: int = 8, last_layer: bool = True,
+              seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Module()
+    net.features = vgg("vgg_features", seed=seed)
+    net.add_on_layers = nn.Sequential(nn.Conv2d(out_channels(net.features), dim, 1), nn.Sigmoid())
+    net.prototype_vectors = nn.Parameter(torch.rand(prototypes, dim, 1, 1))
+    net.proto_presence = nn.Parameter(torch.randn(classes, prototypes, slots))
+    net.alfa = nn.Parameter(torch.ones(1, classes, slots))
+    net.ones = nn.Parameter(torch.ones(prototypes, dim, 1, 1), requires_grad=False)
+    net.last_layer = nn.Linear(classes * slots, classes, bias=False) if last_layer else nn.Identity()
+    return net.eval()
+
+
+# ----- PIP-Net -----------------------------------------------------------------------------
+class NonNegLinear(nn.Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.normalization_multiplier = nn.Parameter(torch.ones(1) * 2.0)
+        self.bias = nn.Parameter(torch.randn(out_features)) if bias else None
+
+
+def pipnet(classes: int = 3, num_features: int = 0, bias: bool = False, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Module()
+    net._net = resnet("features.resnet_features", stride8=True, seed=seed)
+    channels = out_channels(net._net)
+    if num_features:
+        net._add_on = nn.Sequential(nn.Conv2d(channels, num_features, 1), nn.Softmax(dim=1))
+    else:
+        net._add_on = nn.Sequential(nn.Softmax(dim=1))
+    net._classification = NonNegLinear(num_features or channels, classes, bias)
+    net._multiplier = net._classification.normalization_multiplier
+    return net.eval()
+
+
+def pipnet_checkpoint(net: nn.Module) -> dict[str, Any]:
+    """PIP-Net's saved dict: the DataParallel state and the optimizer states."""
+    wrapped = nn.DataParallel(net)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    return {"model_state_dict": wrapped.state_dict(), "optimizer_net_state_dict": optimizer.state_dict(),
+            "optimizer_classifier_state_dict": optimizer.state_dict()}
+
+
+# ----- ProtoTree ---------------------------------------------------------------------------
+class Leaf(nn.Module):
+    def __init__(self, index: int, classes: int):
+        super().__init__()
+        self.index = index
+        self._dist_params = nn.Parameter(torch.randn(classes), requires_grad=False)
+        self._log_probabilities = False
+        self._kontschieder_normalization = False
+
+
+class Branch(nn.Module):
+    def __init__(self, index: int, left: nn.Module, right: nn.Module):
+        super().__init__()
+        self.index = index
+        self.l = left
+        self.r = right
+        self._log_probabilities = False
+
+
+class L2Conv2D(nn.Module):
+    def __init__(self, prototypes: int, dim: int, w: int, h: int):
+        super().__init__()
+        self.prototype_vectors = nn.Parameter(torch.randn(prototypes, dim, w, h), requires_grad=True)
+
+
+class ProtoTreeNet(nn.Module):
+    def __init__(self, classes: int, depth: int, dim: int, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        leaf_cls = research_type(Leaf, "prototree.leaf", "Leaf")
+        branch_cls = research_type(Branch, "prototree.branch", "Branch")
+        counter = iter(range(2 ** (depth + 1)))
+
+        def grow(d: int) -> nn.Module:
+            index = next(counter)
+            if d == depth:
+                return leaf_cls(index, classes)
+            left, right = grow(d + 1), grow(d + 1)
+            return branch_cls(index, left, right)
+
+        self._num_classes = classes
+        self._root = grow(0)
+        self._net = vgg("features.vgg_features", seed=seed)
+        self._add_on = nn.Sequential(nn.Conv2d(out_channels(self._net), dim, 1, bias=False), nn.Sigmoid())
+        branches = [m for m in self._root.modules() if type(m) is branch_cls]
+        order = torch.randperm(len(branches)).tolist()  # the map is arbitrary, as with ProtoTree's id-ordered set
+        self._out_map = {b: order[i] for i, b in enumerate(branches)}
+        self.num_prototypes = len(branches)
+        self.num_features = dim
+        self.prototype_shape = (1, 1, dim)
+        self.prototype_layer = research_type(L2Conv2D, "util.l2conv", "L2Conv2D")(len(branches), dim, 1, 1)
+        with torch.no_grad():
+            self.prototype_layer.prototype_vectors.mul_(0.3).add_(0.5)
+        self._log_probabilities = False
+        self.eval()
+
+
+def prototree(classes: int = 3, depth: int = 2, dim: int = 8, seed: int = 0) -> nn.Module:
+    return research_type(ProtoTreeNet, "prototree.prototree", "ProtoTree")(classes, depth, dim, seed)
+
+
+def save_prototree_folder(tree: nn.Module, folder: Path, fmt: str = "zip") -> Path:
+    """ProtoTree's save_tree: model.pth, model_state.pth and tree.pkl."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = research_classes(tree)
+    save(tree, folder / "model.pth", fmt, classes)
+    save(tree.state_dict(), folder / "model_state.pth", fmt)
+    save(tree, folder / "tree.pkl", "pickle", classes)
+    return folder
