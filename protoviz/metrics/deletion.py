@@ -1,0 +1,106 @@
+"""Deletion and insertion curves of a prototype's similarity, in the order of its own heatmap.
+
+For prototype p and image x (normalised, (3, H, W)):
+- heatmap = p's similarity map upsampled to (H, W) (OpenCV bicubic); pixels are ranked by decreasing
+  heatmap value (ties: row-major order);
+- at step s = 0..S (fraction t = s / S), the top round(t * H * W) pixels are
+  - deleted: replaced by the baseline (0 in normalised space, the dataset mean colour), or
+  - inserted: copied from x into an all-baseline image;
+- the curve value is p's pooled similarity (max over its map) on that image.
+AUC = trapezoid area under the curve over t in [0, 1]; the relative AUC divides by p's similarity on
+the clean image (reported where that is positive). A faithful heatmap gives a low deletion AUC (the
+similarity drops as soon as the top pixels go) and a high insertion AUC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from protoviz.heatmaps.upsample import upsample_maps
+from protoviz.models.base import PrototypeModel
+
+
+@dataclass(frozen=True)
+class DeletionCurves:
+    """Per evaluated (image, prototype) pair: ``deletion``/``insertion`` (n, S + 1) curves, their AUCs
+    (n,), the clean similarity (n,), and the pairs' ``images`` (dataset indices) and ``prototypes``."""
+
+    fractions: np.ndarray
+    deletion: np.ndarray
+    insertion: np.ndarray
+    deletion_auc: np.ndarray
+    insertion_auc: np.ndarray
+    clean: np.ndarray
+    images: np.ndarray
+    prototypes: np.ndarray
+
+    def per_prototype(self, num_prototypes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean relative deletion and insertion AUC per prototype (P,), NaN where none was evaluated."""
+        rel_del, rel_ins = self.relative()
+        out = np.full((2, num_prototypes), np.nan)
+        for row, values in enumerate((rel_del, rel_ins)):
+            sums = np.bincount(self.prototypes, np.nan_to_num(values), minlength=num_prototypes)
+            counts = np.bincount(self.prototypes, ~np.isnan(values), minlength=num_prototypes)
+            out[row] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return out[0], out[1]
+
+    def relative(self) -> tuple[np.ndarray, np.ndarray]:
+        """AUCs divided by the clean similarity, NaN where it is not positive."""
+        scale = np.where(self.clean > 0, self.clean, np.nan)
+        return self.deletion_auc / scale, self.insertion_auc / scale
+
+
+def step_masks(heatmaps: Tensor, steps: int) -> Tensor:
+    """(n, H, W) heatmaps -> (n, S + 1, H, W) bool: pixels among the top round(t * H * W) at t = s / S."""
+    n, height, width = heatmaps.shape
+    order = torch.sort(heatmaps.flatten(1), dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(height * width, device=heatmaps.device).expand(n, -1))
+    counts = torch.round(torch.linspace(0, 1, steps + 1, dtype=torch.float64) * height * width).long()
+    return (ranks[:, None, :] < counts.to(heatmaps.device)[None, :, None]).view(n, steps + 1, height, width)
+
+
+@torch.inference_mode()
+def deletion_insertion(model: PrototypeModel, images: Tensor, prototypes: Tensor, indices: Sequence[int],
+                       steps: int = 10, batch_size: int = 32, clean_maps: Tensor | None = None,
+                       progress: Callable[[int], None] | None = None) -> DeletionCurves:
+    """Curves for pairs (images[i], prototypes[i]): images (n, 3, H, W) normalised on the model's device,
+    prototypes (n,) indices, indices (n,) their dataset positions. ``clean_maps`` (n, h, w) saves a pass."""
+    height, width = images.shape[-2:]
+    if clean_maps is None:
+        clean_maps = _maps_of(model, images, prototypes, batch_size)
+    masks = step_masks(upsample_maps(clean_maps, (height, width)), steps)  # (n, S + 1, H, W)
+    per_chunk = max(1, batch_size // (steps + 1))  # pairs whose S + 1 step images fill one batch
+    curves = []
+    for keep_original in (False, True):  # deletion: masked -> baseline; insertion: masked -> original
+        rows = []
+        for start in range(0, images.shape[0], per_chunk):
+            on = masks[start:start + per_chunk, :, None]  # (m, S + 1, 1, H, W)
+            original = images[start:start + per_chunk, None]  # (m, 1, 3, H, W)
+            stack = torch.where(on, original, 0.0) if keep_original else torch.where(on, 0.0, original)
+            protos = prototypes[start:start + per_chunk].repeat_interleave(steps + 1)
+            scores = _maps_of(model, stack.flatten(0, 1), protos, batch_size).flatten(1).amax(1)
+            rows.append(scores.view(-1, steps + 1))
+            if progress is not None:
+                progress(int(on.shape[0]))
+        curves.append(torch.cat(rows).double().cpu().numpy())
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    deletion, insertion = curves
+    clean = clean_maps.flatten(1).amax(1).double().cpu().numpy()
+    return DeletionCurves(fractions, deletion, insertion, np.trapezoid(deletion, fractions, axis=1),
+                          np.trapezoid(insertion, fractions, axis=1), clean, np.asarray(indices),
+                          prototypes.cpu().numpy())
+
+
+def _maps_of(model: PrototypeModel, images: Tensor, prototypes: Tensor, batch_size: int) -> Tensor:
+    """Each image's map of its own prototype: (n, 3, H, W), (n,) -> (n, h, w)."""
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        maps = model.similarity_maps(images[start:start + batch_size])
+        out.append(maps[torch.arange(maps.shape[0], device=maps.device), prototypes[start:start + batch_size]])
+    return torch.cat(out)
