@@ -17,73 +17,23 @@ import numpy as np
 import streamlit as st
 
 from app.cache import LoadedModel
+from app.compare_runs import (
+    NAMESPACE, compute_characteristics, compute_part_scores, compute_run, dataset_widget, open_dataset_cached,
+    prototype_part_facts, session_scores, stored_run,
+)
 from app.state import get_model, session_results
 from app.widgets import model_picker, show_error
 from protoviz.compare.card import prototype_facts, topk_patch_views
 from protoviz.compare.latent import latent_view, prototype_classes
-from protoviz.compare.summary import CompareConfig, ModelRun, open_probe_dataset, probe_indices, scan_model
+from protoviz.compare.summary import CompareConfig, ModelRun
 from protoviz.compare.topk import TopKConfig
 from protoviz.errors import ProtovizError
 from protoviz.viz.compare import latent_scatter
 from protoviz.viz.gallery import class_weight_bars, fit_tile, patch_strip, score_bars, tile_grid
 from protoviz.viz.overlay import png_bytes
 
-NAMESPACE = "compare"  # runs are shared with the Compare page
 TILE = 96
 PAGE_SIZE = 48
-SYNTHETIC = "bundled synthetic test set"
-
-
-# ----- dataset and the shared top-k pass -------------------------------------------------------
-def dataset_widget(prefix: str) -> tuple[str | None, str, int | None]:
-    """(folder or None for the synthetic set, split, max images or None) chosen on the page."""
-    source_col, split_col, size_col = st.columns([2, 1, 1])
-    source = source_col.radio("Dataset", [SYNTHETIC, "local folder"], horizontal=True, key=f"{prefix}.source")
-    folder = None
-    if source != SYNTHETIC:
-        folder = source_col.text_input("Folder (CUB-200-2011 layout, Stanford Cars/Dogs or ImageFolder)",
-                                       key=f"{prefix}.folder") or None
-    split = split_col.selectbox("Split", ["test", "train", "all"], key=f"{prefix}.split")
-    limit = size_col.number_input("Images (0 = all)", min_value=0, value=200, step=50, key=f"{prefix}.limit",
-                                  help="A seeded random subset keeps quick runs quick; the same for every model.")
-    return folder, split, int(limit) or None
-
-
-def open_dataset_cached(folder: str | None, split: str) -> Any:
-    """Open (and for the synthetic set, generate once) the dataset; kept in the session."""
-    datasets = session_results(NAMESPACE).setdefault("datasets", {})
-    key = (folder, split)
-    if key not in datasets:
-        with st.spinner("Opening the dataset (the synthetic set is generated once, ~10 s) ..."):
-            datasets[key] = open_probe_dataset(folder, split)
-    return datasets[key]
-
-
-def run_key(loaded: LoadedModel, folder: str | None, split: str, config: CompareConfig) -> tuple[Any, ...]:
-    return (loaded.name, loaded.sha256, folder, split, config.max_images, config.seed, config.topk,
-            config.profile, config.duplicate_correlation, config.duplicate_cosine)
-
-
-def get_run(loaded: LoadedModel, dataset: Any, folder: str | None, split: str, config: CompareConfig,
-            compute: bool) -> ModelRun | None:
-    """The model's pass over the dataset from the session, or computed now (with progress) if ``compute``."""
-    runs = session_results(NAMESPACE).setdefault("runs", {})
-    key = run_key(loaded, folder, split, config)
-    if key in runs or not compute:
-        return runs.get(key)
-    from protoviz.data.datasets import iterate_batches
-
-    indices = probe_indices(len(dataset), config.max_images, config.seed)
-    bar = st.progress(0.0, text=f"{loaded.name}: scanning {len(indices)} images ...")
-
-    def progress(done: int, total: int | None) -> None:
-        bar.progress(min(1.0, done / max(1, total or done)), text=f"{loaded.name}: {done}/{total} images")
-
-    with loaded.lock:
-        batches = iterate_batches(dataset, loaded.model.input_spec, config.batch_size, indices=indices)
-        runs[key] = scan_model(loaded.name, loaded.model, batches, config, total=len(indices), progress=progress)
-    bar.empty()
-    return runs[key]
 
 
 # ----- gallery ----------------------------------------------------------------------------------
@@ -126,7 +76,8 @@ def _duplicate_set(run: ModelRun | None) -> set[int]:
 
 
 # ----- the card -----------------------------------------------------------------------------------
-def card(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any) -> None:
+def card(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any, source_key: tuple[str | None, str],
+         config: CompareConfig) -> None:
     model = loaded.model
     facts = prototype_facts(model, index, run.duplicates if run is not None else None)
     with st.container(border=True, key="prototype-card"):
@@ -148,7 +99,7 @@ def card(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any) ->
                        f"{settings.get('duplicate_correlation')} and embedding cosine <= "
                        f"{settings.get('duplicate_cosine')}).")
         topk_section(loaded, index, run, dataset)
-        other_scores(loaded, index)
+        other_scores(loaded, index, dataset, source_key, config)
         st.download_button("Card facts (JSON)", json.dumps(facts.as_record(), indent=2, default=str),
                            f"{loaded.name}_prototype{index}.json", "application/json", key="prototypes.card_json",
                            on_click="ignore", icon=":material/data_object:")
@@ -197,37 +148,40 @@ def _topk_csv(run: ModelRun, index: int) -> bytes:
     return buffer.getvalue().encode()
 
 
-def other_scores(loaded: LoadedModel, index: int) -> None:
-    """Scores other pages computed for this prototype this session (Why, Evaluate), where present."""
-    found = found_scores(loaded, index)
-    if not found:
-        st.caption("Colour/shape/texture importance (Why page) and consistency/stability (Evaluate page) "
-                   "have not been computed for this model in this session.")
-        return
-    for title, scores in found.items():
-        st.plotly_chart(score_bars(scores, title), key=f"prototypes.scores.{title}")
+def other_scores(loaded: LoadedModel, index: int, dataset: Any, source: tuple[str | None, str],
+                 config: CompareConfig) -> None:
+    """Colour/shape/texture importance and consistency/stability where computed; buttons for what is not."""
+    from protoviz.explain.global_ import GlobalExplanation
+    from protoviz.metrics.consistency import PartScores
 
-
-def found_scores(loaded: LoadedModel, index: int) -> dict[str, dict[str, float]]:
-    """Per-prototype scores left by other pages in their session namespaces, by title."""
-    found: dict[str, dict[str, float]] = {}
-    for namespace in ("why", "evaluate"):
-        for key, value in session_results(namespace).items():
-            scores = _prototype_scores(value, loaded, index)
-            if scores:
-                found[f"{namespace}: {key if isinstance(key, str) else key[-1]}"] = scores
-    return found
-
-
-def _prototype_scores(value: Any, loaded: LoadedModel, index: int) -> dict[str, float]:
-    """Scores of prototype ``index`` from a result that offers ``prototype_scores(index)`` for this model."""
-    getter = getattr(value, "prototype_scores", None)
-    if getter is None or getattr(value, "model_sha256", loaded.sha256) != loaded.sha256:
-        return {}
-    try:
-        return {str(k): float(v) for k, v in getter(index).items()}
-    except (ProtovizError, IndexError, KeyError, TypeError, ValueError):
-        return {}
+    chars_col, parts_col = st.columns(2)
+    with chars_col:
+        found = session_scores(loaded, GlobalExplanation)
+        if found:
+            result = found[-1]
+            st.plotly_chart(score_bars(result.vector(index), f"characteristic importance ({result.num_images} images)"),
+                            key="prototypes.characteristics")
+        else:
+            st.caption("Colour/shape/texture/contrast/saturation importance not computed yet.")
+            if dataset is not None and st.button("Compute characteristics", key="prototypes.compute_chars"):
+                compute_characteristics(loaded, dataset, config.max_images)
+                st.rerun()
+    with parts_col:
+        found = session_scores(loaded, PartScores)
+        if found:
+            scores = found[-1]
+            facts = prototype_part_facts(scores, index)
+            st.markdown(f"**Consistency** (model): {scores.consistency:.1f} · **stability**: "
+                        f"{'-' if scores.stability is None else f'{scores.stability:.1f}'}")
+            st.dataframe({"property": list(facts), "value": [str(v) for v in facts.values()]}, hide_index=True)
+        else:
+            st.caption("Consistency, stability and dominant part not computed yet.")
+            has_parts = dataset is not None and getattr(dataset, "has_parts", False)
+            if dataset is not None and not has_parts:
+                st.caption(f"Unavailable on this dataset: {getattr(dataset, 'parts_reason', 'no part annotations')}")
+            if has_parts and st.button("Compute consistency and stability", key="prototypes.compute_parts"):
+                compute_part_scores(loaded, dataset, source[0], source[1], config)
+                st.rerun()
 
 
 # ----- latent space ---------------------------------------------------------------------------------
@@ -281,9 +235,12 @@ def main() -> None:
         compute = st.button("Compute top-k patches", key="prototypes.compute", icon=":material/play_arrow:")
     run, dataset = None, None
     try:
-        if compute or run_key(loaded, folder, split, config) in session_results(NAMESPACE).get("runs", {}):
+        run = stored_run(loaded, folder, split, config)
+        if compute or run is not None or st.session_state.get("prototypes.dataset_opened"):
             dataset = open_dataset_cached(folder, split)
-            run = get_run(loaded, dataset, folder, split, config, compute=compute)
+            st.session_state["prototypes.dataset_opened"] = True
+        if compute:
+            run = compute_run(loaded, dataset, folder, split, config)
     except ProtovizError as error:
         show_error(error)
     gallery_tab, card_tab, latent_tab = st.tabs(["Gallery", "Prototype card", "Latent space"])
@@ -294,7 +251,7 @@ def main() -> None:
         index = st.selectbox("Prototype", list(range(loaded.model.num_prototypes)), key="prototypes.selected",
                              format_func=lambda j: f"#{j} · {_class_name(loaded.model, classes[j])}")
         try:
-            card(loaded, int(index), run, dataset)
+            card(loaded, int(index), run, dataset, (folder, split), config)
         except ProtovizError as error:
             show_error(error)
     with latent_tab:

@@ -139,12 +139,18 @@ def _step(model: PrototypeModel, batch: Any, device: torch.device, with_latent: 
 
 
 class PredictionAccumulator:
-    """Keeps each image's top-``k`` classes and scores, and its label: (N, k), (N, k), (N,)."""
+    """Keeps each image's top-``k`` classes and scores, and its label: (N, k), (N, k), (N,).
+
+    ``label_map`` (C_data,) turns dataset labels into model class indices when they are numbered differently;
+    ``ignore_labels`` when they cannot be matched at all (the accuracy is then None).
+    """
 
     needs_latent = False
 
-    def __init__(self, k: int = 5):
+    def __init__(self, k: int = 5, label_map: Tensor | None = None, ignore_labels: bool = False):
         self.k = k
+        self.label_map = label_map
+        self.ignore_labels = ignore_labels
         self._classes: list[Tensor] = []
         self._scores: list[Tensor] = []
         self._labels: list[Tensor] = []
@@ -154,8 +160,9 @@ class PredictionAccumulator:
         scores, classes = step.logits.topk(k, dim=1)
         self._classes.append(classes.cpu())
         self._scores.append(scores.cpu())
-        if step.labels is not None:
-            self._labels.append(step.labels.cpu())
+        if step.labels is not None and not self.ignore_labels:
+            labels = step.labels.cpu()
+            self._labels.append(labels if self.label_map is None else self.label_map.cpu()[labels])
 
     @property
     def top_classes(self) -> Tensor:

@@ -24,7 +24,7 @@ from protoviz.compare.matching import (
 from protoviz.compare.scan import PredictionAccumulator, ProgressFn, run_pass
 from protoviz.compare.topk import TopKAccumulator, TopKConfig, TopKPatches
 from protoviz.device import describe_device
-from protoviz.errors import ConfigError, ModelError
+from protoviz.errors import ConfigError, DatasetError, ModelError
 from protoviz.models.base import PrototypeModel
 
 ModelProgress = Callable[[str, int, int | None], None]
@@ -103,10 +103,30 @@ def probe_indices(count: int, max_images: int | None, seed: int) -> list[int]:
     return sorted(torch.randperm(count, generator=generator)[:max_images].tolist())
 
 
+def dataset_label_map(model: PrototypeModel, dataset: Any) -> tuple[Tensor | None, str]:
+    """Dataset label -> model class (C_data,) matched by class name (else by index when the counts agree),
+    and how; (None, reason) when the classes cannot be matched (accuracy is then not computed)."""
+    from protoviz.metrics.consistency import class_mapping
+
+    names = getattr(dataset, "class_names", None)
+    if names is None:
+        return None, "dataset labels used as model classes"
+    try:
+        return class_mapping(model.class_names, names)
+    except DatasetError as error:
+        return None, f"no accuracy: {error}"
+
+
 def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareConfig,
-               total: int | None = None, progress: ProgressFn | None = None) -> ModelRun:
-    """One pass of ``model`` over ``batches`` giving accuracy, top-k patches and profiles together."""
-    predictions = PredictionAccumulator()
+               total: int | None = None, progress: ProgressFn | None = None,
+               label_map: Tensor | None = None, labels_note: str | None = None) -> ModelRun:
+    """One pass of ``model`` over ``batches`` giving accuracy, top-k patches and profiles together.
+
+    ``label_map`` (C_data,) maps the batches' dataset labels to model classes for the accuracy; a
+    ``labels_note`` starting with 'no accuracy' means the labels cannot be used.
+    """
+    ignore = labels_note is not None and labels_note.startswith("no accuracy")
+    predictions = PredictionAccumulator(label_map=label_map, ignore_labels=ignore)
     topk = TopKAccumulator(config.topk)
     profiles = ProfileAccumulator(config.profile)
     count = run_pass(model, batches, [predictions, topk, profiles], total=total, progress=progress)
@@ -118,24 +138,33 @@ def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareCo
     duplicates = near_duplicates(profile, embeddings, config.duplicate_correlation, config.duplicate_cosine)
     return ModelRun(name=name, accuracy=predictions.accuracy(), num_images=count, topk=topk.result(),
                     profiles=profile, duplicates=duplicates, info=model_info(name, model),
-                    settings=config.as_record())
+                    settings={**config.as_record(), "labels": labels_note or "dataset labels"})
 
 
 def compare_models(models: dict[str, PrototypeModel], dataset: Any, config: CompareConfig = CompareConfig(),
                    progress: ModelProgress | None = None) -> Comparison:
     """Scan every model over the same images of ``dataset`` (a protoviz ImageDataset) and match the
     prototypes of each model with those of the first."""
-    from protoviz.data.datasets import iterate_batches
-
     if not models:
         raise ConfigError("compare needs at least one model")
     indices = probe_indices(len(dataset), config.max_images, config.seed)
     runs = []
     for name, model in models.items():
         report = None if progress is None else (lambda done, total, n=name: progress(n, done, total))
-        batches = iterate_batches(dataset, model.input_spec, config.batch_size, indices=indices)
-        runs.append(scan_model(name, model, batches, config, total=len(indices), progress=report))
+        runs.append(scan_dataset(name, model, dataset, indices, config, report))
     return comparison_from_runs(runs, models, dataset, indices, config)
+
+
+def scan_dataset(name: str, model: PrototypeModel, dataset: Any, indices: list[int], config: CompareConfig,
+                 progress: ProgressFn | None = None) -> ModelRun:
+    """:func:`scan_model` over the images ``indices`` of a protoviz ImageDataset, in the model's own
+    preprocessing, with its labels matched to the model's classes."""
+    from protoviz.data.datasets import iterate_batches
+
+    label_map, note = dataset_label_map(model, dataset)
+    batches = iterate_batches(dataset, model.input_spec, config.batch_size, indices=indices)
+    return scan_model(name, model, batches, config, total=len(indices), progress=progress, label_map=label_map,
+                      labels_note=note)
 
 
 def comparison_from_runs(runs: list[ModelRun], models: dict[str, PrototypeModel], dataset: Any, indices: list[int],

@@ -20,24 +20,15 @@ def page_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(root, SyntheticConfig(image_size=64, n_train_per_class=0, n_test_per_class=2))
 
 
-@pytest.fixture
-def model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "models"
-    save_model(make_tiny_model(seed=0), folder / "tiny_a.safetensors")
-    monkeypatch.setenv("PROTOVIZ_MODEL_DIR", str(folder))
-    monkeypatch.setenv("PROTOVIZ_DEVICE", "cpu")
-    monkeypatch.setenv("PROTOVIZ_SAMPLE_DIR", str(tmp_path / "no-samples"))
-    return folder
-
-
 def _errors(app: AppTest) -> list[str]:
     return [e.value for e in app.error] + [str(x.value) for x in app.exception]
 
 
-def test_gallery_and_card_without_data(model_dir: Path) -> None:
+def test_gallery_and_card_without_data(app_env: None) -> None:
     app = AppTest.from_file(PAGE, default_timeout=60).run()
     assert _errors(app) == []
     assert app.title[0].value == "Prototypes"
+    app.selectbox(key="prototypes.model").set_value("tiny_log").run()
     markdown = " ".join(m.value for m in app.markdown)
     assert "Top-k most activating patches" in markdown
     assert any("Compute the top-k patches" in i.value for i in app.info)  # card and latent view wait for data
@@ -47,8 +38,11 @@ def test_gallery_and_card_without_data(model_dir: Path) -> None:
     assert app.subheader[0].value == "Prototype 3 · class class_1" and _errors(app) == []
 
 
-def test_topk_pass_fills_the_card_and_latent_view(model_dir: Path, page_dataset: Path) -> None:
+def test_topk_pass_fills_the_card_and_latent_view(app_env: None, model_dir: Path, page_dataset: Path) -> None:
+    # as many classes as the synthetic set, so consistency can match dataset labels to model classes
+    save_model(make_tiny_model(seed=3, classes=8, per_class=1), model_dir / "tiny_eight.safetensors")
     app = AppTest.from_file(PAGE, default_timeout=120).run()
+    app.selectbox(key="prototypes.model").set_value("tiny_eight").run()
     app.radio(key="prototypes.data.source").set_value("local folder").run()
     app.text_input(key="prototypes.data.folder").set_value(str(page_dataset))
     app.number_input(key="prototypes.data.limit").set_value(10)
@@ -57,13 +51,20 @@ def test_topk_pass_fills_the_card_and_latent_view(model_dir: Path, page_dataset:
     assert _errors(app) == []
     captions = " ".join(c.value for c in app.caption)
     assert "3 patches (best per image) over 10 images" in captions
-    assert "PCA of 6 prototype vectors" in captions
+    assert "PCA of 8 prototype vectors" in captions
     # a rerun reuses the session's pass instead of recomputing (the button is not pressed again)
     app.selectbox(key="prototypes.selected").set_value(5).run()
     assert _errors(app) == [] and "over 10 images" in " ".join(c.value for c in app.caption)
+    # offer to compute what other pages had not: consistency/stability, then characteristics
+    app.button(key="prototypes.compute_parts").click().run()
+    assert _errors(app) == []
+    assert any(m.value.startswith("**Consistency** (model):") for m in app.markdown)
+    app.button(key="prototypes.compute_chars").click().run()
+    assert _errors(app) == []
+    assert not any(b.key == "prototypes.compute_chars" for b in app.button)
 
 
-def test_a_missing_folder_is_a_clear_error(model_dir: Path, tmp_path: Path) -> None:
+def test_a_missing_folder_is_a_clear_error(app_env: None, tmp_path: Path) -> None:
     app = AppTest.from_file(PAGE, default_timeout=60).run()
     app.radio(key="prototypes.data.source").set_value("local folder").run()
     app.text_input(key="prototypes.data.folder").set_value(str(tmp_path / "nowhere"))

@@ -20,6 +20,8 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def two_checkpoints(tmp_path: Path) -> tuple[Path, Path]:
-    first = save_model(make_tiny_model(seed=0), tmp_path / "first.safetensors")
-    second = save_model(make_tiny_model(seed=1, similarity="cosine"), tmp_path / "second.safetensors")
+    """Two tiny models with as many classes as the tiny dataset (8), so their classes match by index."""
+    first = save_model(make_tiny_model(seed=0, classes=8, per_class=1), tmp_path / "first.safetensors")
+    second = save_model(make_tiny_model(seed=1, similarity="cosine", classes=8, per_class=1),
+                        tmp_path / "second.safetensors")
     return first, second

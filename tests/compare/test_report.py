@@ -17,6 +17,8 @@ from protoviz.compare.topk import TopKConfig
 from protoviz.data.datasets import open_dataset
 from protoviz.heatmaps import explain_image
 from protoviz.models import load_model
+from protoviz.models.checkpoint import save_model
+from tests.conftest import make_tiny_model
 
 
 class _Links(HTMLParser):
@@ -76,6 +78,15 @@ def test_scores_table_lists_each_model(tiny_dataset: Path, two_checkpoints: tupl
     assert [r["model"] for r in rows] == ["first", "second"]
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["images"] == 16 for r in rows)
     assert rows[0]["consistency"] == 0.25 and "consistency" not in rows[1]
+    assert comparison.runs[0].settings["labels"] == "class names differ; matched by index"
+
+
+def test_unmatchable_classes_give_no_accuracy(tiny_dataset: Path, tmp_path: Path) -> None:
+    three_classes = load_model(save_model(make_tiny_model(), tmp_path / "three.safetensors"))
+    comparison = compare_models({"three": three_classes}, open_dataset(tiny_dataset), CompareConfig(batch_size=8))
+    run = comparison.runs[0]
+    assert run.accuracy is None and run.settings["labels"].startswith("no accuracy")
+    assert run.topk.num_images == 16 and comparison.matchings == {}
 
 
 def test_cli_compare_writes_report_and_json(tiny_dataset: Path, two_checkpoints: tuple[Path, Path], tmp_path: Path,
@@ -88,7 +99,7 @@ def test_cli_compare_writes_report_and_json(tiny_dataset: Path, two_checkpoints:
     assert "first vs second" in printed and "matched pairs" in printed
     result = json.loads(data.read_text())
     assert [row["model"] for row in result["scores"]] == ["first", "second"]
-    assert len(result["top_k"]["first"]["images"]) == 6 and len(result["top_k"]["first"]["images"][0]) == 2
+    assert len(result["top_k"]["first"]["images"]) == 8 and len(result["top_k"]["first"]["images"][0]) == 2
     assert result["record"]["parameters"]["probe_images"] == 8
     assert out.is_file() and _external_links(out.read_text()) == []
 
