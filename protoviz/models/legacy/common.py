@@ -27,13 +27,44 @@ def input_spec(image_size: Any = 224) -> InputSpec:
 def tensor_state(obj: Any, label: str) -> dict[str, Tensor]:
     """The tensors of a loaded state dict or module, validated (str keys, tensor values)."""
     if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
+        obj = module_tensors(obj, label)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{label}: expected a state dict or a model, found {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{label}: the state dict holds non-tensor entries (e.g. {bad[0]!r})")
     return {k: v.detach() for k, v in obj.items()}
+
+
+def module_tensors(module: nn.Module, label: str, prefix: str = "", depth: int = 0) -> dict[str, Tensor]:
+    """A module's parameters and buffers by state-dict key, read from its dicts directly.
+
+    Unlike ``state_dict()`` this runs no hooks or overridden methods a pickle could have planted.
+    """
+    if depth > 64:
+        raise CheckpointError(f"{label}: modules nested more than 64 deep (a cyclic or hostile pickle?)")
+    found: dict[str, Tensor] = {}
+    for store in ("_parameters", "_buffers"):
+        items = vars(module).get(store) or {}
+        if not isinstance(items, dict):
+            raise CheckpointError(f"{label}: {prefix or 'the model'} has a malformed {store}")
+        non_persistent = vars(module).get("_non_persistent_buffers_set") or set()
+        for name, value in items.items():
+            if value is None or (store == "_buffers" and name in non_persistent):
+                continue
+            if not isinstance(name, str) or not isinstance(value, Tensor):
+                raise CheckpointError(f"{label}: {prefix}{name} is not a tensor")
+            found[prefix + name] = value.detach()
+    children = vars(module).get("_modules") or {}
+    if not isinstance(children, dict):
+        raise CheckpointError(f"{label}: {prefix or 'the model'} has malformed submodules")
+    for name, child in children.items():
+        if child is None:
+            continue
+        if not isinstance(child, nn.Module) or not isinstance(name, str):
+            raise CheckpointError(f"{label}: {prefix}{name} is not a module")
+        found.update(module_tensors(child, label, f"{prefix}{name}.", depth + 1))
+    return found
 
 
 def strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

@@ -15,7 +15,9 @@ from torch import Tensor, nn
 from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
 from protoviz.models.legacy.arch import infer_backbone
-from protoviz.models.legacy.common import add_on_kind, attribute, class_names, input_spec, load_weights
+from protoviz.models.legacy.common import (
+    add_on_kind, attribute, class_names, input_spec, load_weights, module_tensors,
+)
 from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
 from protoviz.models.tesnet import TesNet, TesNetConfig, default_identity
 
@@ -66,5 +68,5 @@ def from_module(family: str, module: nn.Module, label: str) -> PrototypeModel:
         raise CheckpointError(f"{label}: prototype_activation_function {activation!r} is not supported "
                               "(protoviz reads ProtoPNet's 'log' similarity)")
     identity = attribute(module, "prototype_class_identity", Tensor, label)
-    state = {k: v.detach() for k, v in module.state_dict().items()}
+    state = module_tensors(module, label)
     return build(family, state, identity.detach().float(), getattr(module, "img_size", 224), label)

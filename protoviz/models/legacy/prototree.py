@@ -17,7 +17,9 @@ from torch import Tensor, nn
 
 from protoviz.errors import CheckpointError
 from protoviz.models.legacy.arch import infer_backbone
-from protoviz.models.legacy.common import class_names, input_spec, load_weights, rename, research_class
+from protoviz.models.legacy.common import (
+    class_names, input_spec, load_weights, module_tensors, rename, research_class,
+)
 from protoviz.models.prototree import ProtoTree, ProtoTreeConfig
 
 FOLDER_FILES = ("model.pth", "tree.pkl")
@@ -34,7 +36,9 @@ def _tree(root: nn.Module, out_map: dict[Any, Any], label: str) -> tuple[list[di
     leaves: list[Tensor] = []
     flags: set[bool] = set()
 
-    def visit(node: nn.Module) -> int:
+    def visit(node: nn.Module, depth: int = 0) -> int:
+        if depth > 32 or len(nodes) > 100_000:
+            raise CheckpointError(f"{label}: the tree is deeper than 32 levels or cyclic")
         position = len(nodes)
         index = int(getattr(node, "index", position))
         kind = research_class(node).rsplit(".", 1)[-1]
@@ -51,8 +55,8 @@ def _tree(root: nn.Module, out_map: dict[Any, Any], label: str) -> tuple[list[di
         if kind != "Branch" or node not in out_map:
             raise CheckpointError(f"{label}: unexpected tree node {research_class(node) or type(node).__name__}")
         nodes.append({"index": index, "prototype": int(out_map[node]), "left": -1, "right": -1})
-        nodes[position]["left"] = visit(node.l)
-        nodes[position]["right"] = visit(node.r)
+        nodes[position]["left"] = visit(node.l, depth + 1)
+        nodes[position]["right"] = visit(node.r, depth + 1)
         return position
 
     visit(root)
@@ -67,7 +71,7 @@ def from_module(module: nn.Module, label: str) -> ProtoTree:
     if not isinstance(root, nn.Module) or not isinstance(out_map, dict):
         raise CheckpointError(f"{label}: the pickled ProtoTree has no _root tree or _out_map")
     nodes, leaves, kontschieder = _tree(root, out_map, label)
-    state = {k: v.detach() for k, v in module.state_dict().items() if not k.startswith("_root.")}
+    state = {k: v for k, v in module_tensors(module, label).items() if not k.startswith("_root.")}
     vectors = state.get("prototype_layer.prototype_vectors")
     if vectors is None or vectors.dim() != 4:
         raise CheckpointError(f"{label}: expected prototype_layer.prototype_vectors (P, D, h, w)")

@@ -22,6 +22,7 @@ and nothing of theirs runs. Every other global raises :class:`CheckpointError` n
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickle
 import re
@@ -66,7 +67,6 @@ _TENSOR_FUNCTIONS: tuple[Callable[..., Any], ...] = (
     torch._utils._rebuild_tensor, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter,
     torch._utils._rebuild_parameter_with_state,
 )
-_COMPAT_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
 class StandIn(nn.Module):
@@ -110,9 +110,16 @@ def allowed_globals() -> dict[str, Any]:
     return allowed
 
 
+def python3_name(module: str, name: str) -> tuple[str, str]:
+    """The Python 3 spelling of a protocol-2 global (``__builtin__.set``, ``commands.Popen`` ...)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 def resolve_global(module: str, name: str) -> Any:
     """The allowed object for a pickled global, or :class:`CheckpointError` naming it."""
-    module = _COMPAT_MODULES.get(module, module)
+    module, name = python3_name(module, name)
     full = f"{module}.{name}"
     allowed = allowed_globals()
     if full in allowed:
@@ -129,7 +136,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     device: torch.device = torch.device("cpu")
 
     def find_class(self, module: str, name: str) -> Any:
-        if _COMPAT_MODULES.get(module, module) == "copyreg" and name == "_reconstructor":
+        if python3_name(module, name) == ("copyreg", "_reconstructor"):
             return _reconstructor
         if module == "torch.storage" and name == "_load_from_bytes":
             device = self.device
@@ -190,7 +197,7 @@ def load_bytes(data: bytes, device: torch.device, label: str = "checkpoint") -> 
 
 def _starts_with_legacy_magic(data: bytes, device: torch.device) -> bool:
     if not data.startswith(b"\x80"):
-        raise CheckpointError("the file is neither a zip archive nor a pickle (it does not start with a pickle protocol byte)")
+        return False  # protocol 0/1 pickles have no protocol byte; torch.save never writes them
     try:
         first = restricted_pickle_module(device).load(io.BytesIO(data))
     except CheckpointError:
