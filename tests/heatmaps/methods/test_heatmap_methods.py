@@ -133,3 +133,16 @@ def test_random_gradients_do_not_find_the_planted_patch() -> None:
                                                                     HeatmapOptions(random_seed=s)))
                           for s in range(4)])
     assert shares.mean() < 0.3
+
+
+def test_prp_conserves_the_similarity_layer_relevance_through_the_pixel_layer() -> None:
+    model = PlantedModel().eval()
+    images = planted_images(2)
+    latent = model.latent(images).detach().requires_grad_(True)
+    from protoviz.models.protopnet import log_similarity
+
+    score = log_similarity(latent, model.prototype_vectors)[:, 0].flatten(1).amax(1).sum()
+    (grad,) = torch.autograd.grad(score, latent)
+    top_relevance = (latent * grad).flatten(1).sum(1)  # the gradient rule at the similarity layer
+    maps = compute_heatmaps("prp", model, images, [0])
+    torch.testing.assert_close(maps.flatten(1).sum(1), top_relevance.detach(), rtol=1e-4, atol=1e-6)

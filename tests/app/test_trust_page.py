@@ -1,0 +1,49 @@
+"""AppTest of the Trust page: run the checks on bundled samples and on the synthetic set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app" / "views" / "trust.py")
+
+
+def _errors(app: AppTest) -> list[str]:
+    return [e.value for e in app.error] + [str(x.value) for x in app.exception]
+
+
+def test_checks_on_my_images(app_env: None) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert _errors(app) == [] and app.title[0].value.startswith("Trust")
+    app.radio(key="trust.source").set_value("My images").run()
+    assert any("Upload or pick" in i.value for i in app.info)
+    app.multiselect(key="trust.images.samples").set_value(["sample_a.png", "sample_b.png"]).run()
+    app.multiselect(key="trust.methods").set_value(["upsample", "saliency", "random"])
+    app.slider(key="trust.stages").set_value(2)
+    app.slider(key="trust.steps").set_value(4)
+    app.button(key="trust.run").click().run()
+    assert _errors(app) == []
+    table = app.dataframe[0].value
+    assert list(table["method"]) == ["upsample", "saliency", "random"]
+    assert table.set_index("method").loc["random", "randomisation check"] == "FAIL"
+    assert len(app.get("plotly_chart")) == 2  # randomisation, curves (no masks: no relevance figure)
+    # the result stays in the session: another prototype is shown without running again
+    app.selectbox(key="trust.map_k").set_value(1).run()
+    assert _errors(app) == [] and len(app.dataframe) == 1
+
+
+@pytest.mark.slow
+def test_checks_on_the_synthetic_set_show_relevance(app_env: None) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=300).run()
+    app.slider(key="trust.count").set_value(2)
+    app.multiselect(key="trust.methods").set_value(["upsample", "prp"])
+    app.slider(key="trust.k").set_value(1)
+    app.slider(key="trust.stages").set_value(1)
+    app.slider(key="trust.steps").set_value(4)
+    app.button(key="trust.run").click().run()
+    assert _errors(app) == []
+    table = app.dataframe[0].value
+    assert {"mass in part", "mass in object", "object area"} <= set(table.columns)
+    assert len(app.get("plotly_chart")) == 3
