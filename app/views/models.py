@@ -1,12 +1,21 @@
-"""Models page: the models the dashboard can use and what each one is."""
+"""Models page: the models the dashboard can use and what each one is; add one (upload or path)."""
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+
 import streamlit as st
 
-from app.state import available_models, get_model
+from app.state import add_user_model, available_models, get_model
 from app.widgets import show_error
 from protoviz.errors import ProtovizError
+from protoviz.models.legacy import checkpoint_file
+from protoviz.models.legacy.detect import FAMILIES
+
+_UPLOAD_DIR = "protoviz.models.upload_dir"
+AUTO = "detect automatically"
 
 
 def model_card(name: str) -> None:
@@ -34,8 +43,53 @@ def model_card(name: str) -> None:
                     st.json(record)
 
 
+def _saved_upload(name: str, data: bytes) -> Path:
+    """Write an uploaded checkpoint into this session's temporary folder (a safe file name)."""
+    folder = Path(st.session_state.setdefault(_UPLOAD_DIR, tempfile.mkdtemp(prefix="protoviz-upload-")))
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".") or "checkpoint.pth"
+    path = folder / clean
+    path.write_bytes(data)
+    return path
+
+
+def add_model_section() -> None:
+    """Upload a checkpoint or point at a local file/folder, name it, and load it for every page."""
+    st.header("Add a model")
+    st.caption("A protoviz `.safetensors` file, or a checkpoint of the original ProtoPNet, TesNet, ST-ProtoPNet, "
+               "ProtoPool, ProtoTree (`model.pth`, `tree.pkl` or the run folder) or PIP-Net code. Research files "
+               "are read by a restricted loader that builds only tensors and known layer classes: nothing in a "
+               "file can run.")
+    upload = st.file_uploader("Upload a checkpoint", key="models.add.upload")
+    local = st.text_input("…or a local path (file or run folder)", key="models.add.path")
+    left, right = st.columns(2)
+    name = left.text_input("Name", key="models.add.name", placeholder="defaults to the file name")
+    family = right.selectbox("Family", [AUTO, *FAMILIES], key="models.add.family",
+                             help="Only needed for ProtoPNet/TesNet state dicts, which look the same.")
+    if not st.button("Add model", key="models.add.submit", type="primary"):
+        return
+    try:
+        if upload is not None:
+            path = _saved_upload(upload.name, upload.getvalue())
+        elif local.strip():
+            path = checkpoint_file(Path(local.strip()).expanduser())
+        else:
+            st.warning("Upload a file or give a path first.")
+            return
+        label = name.strip() or Path(upload.name if upload is not None else local.strip()).stem
+        with st.spinner(f"Loading {path.name}…"):
+            entry = add_user_model(label, path, None if family == AUTO else family)
+            loaded = get_model(entry.name)
+    except ProtovizError as error:
+        show_error(error)
+        return
+    st.success(f"Added {entry.name!r}: a {loaded.summary.family} model. It is now available on every page.")
+    rows = loaded.summary.as_rows()
+    st.dataframe({"property": [k for k, _ in rows], "value": [v for _, v in rows]}, hide_index=True)
+
+
 def main() -> None:
     st.title("Models")
+    add_model_section()
     names = list(available_models())
     if not names:
         st.info("No models yet: add `.safetensors` checkpoints to assets/models (`make demo-models`).")

@@ -23,18 +23,32 @@ _SUFFIXES = (".pth", ".pt", ".tar", ".pkl", ".ckpt")
 
 def load_legacy(path: Path, family: str | None, device: torch.device) -> PrototypeModel:
     """Load a research checkpoint (file or folder) as a :class:`PrototypeModel` on ``device``."""
-    from protoviz.models.legacy import detect, prototree
+    from protoviz.models.legacy import detect
     from protoviz.models.legacy.unpickler import load_file
 
-    path = Path(path)
-    file = _folder_file(path) if path.is_dir() else path
-    if file.name == "model_state.pth" and ((file.parent / "tree.pkl").exists() or (file.parent / "model.pth").exists()):
-        file = prototree.folder_file(file.parent)
+    file = checkpoint_file(Path(path))
     obj = load_file(file, device="cpu")
     model = detect.convert(obj, family, file.name)
     model.metadata.update({"imported_from": str(file), "checkpoint_sha256": file_sha256(file),
                            "research_family": model.family})
     return model.to(device).eval()
+
+
+def checkpoint_file(path: Path) -> Path:
+    """The one file to read for ``path``: itself, or the checkpoint a run folder holds.
+
+    A ProtoTree ``model_state.pth`` with ``model.pth``/``tree.pkl`` beside it resolves to those
+    (the state dict alone cannot rebuild the tree).
+    """
+    from protoviz.models.legacy import prototree
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such file or folder: {path}")
+    file = _folder_file(path) if path.is_dir() else path
+    if file.name == "model_state.pth" and any((file.parent / n).is_file() for n in prototree.FOLDER_FILES):
+        file = prototree.folder_file(file.parent)
+    return file
 
 
 def _folder_file(folder: Path) -> Path:
