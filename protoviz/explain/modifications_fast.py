@@ -157,33 +157,45 @@ def _odd(value: float, cap: int) -> int:
 
 
 def _nlm_weights(shifted: Tensor, centre: Tensor, inv_h2: float, template: int) -> Tensor:
-    """exp(-d^2 / h^2) of the template-window mean squared difference, OpenCV's small weights dropped:
-    (B, C, H, W) x 2 -> (B, 1, H, W)."""
+    """exp(-d^2 / h^2) of the template-window mean squared difference, OpenCV's small weights dropped.
+
+    shifted, centre: (B, C, H + t - 1, W + t - 1), the images extended by half the template t on each
+    side -> (B, 1, H, W).
+    """
     diff = (shifted - centre).square().mean(dim=1, keepdim=True)
-    half = template // 2
-    if half:
-        diff = F.avg_pool2d(F.pad(diff, (half,) * 4, mode="replicate"), template, stride=1)
+    if template > 1:
+        diff = F.avg_pool2d(diff, template, stride=1)
     weight = torch.exp(-diff * inv_h2)
     return torch.where(weight < _WEIGHT_THRESHOLD, torch.zeros_like(weight), weight)
+
+
+def _extend(image: Tensor, pad: int) -> Tensor:
+    """OpenCV's BORDER_DEFAULT (reflect without repeating the edge); replicate where the image is too small."""
+    if pad == 0:
+        return image
+    mode = "reflect" if pad < min(image.shape[-2:]) else "replicate"
+    return F.pad(image, (pad,) * 4, mode=mode)
 
 
 def texture(unit: Tensor, h: float, h_color: float, template: int, search: int) -> Tensor:
     """Non-local means in 8-bit CIELAB: L averaged with weights from L (strength ``h``), a and b with
     weights from (a, b) (strength ``h_color``), as OpenCV's coloured variant; windows in input pixels."""
     lab = torch.round(rgb_to_lab8(unit)).clamp(0.0, 255.0)  # OpenCV filters uint8 Lab
-    radius = search // 2
-    padded = F.pad(lab, (radius,) * 4, mode="reflect") if radius else lab
+    radius, half = search // 2, template // 2
+    padded = _extend(lab, radius + half)  # like OpenCV, templates near the border see reflected pixels
+    centre = padded[:, :, radius:padded.shape[2] - radius, radius:padded.shape[3] - radius]
     height, width = unit.shape[-2:]
     numerator = torch.zeros_like(lab)
     denominator = torch.zeros_like(lab)
     inv_l, inv_ab = 1.0 / (h * h), 1.0 / (h_color * h_color)
+    size_y, size_x = height + 2 * half, width + 2 * half
     for dy in range(search):  # a loop over window offsets; each step is one batched op over all images
         for dx in range(search):
-            shifted = padded[:, :, dy:dy + height, dx:dx + width]
-            w_l = _nlm_weights(shifted[:, :1], lab[:, :1], inv_l, template)
-            w_ab = _nlm_weights(shifted[:, 1:], lab[:, 1:], inv_ab, template)
+            shifted = padded[:, :, dy:dy + size_y, dx:dx + size_x]
+            w_l = _nlm_weights(shifted[:, :1], centre[:, :1], inv_l, template)
+            w_ab = _nlm_weights(shifted[:, 1:], centre[:, 1:], inv_ab, template)
             weight = torch.cat([w_l, w_ab.expand(-1, 2, -1, -1)], dim=1)
-            numerator += weight * shifted
+            numerator += weight * shifted[:, :, half:half + height, half:half + width]
             denominator += weight
     smoothed = torch.round(numerator / denominator)
     return torch.round(lab8_to_rgb(smoothed) * 255.0) / 255.0

@@ -14,7 +14,7 @@ def format_value(value: float) -> str:
 
 
 def describe(importance: Mapping[str, float], prototype: int, class_name: str | None = None,
-             noise_floor: float = 0.0, relative: float = 0.5, negligible: float = 0.1) -> str:
+             noise_floor: float = 0.0, relative: float = 0.4, negligible: float = 0.05) -> str:
     """E.g. "prototype 12 (class Cardinal) relies mostly on hue (2.2) and shape (1.0); texture barely matters".
 
     A characteristic is named as relied on when its value is at least ``relative`` times the largest
