@@ -61,10 +61,14 @@ def evidence_text(evidence: PrototypeEvidence) -> str:
 
 
 def sum_line(explanation: ImageExplanation) -> str:
-    return (f"Sum of all {len(explanation.contributions)} prototypes' contributions = "
-            f"{explanation.total_contribution:.4f}; logit of '{explanation.predicted_name}' = "
+    line = (f"Sum of all {len(explanation.contributions)} prototypes' contributions = "
+            f"{explanation.total_contribution:.4f}; score of '{explanation.predicted_name}' = "
             f"{explanation.class_logit:.4f}. The {len(explanation.prototypes)} shown contribute "
             f"{explanation.shown_contribution:.4f}.")
+    if not explanation.sums_to_logit:
+        line += (" This model's head is not a plain linear layer over the prototypes' similarities "
+                 "(e.g. a tree, a threshold or a bias), so the contributions are a guide, not an exact split.")
+    return line
 
 
 def figure_bytes(loaded: LoadedModel, explanation: ImageExplanation) -> bytes:

@@ -99,6 +99,13 @@ class ImageExplanation:
         return float(self.contributions.astype(np.float64).sum())
 
     @property
+    def sums_to_logit(self) -> bool:
+        """True when all contributions add up to the class score, i.e. the head is linear without bias
+        (ProtoPNet, TesNet, ST-ProtoPNet, ProtoPool); False for e.g. ProtoTree or PIP-Net's thresholded head."""
+        logit = self.class_logit
+        return bool(abs(self.total_contribution - logit) <= 1e-4 * (1.0 + abs(logit)))
+
+    @property
     def shown_contribution(self) -> float:
         """Sum of the contributions of the top-k prototypes listed."""
         return float(sum(p.contribution for p in self.prototypes))
@@ -117,7 +124,7 @@ class ImageExplanation:
         return {
             "image": self.name, "predicted_class": self.predicted, "predicted_name": self.predicted_name,
             "class_logit": self.class_logit, "sum_of_all_contributions": self.total_contribution,
-            "sum_of_shown_contributions": self.shown_contribution,
+            "sum_of_shown_contributions": self.shown_contribution, "sums_to_logit": self.sums_to_logit,
             "top_classes": [{"class": c, "name": n, "probability": p} for c, n, p in self.top_classes],
             "prototypes": [p.as_record() for p in self.prototypes], "settings": self.settings,
         }

@@ -71,6 +71,7 @@ def test_sample_gives_prototype_cards_summing_to_the_logit(app_env: None) -> Non
     assert any(m.value.startswith("**Predicted: class_") for m in at.markdown)
     line = next(i.value for i in at.info if i.value.startswith("Sum of all"))
     total, logit = (float(v) for v in re.findall(r"= (-?\d+\.\d+)", line)[:2])
+    assert "not a plain linear layer" not in line
     assert total == pytest.approx(logit, abs=2e-4)
     for text in cards(at):
         sim, weight, contribution = (float(v) for v in re.findall(r"\*\*([+-]?\d+\.\d+)\*\*", text))

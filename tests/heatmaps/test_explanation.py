@@ -29,6 +29,17 @@ def test_all_contributions_sum_to_the_class_logit(similarity: str, sets: tuple[s
     for explanation in explanations:
         assert explanation.contributions.shape == (model.num_prototypes,)
         assert explanation.total_contribution == pytest.approx(explanation.class_logit, abs=1e-5)
+        assert explanation.sums_to_logit
+
+
+def test_a_head_with_a_bias_does_not_claim_an_exact_split() -> None:
+    model = make_tiny_model(seed=7)
+    bias = torch.tensor([0.5, -1.0, 2.0])
+    model.logits_from_similarities = lambda maps, pooled: pooled @ model.class_weights.t() + bias  # type: ignore[method-assign]
+    explanation = explain_image(model, torch.randn(1, 3, 64, 64))[0]
+    assert not explanation.sums_to_logit
+    expected = explanation.class_logit - float(bias[explanation.predicted])
+    assert explanation.total_contribution == pytest.approx(expected, abs=1e-5)
 
 
 def test_top_k_are_the_largest_contributions_with_their_parts() -> None:
