@@ -27,6 +27,10 @@ from protoviz.viz.figures import EvidencePanels, FigureRow, evidence_panels, exp
 MAX_KEPT_RESULTS = 64
 BATCH_SIZE = 16
 PICTURE_WIDTH = 170
+PROTOTYPES_PAGE = "views/prototypes.py"
+PROTOTYPES_MODEL_KEY = "prototypes.model"  # widget keys of the Prototypes page
+PROTOTYPES_SELECTED_KEY = "prototypes.selected"
+OPEN_CARD_FLAG = "explain.open_card"
 
 
 def compute(loaded: LoadedModel, images: Sequence[NamedImage], top_k: int) -> list[ImageExplanation]:
@@ -129,6 +133,15 @@ def render_card(loaded: LoadedModel, explanation: ImageExplanation, evidence: Pr
             f"= contribution **{evidence.contribution:+.3f}**")
         y0, y1, x0, x1 = evidence.box
         numbers.caption(f"box rows {y0}-{y1}, cols {x0}-{x1} · max at map cell {evidence.map_location}")
+        numbers.button("Open prototype card", key=f"open-{slot}-{evidence.rank}", type="tertiary",
+                       icon=":material/open_in_new:", on_click=open_card, args=(loaded.name, evidence.index))
+
+
+def open_card(model_name: str, prototype: int) -> None:
+    """Button callback: preselect the model and prototype on the Prototypes page, then go there."""
+    st.session_state[PROTOTYPES_MODEL_KEY] = model_name
+    st.session_state[PROTOTYPES_SELECTED_KEY] = prototype
+    st.session_state[OPEN_CARD_FLAG] = True
 
 
 def _picture(column: st.delta_generator.DeltaGenerator, picture: np.ndarray | None, caption: str) -> None:
@@ -153,6 +166,8 @@ def render_explanation(loaded: LoadedModel, explanation: ImageExplanation, slot:
 
 
 def main() -> None:
+    if st.session_state.pop(OPEN_CARD_FLAG, False):
+        st.switch_page(PROTOTYPES_PAGE)
     st.title("Explain: this looks like that")
     st.caption("Which prototypes an image activates, where, and how much each one adds to the predicted class.")
     with st.container(border=True):

@@ -135,3 +135,18 @@ def test_models_page_shows_each_model(app_env: None) -> None:
     at = started(app_test(VIEWS / "models.py"))
     assert [s.value for s in at.subheader] == ["tiny_cosine", "tiny_log"]
     assert not at.error
+
+
+def test_open_card_goes_to_the_prototypes_page_with_the_prototype_selected(app_env: None) -> None:
+    at = started(app_test())
+    at.slider(key="explain.top_k").set_value(2)
+    at.multiselect(key="explain.images.samples").select("sample_a.png")
+    started(at)
+    first = cards(at)[0]
+    index = int(re.match(r"\*\*Prototype (\d+)\*\*", first).group(1))  # type: ignore[union-attr]
+    [model] = at.multiselect(key="explain.models").value
+    at.button(key="open-0-0-1").click()
+    started(at)
+    assert at.title[0].value == "Prototypes"
+    assert at.selectbox(key="prototypes.model").value == model
+    assert at.selectbox(key="prototypes.selected").value == index
