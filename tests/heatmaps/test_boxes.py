@@ -78,3 +78,9 @@ def test_map_argmax() -> None:
     locations = map_argmax(maps)
     assert locations[0, 1].tolist() == [3, 2]
     assert locations[1, 2].tolist() == [0, 4]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_boxes_equal_cpu_boxes() -> None:
+    maps = torch.rand(4, 6, 224, 224, generator=torch.Generator().manual_seed(4)) ** 2
+    torch.testing.assert_close(percentile_boxes(maps.cuda()).cpu(), percentile_boxes(maps))

@@ -110,3 +110,19 @@ def test_top_k_is_capped_by_the_number_of_prototypes() -> None:
     model = make_tiny_model(seed=6, classes=2, per_class=1)
     explanation = explain_image(model, torch.randn(1, 3, 64, 64), top_k=50)[0]
     assert len(explanation.prototypes) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gives_the_cpu_explanation() -> None:
+    model = make_tiny_model(seed=8, classes=4, per_class=3)
+    images = random_images(3, seed=2)
+    on_cpu = explain_image(model, images, top_k=4)
+    on_gpu = explain_image(model.to("cuda"), images, top_k=4)
+    for cpu, gpu in zip(on_cpu, on_gpu, strict=True):
+        assert gpu.settings["device"].startswith("cuda")
+        assert cpu.predicted == gpu.predicted
+        np.testing.assert_allclose(gpu.contributions, cpu.contributions, rtol=1e-4, atol=1e-5)
+        assert [p.index for p in cpu.prototypes] == [p.index for p in gpu.prototypes]
+        for a, b in zip(cpu.prototypes, gpu.prototypes, strict=True):
+            np.testing.assert_allclose(b.heatmap, a.heatmap, rtol=1e-4, atol=1e-4)
+            assert a.box == b.box and a.map_location == b.map_location

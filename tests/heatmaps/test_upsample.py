@@ -78,3 +78,12 @@ def test_float64_stays_float64_and_rejects_bad_size() -> None:
     assert upsample_maps(maps, (9, 9)).dtype == torch.float64
     with pytest.raises(ConfigError):
         upsample_maps(maps, (0, 9))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cv2() -> None:
+    maps = np.random.default_rng(6).uniform(0, 9, size=(3, 7, 7)).astype(np.float32)
+    out = upsample_maps(torch.from_numpy(maps).cuda(), (224, 224)).cpu().numpy()
+    for p in range(3):
+        reference = cv2.resize(maps[p], (224, 224), interpolation=cv2.INTER_CUBIC)
+        np.testing.assert_allclose(out[p], reference, atol=1e-5, rtol=0)
