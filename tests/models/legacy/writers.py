@@ -267,9 +267,9 @@ def pipnet(classes: int = 3, num_features: int = 0, bias: bool = False, seed: in
 
 def pipnet_checkpoint(net: nn.Module) -> dict[str, Any]:
     """PIP-Net's saved dict: the DataParallel state and the optimizer states."""
-    wrapped = nn.DataParallel(net)
+    state = OrderedDict(("module." + k, v) for k, v in net.state_dict().items())  # nn.DataParallel's keys
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    return {"model_state_dict": wrapped.state_dict(), "optimizer_net_state_dict": optimizer.state_dict(),
+    return {"model_state_dict": state, "optimizer_net_state_dict": optimizer.state_dict(),
             "optimizer_classifier_state_dict": optimizer.state_dict()}
 
 
