@@ -128,21 +128,22 @@ class TopKAccumulator:
             "cells": _pick(is_new, cells, state["cells"], old),
             "boxes": _pick(is_new, boxes, state["boxes"], old),
         }
+        rows = is_new.nonzero(as_tuple=True)  # only the newly winning slots need this batch's data
         if "latents" in state and step.latent is not None:
-            lat = step.latent.permute(0, 2, 3, 1).reshape(batch * h * w, -1)[image_in_batch * h * w + pos]
-            new_state["latents"] = _pick(is_new, lat, state["latents"], old)
+            latents = _pick(is_new, state["latents"], state["latents"], old)
+            latents[rows] = step.latent.permute(0, 2, 3, 1)[image_in_batch[rows], cells[rows][:, 0], cells[rows][:, 1]]
+            new_state["latents"] = latents
         if "thumbnails" in state:
-            new_state["thumbnails"] = self._merge_thumbnails(state["thumbnails"], old, is_new, image_in_batch,
+            new_state["thumbnails"] = self._merge_thumbnails(state["thumbnails"], old, is_new, rows, image_in_batch,
                                                              boxes, step.unit)
         self._state = new_state
         self.count += batch
 
-    def _merge_thumbnails(self, previous: Tensor, old: Tensor, is_new: Tensor, image_in_batch: Tensor,
-                          boxes: Tensor, unit: Tensor) -> Tensor:
-        """Crop only the newly winning patches (roi_align, one call) and keep the others."""
-        thumbs = _pick(is_new, previous.new_zeros(previous.shape), previous, old)
-        if bool(is_new.any()):
-            rows = is_new.nonzero(as_tuple=True)
+    def _merge_thumbnails(self, previous: Tensor, old: Tensor, is_new: Tensor, rows: tuple[Tensor, ...],
+                          image_in_batch: Tensor, boxes: Tensor, unit: Tensor) -> Tensor:
+        """Crop only the newly winning patches (``rows``; one roi_align call) and keep the others."""
+        thumbs = _pick(is_new, previous, previous, old)
+        if rows[0].numel():
             b = boxes[rows].to(unit.dtype)  # (N, 4) y0, y1, x0, x1
             rois = torch.stack([image_in_batch[rows].to(unit.dtype), b[:, 2], b[:, 0], b[:, 3], b[:, 1]], dim=1)
             size = self.config.thumbnail_size
