@@ -24,6 +24,7 @@ from protoviz.device import describe_device  # noqa: E402
 # One line per page; paths are relative to this file.
 PAGES = [
     st.Page("views/explain.py", title="Explain", icon=":material/image_search:", url_path="explain", default=True),
+    st.Page("views/why.py", title="Why", icon=":material/psychology_alt:", url_path="why"),
     st.Page("views/evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
     st.Page("views/trust.py", title="Trust", icon=":material/verified:", url_path="trust"),
     st.Page("views/prototypes.py", title="Prototypes", icon=":material/grid_view:", url_path="prototypes"),

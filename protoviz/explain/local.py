@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -24,7 +25,7 @@ from protoviz.errors import ConfigError
 from protoviz.explain.modifications_fast import modify_fast
 from protoviz.explain.modifications_reference import modify_reference
 from protoviz.explain.params import ExplainConfig
-from protoviz.data.transforms import normalize, to_unit_tensor
+from protoviz.data.transforms import normalize, to_uint8_image, to_unit_tensor
 from protoviz.heatmaps.boxes import percentile_boxes
 from protoviz.heatmaps.upsample import upsample_maps
 from protoviz.models.base import PrototypeModel
@@ -40,6 +41,7 @@ class LocalExplanation:
     locations: (B, K, 2) (row, col) of l*_j in the similarity map. logits: (B, C) of the originals.
     boxes: (B, K, 4) (y0, y1, x0, x1) high-activation box in input pixels, or None (whole images).
     unit: (B, 1 + M, 3, H, W) original then modified images in [0, 1] when kept (whole images only).
+    maps: (B, K, h, w) the originals' similarity maps when kept (whole images only).
     """
 
     characteristics: tuple[str, ...]
@@ -51,6 +53,7 @@ class LocalExplanation:
     config: ExplainConfig
     boxes: Tensor | None = None
     unit: Tensor | None = None
+    maps: Tensor | None = None
 
     @property
     def deltas(self) -> Tensor:
@@ -148,7 +151,8 @@ def explain_units(model: PrototypeModel, unit: Tensor, modified: Tensor, config:
         similarities=values_at(original, index).float().cpu(), modified=values_at(changed, index).float().cpu(),
         locations=torch.stack([index // width, index % width], dim=-1).cpu(),
         logits=output.logits.view(batch, 1 + count, -1)[:, 0].float().cpu(), config=config,
-        unit=stacked.view(batch, 1 + count, *unit.shape[1:]).cpu() if keep_images else None)
+        unit=stacked.view(batch, 1 + count, *unit.shape[1:]).cpu() if keep_images else None,
+        maps=original.float().cpu() if keep_images else None)
 
 
 def explain_images(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig | None = None,
@@ -216,3 +220,32 @@ def top_prototype(model: PrototypeModel, similarities: Tensor, class_index: int)
     if bool(own.any()):
         contribution = torch.where(own, contribution, torch.full_like(contribution, -float("inf")))
     return int(contribution.argmax())
+
+
+def prototype_box(local: LocalExplanation, image: int, column: int, percentile: float | None = None) -> tuple[int, ...]:
+    """(y0, y1, x0, x1) high-activation box of prototype column ``column`` on image ``image``, in input
+    pixels: the stored box (region mode) or the percentile box of the kept similarity map."""
+    if local.boxes is not None:
+        return tuple(int(v) for v in local.boxes[image, column].tolist())
+    if local.maps is None or local.unit is None:
+        raise ConfigError("prototype_box needs an explanation computed with keep_images=True")
+    size = tuple(local.unit.shape[-2:])
+    boxes, _ = high_activation_masks(local.maps[image, column][None, None], size,
+                                     local.config.percentile if percentile is None else percentile)
+    return tuple(int(v) for v in boxes[0, 0].tolist())
+
+
+def modified_pictures(local: LocalExplanation, image: int, box: tuple[int, ...] | None = None,
+                      region: str = "whole") -> list[np.ndarray]:
+    """The original and its M modified images as (H, W, 3) uint8; with ``region`` inside / outside the
+    modification is shown only inside / outside ``box``, as a region-only run applies it."""
+    if local.unit is None:
+        raise ConfigError("modified_pictures needs an explanation computed with keep_images=True")
+    stack = local.unit[image]  # (1 + M, 3, H, W)
+    if region != "whole" and box is not None:
+        y0, y1, x0, x1 = box
+        inside = torch.zeros(stack.shape[-2:], dtype=torch.bool)
+        inside[y0:y1, x0:x1] = True
+        keep = inside if region == "inside" else ~inside
+        stack = torch.cat([stack[:1], torch.where(keep, stack[1:], stack[:1])])
+    return [to_uint8_image(picture) for picture in stack]
