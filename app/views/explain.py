@@ -22,6 +22,8 @@ from app.widgets import NamedImage, image_picker, model_picker, show_error
 from protoviz.device import batches
 from protoviz.errors import ProtovizError
 from protoviz.heatmaps import ImageExplanation, PrototypeEvidence, explain_image
+from protoviz.heatmaps.methods import get_method, list_methods
+from protoviz.heatmaps.methods.explain import explanation_with_method
 from protoviz.viz.figures import EvidencePanels, FigureRow, evidence_panels, explanation_figure, figure_png
 
 MAX_KEPT_RESULTS = 64
@@ -33,15 +35,17 @@ PROTOTYPES_SELECTED_KEY = "prototypes.selected"
 OPEN_CARD_FLAG = "explain.open_card"
 
 
-def compute(loaded: LoadedModel, images: Sequence[NamedImage], top_k: int) -> list[ImageExplanation]:
+def compute(loaded: LoadedModel, images: Sequence[NamedImage], top_k: int,
+            method: str = "upsample") -> list[ImageExplanation]:
     """Explanations of ``images`` by one model, computed once per session (batched, under the model's lock)."""
     results = session_results("explain")
-    keys = [(loaded.name, loaded.sha256, image.key, top_k) for image in images]
+    keys = [(loaded.name, loaded.sha256, image.key, top_k, method) for image in images]
     missing = [i for i, key in enumerate(keys) if key not in results]
     for chunk in batches(missing, BATCH_SIZE):
         with loaded.lock:
             fresh = explain_image(loaded.model, [images[i].image for i in chunk], top_k=top_k,
                                   names=[images[i].name for i in chunk])
+            fresh = [explanation_with_method(loaded.model, explanation, method) for explanation in fresh]
         for i, explanation in zip(chunk, fresh, strict=True):
             results[keys[i]] = explanation
     while len(results) > MAX_KEPT_RESULTS:
@@ -156,7 +160,8 @@ def render_explanation(loaded: LoadedModel, explanation: ImageExplanation, slot:
         map_h, map_w = explanation.map_size
         st.markdown(f"#### {loaded.name}")
         st.caption(f"{loaded.summary.family} · {loaded.summary.backbone} · {loaded.summary.similarity} similarity · "
-                   f"heatmaps: {map_h}x{map_w} similarity maps, bicubic upsampling, "
+                   f"heatmaps: {map_h}x{map_w} similarity maps, "
+                   f"{get_method(explanation.settings.get('heatmap_method', 'upsample')).label}, "
                    f"{explanation.percentile:g}th-percentile boxes")
         render_header(loaded, explanation, slot)
         st.markdown("**This looks like that** — prototypes ranked by contribution to the predicted class")
@@ -175,6 +180,8 @@ def main() -> None:
         with left:
             model_names = model_picker("explain.models", multi=True)
             top_k = st.slider("Prototypes per image", 1, 20, 5, key="explain.top_k")
+            method = st.selectbox("Heatmap method", list_methods(), key="explain.method",
+                                  format_func=lambda n: get_method(n).label)
         with right:
             images = image_picker("explain.images")
     if not model_names or not images:
@@ -191,7 +198,7 @@ def main() -> None:
     with st.spinner("Explaining ..."):
         for loaded in loaded_models:
             try:
-                explained[loaded.name] = compute(loaded, images, int(top_k))
+                explained[loaded.name] = compute(loaded, images, int(top_k), method)
             except Exception as error:  # noqa: BLE001 - shown on the page, never as a traceback
                 show_error(error)
     tabs = st.tabs([image.name for image in images]) if len(images) > 1 else [st.container()]

@@ -47,3 +47,13 @@ def test_checks_on_the_synthetic_set_show_relevance(app_env: None) -> None:
     table = app.dataframe[0].value
     assert {"mass in part", "mass in object", "object area"} <= set(table.columns)
     assert len(app.get("plotly_chart")) == 3
+
+
+def test_explain_page_heatmap_method_selector(app_env: None) -> None:
+    app = AppTest.from_file(str(Path(PAGE).with_name("explain.py")), default_timeout=120).run()
+    app.multiselect(key="explain.images.samples").set_value(["sample_a.png"]).run()
+    assert app.selectbox(key="explain.method").options[0] == "Upsampled similarity (bicubic)"
+    assert any("Upsampled similarity" in c.value for c in app.caption)
+    app.selectbox(key="explain.method").set_value("saliency").run()
+    assert _errors(app) == []
+    assert any("Saliency (gradient)" in c.value for c in app.caption)
