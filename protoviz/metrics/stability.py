@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from protoviz.heatmaps.boxes import batched_percentile
-from protoviz.heatmaps.upsample import upsample_maps
-from protoviz.metrics.parts import MAX_CHUNK_PIXELS
+from protoviz.metrics.parts import MAX_CHUNK_PIXELS, upsample_bicubic
 
 
 def image_seed(seed: int, draw: int, index: int) -> int:
@@ -51,7 +50,7 @@ def high_activation_masks(maps: Tensor, input_size: tuple[int, int], percentile:
     chunk = max(1, MAX_CHUNK_PIXELS // (height * width))
     masks = torch.empty(maps.shape[0], height, width, dtype=torch.bool, device=maps.device)
     for start in range(0, maps.shape[0], chunk):
-        up = upsample_maps(maps[start:start + chunk], input_size).flatten(1)
+        up = upsample_bicubic(maps[start:start + chunk], input_size).flatten(1)
         threshold = batched_percentile(up, percentile)
         masks[start:start + chunk] = (up >= threshold[:, None]).view(-1, height, width)
     return masks

@@ -77,3 +77,14 @@ def test_prototype_classes_specific_and_shared() -> None:
     assert prototype_classes(model)[0].tolist() == [True, False, True]  # positive weights decide
     image_idx, proto_idx = select_pairs(torch.tensor([2, 0]), prototype_classes(model))
     assert list(zip(image_idx.tolist(), proto_idx.tolist())) == [(0, 0), (0, 4), (0, 5), (1, 0), (1, 1)]
+
+
+def test_upsampling_matches_opencv_values() -> None:
+    from protoviz.metrics.parts import first_argmax, upsample_bicubic
+
+    maps = torch.from_numpy(np.random.default_rng(2).standard_normal((6, 7, 5)).astype(np.float32))
+    ours = upsample_bicubic(maps, (50, 90)).numpy()
+    for m, up in zip(maps.numpy(), ours):
+        np.testing.assert_allclose(up, cv2.resize(m, (90, 50), interpolation=cv2.INTER_CUBIC), atol=1e-5)
+    flat = torch.from_numpy(ours).flatten(1).argmax(1)
+    assert first_argmax(torch.from_numpy(ours)).tolist() == [[int(i) // 90, int(i) % 90] for i in flat]

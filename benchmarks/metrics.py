@@ -1,0 +1,153 @@
+"""Throughput of consistency + stability next to its limit, the bare forward pass / 2.
+
+Usage: python benchmarks/metrics.py [--model PATH] [--images 128] [--batch-size 32] [--device auto]
+       [--repeats 3] [--reference-maps 400]
+
+Consistency + stability need two forward passes per image (clean and noisy); when everything else is
+free the evaluation runs at half the forward-pass rate: that is the limit (target: >= 0.8 of it).
+Both are timed on the same model, the same preloaded images (the bundled synthetic test set, decoded
+once beforehand) and the same device. Also printed: the post-processing cost per map (upsample,
+argmax, part tests, counting), the same per map for a loop written like the reference (cv2.resize +
+np.argmax + Python loops, CPU), noise generation per image, and the end-to-end rate of
+``protoviz.metrics.evaluate`` with decoding from disk.
+
+Without --model it takes the first demo model in assets/models/*.safetensors, else a random ProtoPNet
+(tiny_cnn, 224x224, 10 prototypes per synthetic class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from protoviz.data.datasets import Batch, load_batch, open_dataset  # noqa: E402
+from protoviz.data.demo import synthetic_dataset  # noqa: E402
+from protoviz.device import describe_device, pick_device  # noqa: E402
+from protoviz.metrics.config import PartMetricConfig  # noqa: E402
+from protoviz.metrics.consistency import PartAccumulator, class_mapping, part_scores  # noqa: E402
+from protoviz.metrics.parts import prototype_classes, select_pairs  # noqa: E402
+from protoviz.metrics.runner import EvaluationConfig, evaluate, evaluation_indices  # noqa: E402
+from protoviz.metrics.stability import add_noise  # noqa: E402
+from protoviz.models import InputSpec, PrototypeModel, load_model  # noqa: E402
+from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig  # noqa: E402
+
+
+def demo_or_random(path: str | None, class_names: tuple[str, ...]) -> tuple[PrototypeModel, str]:
+    candidates = [Path(path)] if path else sorted((ROOT / "assets" / "models").glob("*.safetensors"))
+    if candidates:
+        return load_model(candidates[0]), candidates[0].name
+    torch.manual_seed(0)
+    config = ProtoPNetConfig(class_names=class_names, backbone="tiny_cnn", prototypes_per_class=10,
+                             prototype_dim=64, input=InputSpec(image_size=(224, 224)))
+    return ProtoPNet(config).eval(), f"random ProtoPNet(tiny_cnn, 224x224, P={10 * len(class_names)})"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reference_loop_ms(maps: np.ndarray, parts: np.ndarray, size: int, half: int) -> float:
+    """ms per map of a reference-style loop: cv2.resize, np.argmax, explicit part loop."""
+    start = time.perf_counter()
+    for m, p in zip(maps, parts):
+        up = cv2.resize(m, (size, size), interpolation=cv2.INTER_CUBIC)
+        r, c = np.unravel_index(np.argmax(up), up.shape)
+        r0, r1, c0, c1 = max(0, r - half), min(size, r + half), max(0, c - half), min(size, c + half)
+        [int(vis > 0 and r0 <= v <= r1 and c0 <= u <= c1) for u, v, vis in p]
+    return 1000 * (time.perf_counter() - start) / len(maps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference-maps", type=int, default=400)
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    data = open_dataset(synthetic_dataset(), split="test")
+    model, label = demo_or_random(args.model, data.class_names)
+    model = model.to(device).eval()
+    label_map = class_mapping(model.class_names, data.class_names)[0].to(device)
+    indices = evaluation_indices(len(data), args.images)
+    batches = [load_batch(data, model.input_spec, indices[s:s + args.batch_size])
+               for s in range(0, len(indices), args.batch_size)]
+    on_device = [Batch(b.images.to(device), b.unit, label_map[b.labels.to(device)], b.image_ids,
+                       b.parts.to(device), b.indices) for b in batches]
+    n = len(indices)
+    config = PartMetricConfig()
+
+    with torch.inference_mode():
+        forward_s = timed(lambda: [model(b.images) for b in on_device], device, args.repeats)
+        metric_s = timed(lambda: part_scores(model, on_device, data.part_names, config), device, args.repeats)
+        clean = [model.similarity_maps(b.images) for b in on_device]
+        noisy = [model.similarity_maps(add_noise(b.images, b.indices, 0, 0, 0.2, 0.25)) for b in on_device]
+        relevance = prototype_classes(model).to(device)
+        maps_total = 2 * sum(int(select_pairs(b.labels, relevance)[0].numel()) for b in on_device)
+
+        def post() -> None:
+            acc = PartAccumulator(relevance, data.part_names, config, model.input_spec.image_size, 1)
+            for b, c, z in zip(on_device, clean, noisy):
+                acc.update(b.labels, b.parts, c, [z])
+            acc.result(True)
+
+        post_s = timed(post, device, args.repeats)
+        noise_s = timed(lambda: [add_noise(b.images, b.indices, 0, 0, 0.2, 0.25) for b in on_device], device,
+                        args.repeats)
+        image_idx, proto_idx = select_pairs(on_device[0].labels, relevance)
+        sample = clean[0][image_idx, proto_idx][: args.reference_maps].float().cpu().numpy()
+        sample_parts = on_device[0].parts[image_idx][: args.reference_maps].cpu().numpy()
+    size = model.input_spec.image_size[0]
+    ref_ms = reference_loop_ms(sample, sample_parts, size, round(36 * size / 224))
+    end_start = time.perf_counter()
+    evaluate(model, data, EvaluationConfig(metrics=("consistency", "stability"), batch_size=args.batch_size,
+                                           limit=args.images))
+    end_s = time.perf_counter() - end_start
+
+    forward_rate, metric_rate = n / forward_s, n / metric_s
+    rows = [
+        ("forward pass (bare)", f"{forward_rate:.1f} img/s"),
+        ("limit = forward / 2", f"{forward_rate / 2:.1f} img/s"),
+        ("consistency + stability", f"{metric_rate:.1f} img/s"),
+        ("ratio to the limit", f"{metric_rate / (forward_rate / 2):.2f} (target >= 0.8)"),
+        ("post-processing per map", f"{1000 * post_s / maps_total:.4f} ms ({maps_total} maps)"),
+        ("reference-style loop per map (CPU)", f"{ref_ms:.4f} ms ({len(sample)} maps)"),
+        ("noise per image", f"{1000 * noise_s / n:.3f} ms"),
+        ("end-to-end evaluate() incl. decoding", f"{n / end_s:.1f} img/s"),
+    ]
+    print(f"model: {label} · device: {describe_device(device)} · {n} images · batch {args.batch_size} · "
+          f"P={model.num_prototypes} · torch {torch.__version__}")
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
