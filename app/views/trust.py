@@ -13,7 +13,6 @@ import io
 import json
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from app.cache import LoadedModel
@@ -50,7 +49,8 @@ def settings_form() -> tuple[TrustConfig, int]:
     config = TrustConfig(
         methods=tuple(methods) or ("upsample",),
         options=HeatmapOptions(smoothgrad_samples=int(samples), random_seed=int(seed)),
-        randomisation=RandomisationConfig(stages=int(stages), mode=str(mode), seed=int(seed), threshold=float(threshold)),
+        randomisation=RandomisationConfig(stages=int(stages), mode=str(mode), seed=int(seed),
+                                          threshold=float(threshold)),
         perturbation=PerturbationConfig(steps=int(steps), score=str(score)),
     )
     return config, int(per_image)
@@ -69,7 +69,8 @@ def gather_images(loaded: LoadedModel, source: str, count: int) -> tuple[Any, An
     return images, None, [p.name for p in picked]
 
 
-def run(loaded: LoadedModel, images: Any, masks: Any, names: list[str], config: TrustConfig, per_image: int) -> TrustReport:
+def run(loaded: LoadedModel, images: Any, masks: Any, names: list[str], config: TrustConfig,
+        per_image: int) -> TrustReport:
     bar = st.progress(0.0, text="Starting ...")
     with loaded.lock:
         indices = top_prototypes(loaded.model, images, per_image)
@@ -128,7 +129,8 @@ def render_maps(report: TrustReport, images: Any, loaded: LoadedModel, stem: str
         result = report.results[name]
         column.image(panel, width=PICTURE_WIDTH, caption=get_method(name).label)
         column.caption(f"rho {float(result.randomisation.rho[-1, b, k]):.2f} · deletion AUC "
-                       f"{result.curves.deletion_auc[b, k]:.2f} · insertion AUC {result.curves.insertion_auc[b, k]:.2f}")
+                       f"{result.curves.deletion_auc[b, k]:.2f} · insertion AUC "
+                       f"{result.curves.insertion_auc[b, k]:.2f}")
         column.download_button("PNG", png_bytes(panel), f"{stem}_{name}_{b}_{k}.png", "image/png",
                                key=f"trust.png.{name}", on_click="ignore")
     st.caption("JET overlays: red = high. PRP is signed: red = evidence for, blue = evidence against.")

@@ -307,7 +307,8 @@ def mask_relevance(maps: Tensor, part_masks: Tensor, prototype_parts: Tensor, si
     prototype_parts (K,) or (B, K) part ids (<= 0: unknown) -> :class:`MaskRelevance`.
     Mass is :func:`normalise_maps` (``signed``: the positive part only)."""
     if part_masks.shape != (maps.shape[0], *maps.shape[-2:]):
-        raise ConfigError(f"part masks must have shape {(maps.shape[0], *maps.shape[-2:])}, got {tuple(part_masks.shape)}")
+        raise ConfigError(f"part masks must have shape {(maps.shape[0], *maps.shape[-2:])}, "
+                          f"got {tuple(part_masks.shape)}")
     masks = part_masks.to(maps.device).long()
     parts = torch.as_tensor(prototype_parts, device=maps.device).long()
     parts = parts.expand(maps.shape[0], -1) if parts.dim() == 1 else parts
@@ -348,8 +349,9 @@ def assign_prototype_parts(model: PrototypeModel, images: Tensor, part_masks: Te
     ys = torch.arange(images.shape[2], device=masks.device)
     xs = torch.arange(images.shape[3], device=masks.device)
     box = boxes[top, torch.arange(len(prototypes), device=top.device)]  # (n, K, 4)
-    inside = ((ys[None, None, :, None] >= box[..., 0, None, None]) & (ys[None, None, :, None] < box[..., 1, None, None])
-              & (xs[None, None, None, :] >= box[..., 2, None, None]) & (xs[None, None, None, :] < box[..., 3, None, None]))
+    y, x = ys[None, None, :, None], xs[None, None, None, :]
+    inside = ((y >= box[..., 0, None, None]) & (y < box[..., 1, None, None])
+              & (x >= box[..., 2, None, None]) & (x < box[..., 3, None, None]))
     slot = masks[top] + n_parts * torch.arange(len(prototypes), device=masks.device)[None, :, None, None]
     votes = torch.zeros(len(prototypes) * n_parts, device=masks.device)
     votes = votes.scatter_add_(0, slot.flatten(), inside.flatten().float()).view(len(prototypes), n_parts)

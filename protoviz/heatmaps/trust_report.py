@@ -160,7 +160,8 @@ def evaluate_methods(model: PrototypeModel, images: Tensor, prototype_indices: T
     indices = prototype_rows(prototype_indices, images.shape[0], model.num_prototypes, images.device)
     parts = None
     parts_source = None if part_masks is None else "given" if prototype_parts is not None else \
-        f"assigned: part most covered by the 95th-percentile box of the upsampled map on the top {config.part_top_n} images"
+        ("assigned: part most covered by the 95th-percentile box of the upsampled map on the top "
+         f"{config.part_top_n} images")
     if part_masks is not None:
         if prototype_parts is None:
             unique = indices.unique()

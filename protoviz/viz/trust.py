@@ -80,7 +80,8 @@ def signed_colormap(relevance: np.ndarray) -> np.ndarray:
     return np.round(255 * np.stack([red, green, blue], axis=-1)).astype(np.uint8)
 
 
-def method_panels(image: np.ndarray, maps: Mapping[str, np.ndarray], signed: Mapping[str, bool]) -> dict[str, np.ndarray]:
+def method_panels(image: np.ndarray, maps: Mapping[str, np.ndarray],
+                  signed: Mapping[str, bool]) -> dict[str, np.ndarray]:
     """One picture (H, W, 3) uint8 per method: JET overlay on ``image``, or a red/blue map for signed maps."""
     panels = {}
     for method, heatmap in maps.items():

@@ -46,7 +46,8 @@ def randomise_layers_(model: nn.Module, names: Sequence[str], seed: int) -> None
             if getattr(module, "bias", None) is not None:
                 fan_in = weight[0].numel()
                 bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                bias = torch.empty(module.bias.shape, dtype=module.bias.dtype).uniform_(-bound, bound, generator=generator)
+                bias = torch.empty(module.bias.shape, dtype=module.bias.dtype)
+                bias.uniform_(-bound, bound, generator=generator)
                 module.bias.copy_(bias.to(module.bias.device))
 
 

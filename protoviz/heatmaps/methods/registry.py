@@ -94,7 +94,8 @@ def prototype_rows(prototype_indices: Tensor | list[int] | tuple[int, ...], batc
     if indices.dim() == 1:
         indices = indices.unsqueeze(0).expand(batch, -1)
     if indices.dim() != 2 or indices.shape[0] != batch or indices.shape[1] == 0:
-        raise ConfigError(f"prototype indices must have shape (K,) or ({batch}, K) with K >= 1, got {tuple(indices.shape)}")
+        raise ConfigError(f"prototype indices must have shape (K,) or ({batch}, K) with K >= 1, "
+                          f"got {tuple(indices.shape)}")
     if indices.min() < 0 or indices.max() >= num_prototypes:
         raise ConfigError(f"prototype indices must lie in [0, {num_prototypes}), got {indices.min()}..{indices.max()}")
     return indices.contiguous()

@@ -75,7 +75,8 @@ def test_smoothgrad_without_noise_is_saliency() -> None:
     model = make_tiny_model()
     x = torch.randn(2, 3, 64, 64)
     plain = compute_heatmaps("saliency", model, x, [1, 2])
-    smooth = compute_heatmaps("smoothgrad", model, x, [1, 2], HeatmapOptions(smoothgrad_noise=0.0, smoothgrad_samples=3))
+    options = HeatmapOptions(smoothgrad_noise=0.0, smoothgrad_samples=3)
+    smooth = compute_heatmaps("smoothgrad", model, x, [1, 2], options)
     torch.testing.assert_close(plain, smooth)
 
 
