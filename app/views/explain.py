@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app.cache import LoadedModel
 from app.state import get_model, session_results
@@ -148,7 +149,7 @@ def open_card(model_name: str, prototype: int) -> None:
     st.session_state[OPEN_CARD_FLAG] = True
 
 
-def _picture(column: st.delta_generator.DeltaGenerator, picture: np.ndarray | None, caption: str) -> None:
+def _picture(column: DeltaGenerator, picture: np.ndarray | None, caption: str) -> None:
     if picture is None:
         column.caption(f"{caption}: unknown (the model was not pushed)")
     else:
