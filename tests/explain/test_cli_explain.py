@@ -1,0 +1,40 @@
+"""`protoviz explain` end to end on a tiny checkpoint and a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from protoviz.cli import main
+from protoviz.data.synthetic import SyntheticConfig, generate_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    return generate_dataset(root, SyntheticConfig(image_size=64, n_train_per_class=0, n_test_per_class=1))
+
+
+def test_explain_writes_csv_and_json(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results"
+    status = main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--mode", "reference", "--out", str(out),
+                   "--batch-size", "3", "--limit", "5", "--device", "cpu", "--noise-floor"])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert "5/5 images" in captured.err and "wrote" in captured.out
+    table = pd.read_csv(out / "characteristics.csv", comment="#")
+    assert len(table) == 6 * 7 and table["images"].eq(5).all()
+    doc = json.loads((out / "characteristics.json").read_text())
+    assert doc["config"]["mode"] == "reference" and doc["dataset"]["split"] == "test" and doc["dataset"]["limit"] == 5
+    assert len(doc["model"]["checkpoint_sha256"]) == 64 and "redundant_pairs" in doc
+
+
+def test_explain_reports_a_missing_dataset(tiny_checkpoint: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["explain", str(tiny_checkpoint), "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+    assert status == 2
+    assert "protoviz explain: error:" in capsys.readouterr().err
