@@ -46,6 +46,7 @@ def match_strength_bars(labels: Sequence[str], strengths: Sequence[float], thres
                               hovertemplate="%{x}: r=%{y:.3f}<extra></extra>"))
     figure.add_hline(y=threshold, line_dash="dash", annotation_text=f"threshold {threshold:g}")
     figure.update_layout(title="match strength of assigned pairs", height=300, yaxis=dict(range=[-1, 1.05]),
+                         xaxis=dict(type="category", title="prototype pair (reference-other)"),
                          margin=dict(l=40, r=10, t=40, b=80))
     return figure
 
