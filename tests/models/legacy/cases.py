@@ -44,6 +44,13 @@ def _state(make: Callable[[], nn.Module], wrap: Callable[[nn.Module], object], f
     return write
 
 
+def _module(make: Callable[[], nn.Module], fmt: str) -> Callable[[Path], tuple[Path, nn.Module]]:
+    def write(folder: Path) -> tuple[Path, nn.Module]:
+        net = make()
+        return w.save(net, folder / "deformable.pth", fmt, w.research_classes(net)), net
+    return write
+
+
 def _tree(file: str, fmt: str) -> Callable[[Path], tuple[Path, nn.Module]]:
     def write(folder: Path) -> tuple[Path, nn.Module]:
         net = w.prototree()
@@ -76,6 +83,9 @@ CASES: tuple[Case, ...] = (
     Case("prototree folder (model.pth zip)", "prototree", _tree("", "zip"), ref.prototree),
     Case("prototree model.pth legacy", "prototree", _tree("model.pth", "legacy"), ref.prototree),
     Case("prototree tree.pkl", "prototree", _tree("tree.pkl", "zip"), ref.prototree),
+    Case("deformable zip (unverified vs CUDA kernel)", "deformable", _module(w.deformable, "zip"), ref.deformable),
+    Case("deformable legacy hidden offsets", "deformable", _module(lambda: w.deformable(hidden=6), "legacy"),
+         ref.deformable),
 )
 
 

@@ -121,3 +121,37 @@ def prototree(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         return (1 - s) * out(node.l) + s * out(node.r)
 
     return out(net._root), maps
+
+
+def deformable(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Deformable ProtoPNet as its docstring in protoviz/models/deformable.py describes it, by loops:
+    each of the 4 parts reads sqrt(sum of bilinear weights x zn^2 over the in-bounds corners)."""
+    import torch.nn.functional as F
+
+    eps, length = net.epsilon_val, float(net.input_vector_length)
+    with torch.no_grad():
+        f = F.interpolate(_double(net.features)(x.double()), scale_factor=2, mode="bilinear", align_corners=False)
+        z = torch.cat((f, torch.full_like(f[:, :1], eps)), dim=1)
+        zn = length * z / torch.sqrt((z * z).sum(1, keepdim=True) + eps) / 2
+        offsets = _double(net.conv_offset)(zn)
+    p = net.prototype_vectors.detach().double()
+    p = torch.cat((p, torch.full_like(p[:, :1], eps)), dim=1)
+    pn = p / (torch.sqrt((p * p).sum(1, keepdim=True) + eps) + eps) / 2
+    B, _, H, W = zn.shape
+    dot = torch.zeros(B, p.shape[0], H, W, dtype=torch.float64)
+    for b in range(B):
+        for i in range(H):
+            for j in range(W):
+                for m in range(2):
+                    for n in range(2):
+                        k = 2 * m + n
+                        y = i - 1 + 2 * m + float(offsets[b, 2 * k, i, j])
+                        xx = j - 1 + 2 * n + float(offsets[b, 2 * k + 1, i, j])
+                        acc = torch.zeros(zn.shape[1], dtype=torch.float64)
+                        for yy in (math.floor(y), math.floor(y) + 1):
+                            for xc in (math.floor(xx), math.floor(xx) + 1):
+                                if 0 <= yy < H and 0 <= xc < W:
+                                    acc += (1 - abs(y - yy)) * (1 - abs(xx - xc)) * zn[b, :, yy, xc] ** 2
+                        dot[b, :, i, j] += pn[:, :, m, n] @ acc.sqrt()
+    maps = torch.clamp(dot / (1.01 * length), min=0)
+    return maps.flatten(2).amax(2) @ net.last_layer.weight.detach().double().t(), maps

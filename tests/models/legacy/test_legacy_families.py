@@ -116,3 +116,14 @@ def test_loads_on_the_requested_device(tmp_path: Path, fmt: str) -> None:
     model = load_model(path, device=target)
     assert model.device.type == target
     assert model(torch.randn(1, 3, 64, 64, device=target)).logits.device.type == target
+
+
+def test_deformable_state_dict_loads_with_recorded_assumptions(tmp_path: Path) -> None:
+    net = w.deformable(hidden=6)
+    whole = load_model(w.save(net, tmp_path / "whole.pth", "zip", w.research_classes(net)))
+    bare = load_model(w.save(net.state_dict(), tmp_path / "state.pth", "zip"))
+    assert bare.family == "deformable" and "assumed" in bare.metadata and "assumed" not in whole.metadata
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():  # the assumptions hold for this writer (dilation 2, padding 1, ReLU between convs)
+        torch.testing.assert_close(bare(x).logits, whole(x).logits)
+    assert whole.part_offsets(x).shape == (2, 4, 2, 8, 8)

@@ -342,3 +342,41 @@ def save_prototree_folder(tree: nn.Module, folder: Path, fmt: str = "zip") -> Pa
     save(tree.state_dict(), folder / "model_state.pth", fmt)
     save(tree, folder / "tree.pkl", "pickle", classes)
     return folder
+
+
+# ----- Deformable ProtoPNet ----------------------------------------------------------------
+class DeformablePPNet(nn.Module):
+    """Deformable ProtoPNet's model.PPNet: upsample add-on, (P, D, 2, 2) prototypes, conv_offset."""
+
+    def __init__(self, classes: int, per_class: int, hidden: int, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = vgg("vgg_features", seed=seed)
+        D, P = out_channels(self.features), classes * per_class
+        self.img_size = 64
+        self.prototype_shape = (P, D, 2, 2)
+        self.num_classes = classes
+        self.epsilon_val = 1e-5
+        self.input_vector_length = 64
+        self.prototype_activation_function = "cos"
+        self.add_on_layers = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"))
+        self.prototype_vectors = nn.Parameter(torch.rand(self.prototype_shape))
+        self.ones = nn.Parameter(torch.ones(self.prototype_shape), requires_grad=False)
+        if hidden:
+            self.conv_offset = nn.Sequential(nn.Conv2d(D + 1, hidden, 2, padding=1, dilation=2), nn.ReLU(),
+                                             nn.Conv2d(hidden, 8, 1))
+        else:
+            self.conv_offset = nn.Sequential(nn.Conv2d(D + 1, 8, 2, padding=1, dilation=2))
+        with torch.no_grad():  # offsets of about a pixel, so the sampling is really deformed
+            for conv in self.conv_offset:
+                if isinstance(conv, nn.Conv2d):
+                    conv.weight.mul_(0.15)
+        identity = torch.zeros(P, classes)
+        identity[torch.arange(P), torch.arange(P) // per_class] = 1
+        self.prototype_class_identity = identity
+        self.last_layer = nn.Linear(P, classes, bias=False)
+        self.eval()
+
+
+def deformable(classes: int = 3, per_class: int = 2, hidden: int = 0, seed: int = 0) -> nn.Module:
+    return research_type(DeformablePPNet, "model", "PPNet")(classes, per_class, hidden, seed)
