@@ -1,0 +1,58 @@
+"""Every registered model family runs through every metric (tests generated from the registry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from protoviz.data.datasets import open_dataset
+from protoviz.metrics.config import PartMetricConfig
+from protoviz.metrics.parts import prototype_classes
+from protoviz.metrics.runner import EvaluationConfig, evaluate
+from protoviz.models.registry import FAMILIES, build_model, list_families
+
+
+def make_parts_dataset(root: Path, classes: int, per_class: int = 2, size: int = 48) -> Path:
+    """A CUB-layout folder of random images, ``classes`` classes, three parts per image."""
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[str]] = {k: [] for k in ("images", "labels", "split", "boxes", "locs")}
+    for i in range(1, classes * per_class + 1):
+        label = (i - 1) % classes + 1
+        rel = f"{label:03d}.c/{i}.png"
+        (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "images" / rel)
+        rows["images"].append(f"{i} {rel}")
+        rows["labels"].append(f"{i} {label}")
+        rows["split"].append(f"{i} 0")
+        rows["boxes"].append(f"{i} 2 3 40 41")
+        rows["locs"] += [f"{i} {k} {rng.uniform(2, 42):.1f} {rng.uniform(3, 44):.1f} {int(k != 3 or i % 2)}"
+                         for k in (1, 2, 3)]
+    files = {"images.txt": rows["images"], "image_class_labels.txt": rows["labels"],
+             "train_test_split.txt": rows["split"], "bounding_boxes.txt": rows["boxes"],
+             "classes.txt": [f"{c} {c:03d}.c" for c in range(1, classes + 1)],
+             "parts/parts.txt": ["1 left eye", "2 right eye", "3 beak"], "parts/part_locs.txt": rows["locs"]}
+    for name, lines in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("".join(line + "\n" for line in lines))
+    return root
+
+
+@pytest.mark.parametrize("family", list_families())
+def test_every_family_gets_every_score(family: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model(family, FAMILIES.get(family).example_config()).eval()
+    data = open_dataset(make_parts_dataset(tmp_path, model.num_classes))
+    config = EvaluationConfig(metrics=("accuracy", "consistency", "stability", "region_stability", "purity",
+                                       "deletion"), parts=PartMetricConfig(merge_left_right=True), batch_size=4,
+                              deletion_steps=2, deletion_images_per_class=1)
+    result = evaluate(model, data, config)
+    assert len(result.prototypes) == model.num_prototypes
+    assert result.parts.part_names == ("eye", "beak")
+    for key in ("accuracy", "consistency", "stability", "region_stability"):
+        assert 0.0 <= result.scores[key] <= 100.0, key
+    relevance = prototype_classes(model)
+    assert result.parts.n_images.tolist() == (relevance.float() @ torch.full((model.num_classes,), 2.0)).tolist()
