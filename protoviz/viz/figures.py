@@ -74,7 +74,7 @@ def explanation_figure(image: np.ndarray, title: str, rows: Sequence[FigureRow],
         note.axis("off")
         note.text(0, 0.5, row.text, va="center", fontsize=9, family="monospace")
     if footer:
-        figure.suptitle(footer, fontsize=9, y=0.0, va="bottom")
+        figure.supxlabel(footer, fontsize=9, family="monospace")
     return figure
 
 
