@@ -15,16 +15,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
 from app.cache import LoadedModel
 from app.state import get_model, session_results
 from app.widgets import NamedImage, image_picker, model_picker, show_error
+from protoviz.data.transforms import preprocess
 from protoviz.device import batches
 from protoviz.errors import ProtovizError
 from protoviz.heatmaps import ImageExplanation, PrototypeEvidence, explain_image
 from protoviz.heatmaps.methods import get_method, list_methods
 from protoviz.heatmaps.methods.explain import explanation_with_method
+from protoviz.models.prototree import ProtoTree
 from protoviz.viz.figures import EvidencePanels, FigureRow, evidence_panels, explanation_figure, figure_png
 
 MAX_KEPT_RESULTS = 64
@@ -168,7 +171,25 @@ def render_explanation(loaded: LoadedModel, explanation: ImageExplanation, slot:
         st.markdown("**This looks like that** — prototypes ranked by contribution to the predicted class")
         for evidence in explanation.prototypes:
             render_card(loaded, explanation, evidence, slot)
+        render_decision_path(loaded, explanation, slot)
         st.info(sum_line(explanation), icon=":material/functions:")
+
+
+def render_decision_path(loaded: LoadedModel, explanation: ImageExplanation, slot: str) -> None:
+    """ProtoTree only: the image's greedy root-to-leaf path through the tree of prototypes."""
+    model = loaded.model
+    if not isinstance(model, ProtoTree):
+        return
+    x = preprocess([Image.fromarray(explanation.image)], model.input_spec).to(loaded.device)
+    with loaded.lock:
+        path = model.decision_path(x)
+    st.markdown("**Decision path** — at each branch the path goes right when the prototype is present "
+                "(similarity > 0.5), as ProtoTree's greedy routing")
+    rows = path.as_rows()
+    st.dataframe({key: [row[key] for row in rows] for key in rows[0]} if rows else {}, hide_index=True)
+    best = max(path.leaf_distribution)
+    st.caption(f"leaf node {path.leaf_position} predicts **{model.class_names[path.predicted_class]}** "
+               f"({best:.1%}); the probabilities above mix all leaves, weighted by their path probabilities.")
 
 
 def main() -> None:

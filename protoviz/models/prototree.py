@@ -65,6 +65,13 @@ class DecisionPath:
     leaf_distribution: tuple[float, ...]
     predicted_class: int
 
+    def as_rows(self) -> list[dict[str, object]]:
+        """One row per branch on the path, for tables and CSV."""
+        return [{"depth": depth, "node": step.position, "prototype": step.prototype,
+                 "similarity": round(step.similarity, 4),
+                 "decision": "present (right)" if step.went_right else "absent (left)"}
+                for depth, step in enumerate(self.steps)]
+
 
 @dataclass(frozen=True)
 class ProtoTreeConfig:
