@@ -96,6 +96,11 @@ def _encode_latin1(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _no_backend() -> None:
+    """Stand-in for the THNN backend old modules pickled (it holds nothing)."""
+    return None
+
+
 @cache
 def allowed_globals() -> dict[str, Any]:
     """Every global a checkpoint may name, by ``module.qualname``, except research stand-ins."""
@@ -106,6 +111,8 @@ def allowed_globals() -> dict[str, Any]:
         "torch.nn.parameter.Parameter": nn.Parameter, "torch.Size": torch.Size, "torch.device": torch.device,
         "collections.OrderedDict": OrderedDict, "builtins.set": set, "builtins.frozenset": frozenset,
         "builtins.bytearray": bytearray, "builtins.complex": complex, "_codecs.encode": _encode_latin1,
+        # PyTorch <= 1.3 pickled every module's ``_backend`` through this; torch keeps it as a no-op.
+        "torch.nn.backends.thnn._get_thnn_function_backend": _no_backend,
     })
     return allowed
 

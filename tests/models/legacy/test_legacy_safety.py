@@ -99,3 +99,32 @@ def test_garbage_and_truncated_files_give_checkpoint_errors(tmp_path: Path) -> N
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CheckpointError):
         load_model(cut)
+
+
+def test_the_allow_list_is_explicit_and_inert() -> None:
+    from protoviz.models.legacy.unpickler import allowed_globals, resolve_global
+
+    allowed = allowed_globals()
+    dangerous = ("torch.jit", "torch.hub", "torch.serialization", "torch.storage", "torch._C", "torch.compile",
+                 "torch.utils", "torch.ops", "torch.library", "torch.package", "os.", "posix.", "sys.", "subprocess.",
+                 "importlib", "builtins.eval", "builtins.exec", "builtins.getattr", "builtins.__import__")
+    assert not [name for name in allowed if name.startswith(dangerous)]
+    functions = sorted(name for name, obj in allowed.items() if callable(obj) and not isinstance(obj, type))
+    assert functions == sorted(["_codecs.encode", "torch._utils._rebuild_parameter",
+                                "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_tensor",
+                                "torch._utils._rebuild_tensor_v2", "torch.nn.backends.thnn._get_thnn_function_backend"])
+    assert resolve_global("__builtin__", "set") is set  # protocol-2 spelling
+    for module, name in (("torch", "load"), ("torch.nn", "Module"), ("model.PPNet", "__reduce__.x"), ("os", "system")):
+        with pytest.raises(CheckpointError, match="refused"):
+            resolve_global(module, name)
+
+
+def test_a_pre_1_4_module_backend_global_is_accepted(tmp_path: Path) -> None:
+    """Modules pickled by PyTorch <= 1.3 carry ``_backend`` = torch.nn.backends.thnn._get_thnn_function_backend()."""
+    from torch.nn.backends import thnn
+
+    net = w.ppnet()
+    for module in net.modules():
+        module._backend = mal.Reduce(thnn._get_thnn_function_backend, ())
+    path = w.save(net, tmp_path / "old.pth", "legacy", w.research_classes(net))
+    assert load_model(path).family == "protopnet"
