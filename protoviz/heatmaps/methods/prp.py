@@ -1,26 +1,30 @@
-"""``prp``: prototypical relevance propagation, as an LRP composite over any PrototypeModel.
+"""``prp``: prototypical relevance propagation (Gautam et al. 2022) as an LRP composite on any PrototypeModel.
 
-What it is. The relevance of prototype k starts at its max similarity s_k (the value the head uses)
-and flows back to the pixels in one modified backward pass (the "gradient x input" trick of Zennit /
-Montavon et al.: each hooked layer keeps its forward value but its local gradient is replaced so that
-activation x gradient equals the LRP relevance):
+The relevance of prototype k starts at its max similarity s_k (the value the head uses) at the map
+cell where it peaks, and flows back to the pixels in one modified backward pass (the "gradient x
+input" trick of Zennit / Montavon et al.: each hooked layer keeps its forward value, but its local
+gradient is replaced so that activation x gradient equals the LRP relevance):
 
-- similarity layer (log-L2 or cosine, whatever the family computes): the gradient rule
-  R(z) = z * ds_k/dz at the latent z, which is non-zero only at the map cell where s_k peaks
-  (max-pooling is winner-take-all). This is the rule CaBRNet's PRP applies to its similarity layer;
-- every Conv layer except the first: the z+ rule generalised to signed inputs,
-  R_j = sum_k (x_j+ w_jk+ + x_j- w_jk-) / z_k R_k;
+- similarity layer, L2-based families (similarity kind ``log`` or ``exp_neg_l2``, prototype vectors
+  exposed): PRP's rule. At the peak cell, latent channel c receives
+  R_c = s_k * w_c / sum_c' w_c' with w_c = 1 / ((z_c - p_c)^4 + 1e-12): the channels where the patch
+  is closest to the prototype carry the similarity. Channels where the prototype vector is exactly 0
+  are left out (ST-ProtoPNet-style stacked latents pad the other sets' channels with zeros);
+- similarity layer, other families (cosine, projection, softmax, focal ...): the gradient rule
+  R(z) = z * ds_k/dz, non-zero only at the peak cell (max-pooling is winner-take-all);
+- every Conv layer except the first: the z+ rule (alpha=1, beta=0) generalised to signed inputs,
+  R_j = sum_k (x_j+ w_jk+ + x_j- w_jk-) / z_k R_k, biases ignored (as PRP does);
 - the first Conv layer (pixels, 3 input channels): the z^B rule with the bounds of a [0, 1] image
   after the model's normalisation;
 - BatchNorm and element-wise activations (ReLU, Sigmoid, ...): relevance passes through unchanged;
 - Linear layers, pooling and residual additions: LRP-0 (the plain gradient splits relevance in
   proportion to each input's contribution).
 
-What it is not. Gautam et al.'s PRP ("This looks more like that", 2022) derives a dedicated rule for
-the log-L2 similarity layer and uses LRP-epsilon/alpha-beta rules per layer of their backbones; here the
-similarity layer uses the gradient rule, so relevance is not exactly conserved there (sum R != s_k),
-and functional operations a family calls outside modules (e.g. ``F.relu``) get the plain gradient.
-Maps are signed: negative relevance is evidence against the prototype.
+What it is not. PRP fuses each BatchNorm into the convolution before it ("canonization") and applies
+z+ to the fused weights; here BatchNorm is passed through and z+ uses the raw weights, which gives the
+same result except for channels with a negative BatchNorm scale. Functional operations a family calls
+outside modules (e.g. ``F.relu``) get the plain gradient; the gradient rule at non-L2 similarity layers
+does not conserve relevance (sum R != s_k). Maps are signed: negative = evidence against the prototype.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from protoviz.errors import ModelError
 from protoviz.heatmaps.methods.registry import HeatmapOptions, expand_rows, max_similarity, register_method
 from protoviz.models.base import PrototypeModel
+
+L2_SIMILARITIES = ("log", "exp_neg_l2")
 
 PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh,
                 nn.Softplus, nn.GELU, nn.SiLU, nn.ELU, nn.ReLU6)
@@ -89,21 +96,52 @@ def _pixel_bounds(model: PrototypeModel) -> tuple[Tensor, Tensor]:
     return (0 - mean) / std, (1 - mean) / std
 
 
+def prp_vectors(model: PrototypeModel) -> Tensor | None:
+    """(P, D) prototype vectors when PRP's L2 rule applies to ``model`` (L2-based similarity), else None."""
+    if model.similarity_kind not in L2_SIMILARITIES:
+        return None
+    try:
+        vectors = model.prototype_embeddings
+    except ModelError:
+        return None
+    return vectors if vectors.dim() == 2 else None
+
+
+def l2_rule(latent: Tensor, vectors: Tensor, cells: Tensor, scores: Tensor) -> Tensor:
+    """PRP's similarity-layer rule: relevance (N, D, h, w) at the latent (N, D, h, w), all of it at each
+    row's peak cell (N,) (flat index), split over channels by 1 / ((z_c - p_c)^4 + 1e-12); rows' prototype
+    vectors (N, D) and scores (N,)."""
+    n, d = latent.shape[:2]
+    at_cell = latent.detach().flatten(2).gather(2, cells.view(n, 1, 1).expand(n, d, 1)).squeeze(2)  # (N, D)
+    weights = 1.0 / ((at_cell - vectors) ** 4 + 1e-12) * (vectors != 0)
+    share = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-30)
+    relevance = torch.zeros_like(latent.detach()).flatten(2)
+    relevance.scatter_(2, cells.view(n, 1, 1).expand(n, d, 1), (share * scores[:, None]).unsqueeze(2))
+    return relevance.view_as(latent)
+
+
 def relevance_rows(model: PrototypeModel, rows: Tensor, prototypes: Tensor, epsilon: float) -> Tensor:
     """LRP relevance of each row's prototype (N,) for rows (N, 3, H, W) -> (N, H, W), summed over channels."""
+    with torch.no_grad():
+        maps = model.similarity_maps(rows)[torch.arange(rows.shape[0], device=rows.device), prototypes].flatten(1)
+    scores, cells = maps.max(dim=1)
     low, high = _pixel_bounds(model)
     composite = _Composite(low, high, epsilon)
     handles = composite.attach(model)
     try:
         with torch.enable_grad():
             x = rows.detach().clone().requires_grad_(True)
-            score = max_similarity(model, x, prototypes).sum()
-            if composite.pixel_terms and composite.pixel_terms[0] is x:
-                terms = composite.pixel_terms
-                grads = torch.autograd.grad(score, terms)
-                relevance = sum(t.detach() * g for t, g in zip(terms, grads, strict=True))
-            else:  # no pixel conv seen: gradient x input at the pixels
-                relevance = x.detach() * torch.autograd.grad(score, x)[0]
+            vectors = prp_vectors(model)
+            latent = model.latent(x) if vectors is not None else None
+            if latent is not None and vectors is not None and vectors.shape[1] == latent.shape[1]:
+                relevance_latent = l2_rule(latent, vectors[prototypes].to(latent.dtype), cells, scores)
+                output, grad_output = latent, relevance_latent / _stabilise(latent.detach(), epsilon)
+            else:  # the gradient rule at the similarity layer
+                composite.pixel_terms, composite.seen_conv = [], False
+                output, grad_output = max_similarity(model, x, prototypes), torch.ones_like(scores)
+            terms = composite.pixel_terms if composite.pixel_terms and composite.pixel_terms[0] is x else [x]
+            grads = torch.autograd.grad(output, terms, grad_outputs=grad_output)
+            relevance = sum(t.detach() * g for t, g in zip(terms, grads, strict=True))
     finally:
         for handle in handles:
             handle.remove()
@@ -112,8 +150,8 @@ def relevance_rows(model: PrototypeModel, rows: Tensor, prototypes: Tensor, epsi
 
 @register_method(
     "prp", "PRP (LRP composite)",
-    "Prototypical relevance propagation as an LRP composite: gradient rule at the similarity layer, "
-    "z+ through convolutions, z^B at the pixels. Signed: blue = evidence against.",
+    "Prototypical relevance propagation (Gautam et al.) as an LRP composite: PRP's rule at L2 similarity "
+    "layers (gradient rule at others), z+ through convolutions, z^B at the pixels. Signed: blue = against.",
     uses_gradients=True, signed=True,
 )
 def prp_method(model: PrototypeModel, images: Tensor, indices: Tensor, options: HeatmapOptions) -> Tensor:

@@ -64,6 +64,10 @@ class PlantedModel(PrototypeModel):
         return log_similarity(self.latent(x), self.prototype_vectors)
 
     @property
+    def prototype_embeddings(self) -> Tensor:
+        return self.prototype_vectors
+
+    @property
     def class_weights(self) -> Tensor:
         return self.identity
 

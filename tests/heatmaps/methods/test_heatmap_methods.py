@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from protoviz.errors import ConfigError
+from protoviz.errors import ConfigError, ModelError
 from protoviz.heatmaps.methods import HeatmapOptions, compute_heatmaps, get_method, list_methods
 from protoviz.heatmaps.methods.randomise import parameterised_layers, randomised_copy
 from protoviz.heatmaps.trust import normalise_maps
 from protoviz.models import build_model, list_families
+from protoviz.models.protopnet import log_similarity
 from protoviz.models.registry import FAMILIES
 from tests.conftest import make_tiny_model
 from tests.heatmaps.methods.planted import PlantedModel, planted_images, region_mask
@@ -136,14 +137,36 @@ def test_random_gradients_do_not_find_the_planted_patch() -> None:
     assert shares.mean() < 0.3
 
 
-def test_prp_conserves_the_similarity_layer_relevance_through_the_pixel_layer() -> None:
-    model = PlantedModel().eval()
+def test_prp_rule_conserves_the_similarity_down_to_the_pixels() -> None:
+    model = PlantedModel().eval()  # L2 similarity, bias-free patchify conv: PRP's rule, then z^B
+    images = planted_images(2)
+    maps = compute_heatmaps("prp", model, images, [0, 1])
+    with torch.no_grad():
+        scores = model(images).max_similarities
+    torch.testing.assert_close(maps.flatten(2).sum(-1), scores, rtol=1e-4, atol=1e-6)
+    native = make_tiny_model()  # log ProtoPNet: BatchNorm, ReLU and a Sigmoid add-on pass relevance on
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = native(x).max_similarities[:, [0, 3]]
+    torch.testing.assert_close(compute_heatmaps("prp", native, x, [0, 3]).flatten(2).sum(-1), expected,
+                               rtol=1e-3, atol=1e-5)
+
+
+class NoVectors(PlantedModel):
+    """The planted model without exposed prototype vectors: PRP falls back to the gradient rule."""
+
+    @property
+    def prototype_embeddings(self) -> torch.Tensor:
+        raise ModelError("no vectors")
+
+
+def test_prp_gradient_rule_fallback_conserves_through_the_pixel_layer() -> None:
+    model = NoVectors().eval()
     images = planted_images(2)
     latent = model.latent(images).detach().requires_grad_(True)
-    from protoviz.models.protopnet import log_similarity
-
     score = log_similarity(latent, model.prototype_vectors)[:, 0].flatten(1).amax(1).sum()
     (grad,) = torch.autograd.grad(score, latent)
     top_relevance = (latent * grad).flatten(1).sum(1)  # the gradient rule at the similarity layer
     maps = compute_heatmaps("prp", model, images, [0])
     torch.testing.assert_close(maps.flatten(1).sum(1), top_relevance.detach(), rtol=1e-4, atol=1e-6)
+    assert (_region_share("prp", maps) > 0.8).all()
