@@ -5,7 +5,7 @@ For each model (default: assets/models/*.safetensors) and device (CPU, and CUDA 
 - explain: ``explain_image(model, [pil])``: preprocessing, one forward, contributions, top-k,
   bicubic upsampling, 95th-percentile boxes, copies to numpy (what the Explain page computes);
 - + pictures: explain plus the card pictures (JET overlays, boxes, source thumbnails).
-Median of ``--runs`` runs after ``--warmup`` runs. Usage::
+Median (and minimum) of ``--runs`` runs after ``--warmup`` runs. Usage::
 
     python benchmarks/explain_image.py [MODEL.safetensors ...] [--runs 20] [--top-k 5] [--device cpu]
 """
@@ -35,8 +35,10 @@ from protoviz.models.base import PrototypeModel  # noqa: E402
 from protoviz.viz.figures import evidence_panels  # noqa: E402
 
 
-def median_ms(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` in milliseconds (CUDA synchronised around each run)."""
+def timings_ms(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> tuple[float, float]:
+    """(median, min) wall time of ``fn`` in milliseconds (CUDA synchronised around each run).
+
+    The minimum is shown too because on a shared, busy machine it is the least disturbed reading."""
     for _ in range(warmup):
         fn()
     times = []
@@ -48,7 +50,7 @@ def median_ms(fn: Callable[[], object], runs: int, warmup: int, device: torch.de
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def test_image() -> Image.Image:
@@ -81,9 +83,9 @@ def bench(path: Path, device: torch.device, image: Image.Image, args: argparse.N
     return {
         "model": path.stem, "device": describe_device(device), "P": model.num_prototypes,
         "input": "x".join(map(str, model.input_spec.image_size)), "map": "x".join(map(str, model.map_size())),
-        "forward": median_ms(forward, args.runs, args.warmup, device),
-        "explain": median_ms(lambda: explain_image(model, [image], top_k=args.top_k), args.runs, args.warmup, device),
-        "pictures": median_ms(lambda: with_pictures(model, image, args.top_k), args.runs, args.warmup, device),
+        "forward": timings_ms(forward, args.runs, args.warmup, device),
+        "explain": timings_ms(lambda: explain_image(model, [image], top_k=args.top_k), args.runs, args.warmup, device),
+        "pictures": timings_ms(lambda: with_pictures(model, image, args.top_k), args.runs, args.warmup, device),
     }
 
 
@@ -104,16 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     image = test_image()
     print(f"image {image.size[0]}x{image.size[1]}, top-k {args.top_k}, median of {args.runs} runs "
           f"after {args.warmup} warm-up, torch {torch.__version__}")
-    header = f"{'model':<24} {'device':<28} {'P':>5} {'input':>8} {'map':>6} {'forward ms':>11} " \
-             f"{'explain ms':>11} {'+pictures ms':>13} {'explain/fwd':>12}"
+    print("times in ms: median (min)")
+    header = f"{'model':<28} {'device':<18} {'P':>5} {'input':>8} {'map':>6} {'forward':>16} " \
+             f"{'explain':>16} {'+pictures':>16} {'explain/fwd':>12}"
     print(header)
     print("-" * len(header))
     for path in models:
         for device in devices:
             row = bench(path, device, image, args)
-            print(f"{row['model']:<24} {row['device']:<28} {row['P']:>5} {row['input']:>8} {row['map']:>6} "
-                  f"{row['forward']:>11.2f} {row['explain']:>11.2f} {row['pictures']:>13.2f} "
-                  f"{row['explain'] / row['forward']:>12.2f}")
+            cells = " ".join(f"{f'{row[k][0]:.1f} ({row[k][1]:.1f})':>16}" for k in ("forward", "explain", "pictures"))
+            print(f"{row['model']:<28} {row['device']:<18} {row['P']:>5} {row['input']:>8} {row['map']:>6} {cells} "
+                  f"{row['explain'][0] / row['forward'][0]:>12.2f}")
     return 0
 
 
