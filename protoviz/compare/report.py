@@ -155,6 +155,7 @@ def _matching_section(report: HtmlReport, run_a: ModelRun, run_b: ModelRun, matc
             if run.topk.thumbnails is not None:
                 strips.append(patch_strip(run.topk.thumbnails[index], run.topk.values[index].numpy(), tile=56)[0])
         if strips:
-            report.images(strips, [f"{run_a.name} #{pair.a} top patches", f"{run_b.name} #{pair.b} (r={pair.correlation:.3f})"])
+            report.images(strips, [f"{run_a.name} #{pair.a} top patches",
+                                   f"{run_b.name} #{pair.b} (r={pair.correlation:.3f})"])
     report.text(f"No counterpart in {run_b.name}: {list(matching.unmatched_a)}")
     report.text(f"No counterpart in {run_a.name}: {list(matching.unmatched_b)}")

@@ -9,7 +9,6 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
 from protoviz.errors import ConfigError
-from protoviz.viz.overlay import enlarge
 
 TILE_BACKGROUND: tuple[int, int, int] = (235, 235, 235)
 
@@ -34,14 +33,19 @@ def placeholder_tile(size: int, text: str = "no source recorded") -> np.ndarray:
 
 
 def fit_tile(image: np.ndarray | None, size: int, text: str = "no source recorded") -> np.ndarray:
-    """RGB image (h, w, 3) uint8 -> a (size, size, 3) tile (letterboxed), or a placeholder when None."""
+    """RGB image (h, w, 3) uint8 scaled so its longer side is ``size`` and letterboxed into a
+    (size, size, 3) tile; a placeholder tile when None."""
     if image is None:
         return placeholder_tile(size, text)
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ConfigError(f"expected an RGB image (h, w, 3) uint8, got {array.shape} {array.dtype}")
-    picture = Image.fromarray(enlarge(array, size // 2))
-    picture.thumbnail((size, size), Image.Resampling.BICUBIC)
+    height, width = array.shape[:2]
+    scale = size / max(height, width)
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # small patches are enlarged pixel by pixel (nothing invented), large pictures shrunk smoothly
+    method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BICUBIC
+    picture = Image.fromarray(array).resize(target, method)
     canvas = Image.new("RGB", (size, size), TILE_BACKGROUND)
     canvas.paste(picture, ((size - picture.width) // 2, (size - picture.height) // 2))
     return np.asarray(canvas)

@@ -14,7 +14,8 @@ from tests.conftest import make_tiny_model
 
 def test_pca_recovers_a_plane() -> None:
     generator = torch.Generator().manual_seed(0)
-    coords = torch.randn(50, 2, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 1.0], dtype=torch.float64)
+    scale = torch.tensor([3.0, 1.0], dtype=torch.float64)
+    coords = torch.randn(50, 2, generator=generator, dtype=torch.float64) * scale
     basis = torch.linalg.qr(torch.randn(6, 2, generator=generator, dtype=torch.float64))[0].t()  # (2, 6) orthonormal
     points = coords @ basis + 5.0
     projection = fit_pca(points)
