@@ -10,6 +10,7 @@ import torch
 
 from protoviz.models import load_model
 from tests.models.legacy import writers as w
+from tests.models.legacy.cases import CASES, images
 
 DATA = Path(__file__).parent / "data"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -40,3 +41,17 @@ def test_cuda_saved_pipnet_loads_anywhere(tmp_path: Path) -> None:
     model = load_model(DATA / "pipnet_cuda.pth", device=DEVICE)
     assert model.device.type == DEVICE
     _same_outputs(model, load_model(w.save(w.pipnet_checkpoint(w.pipnet()), tmp_path / "p.pth", "zip")))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_family_runs_on_cuda_like_on_cpu(case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare float32 with float32
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    path, _ = case.write(tmp_path)
+    cpu, gpu = load_model(path, family=case.hint), load_model(path, family=case.hint, device="cuda")
+    x = images(case)
+    with torch.no_grad():
+        a, b = cpu(x), gpu(x.cuda())
+    torch.testing.assert_close(b.logits.cpu(), a.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b.similarity_maps.cpu(), a.similarity_maps, rtol=1e-4, atol=1e-4)
