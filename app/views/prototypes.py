@@ -21,7 +21,7 @@ from app.compare_runs import (
     NAMESPACE, compute_characteristics, compute_part_scores, compute_run, dataset_widget, open_dataset_cached,
     prototype_part_facts, session_scores, stored_run,
 )
-from app.state import get_model, session_results
+from app.state import available_models, get_model, session_results
 from app.widgets import model_picker, show_error
 from protoviz.compare.card import prototype_facts, topk_patch_views
 from protoviz.compare.latent import latent_view, prototype_classes
@@ -215,7 +215,23 @@ def latent_section(loaded: LoadedModel, run: ModelRun | None) -> None:
                + (" (unit-normalised: cosine model)" if view.normalised else ""))
 
 
+def apply_link() -> bool:
+    """Preselect the model and prototype a link asked for, ``?model=NAME&prototype=J`` (e.g. from the
+    Explain page's cards); True when the card was asked for."""
+    model, prototype = st.query_params.get("model"), st.query_params.get("prototype")
+    if not model:
+        return False
+    if st.session_state.get("prototypes.link") != (model, prototype):  # apply each link once
+        st.session_state["prototypes.link"] = (model, prototype)
+        if model in available_models():
+            st.session_state["prototypes.model"] = model
+        if prototype is not None and prototype.isdigit():
+            st.session_state["prototypes.selected"] = int(prototype)
+    return prototype is not None
+
+
 def main() -> None:
+    linked = apply_link()
     st.title("Prototypes")
     st.caption("Every prototype of a model by class; a card per prototype with its source, top-k patches, "
                "class weights and every score computed this session.")
@@ -243,7 +259,10 @@ def main() -> None:
             run = compute_run(loaded, dataset, folder, split, config)
     except ProtovizError as error:
         show_error(error)
-    gallery_tab, card_tab, latent_tab = st.tabs(["Gallery", "Prototype card", "Latent space"])
+    if st.session_state.get("prototypes.selected", 0) >= loaded.model.num_prototypes:
+        st.session_state["prototypes.selected"] = 0  # a link or another model's choice out of range
+    gallery_tab, card_tab, latent_tab = st.tabs(["Gallery", "Prototype card", "Latent space"],
+                                                default="Prototype card" if linked else None)
     with gallery_tab:
         gallery(loaded, run)
     with card_tab:

@@ -71,3 +71,16 @@ def test_a_missing_folder_is_a_clear_error(app_env: None, tmp_path: Path) -> Non
     app.button(key="prototypes.compute").click().run()
     assert any("no such folder" in e.value for e in app.error)
     assert not app.exception
+
+
+def test_a_link_opens_the_card_of_a_prototype(app_env: None) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.query_params["model"] = "tiny_log"
+    app.query_params["prototype"] = "4"
+    app.run()
+    assert _errors(app) == []
+    assert app.selectbox(key="prototypes.model").value == "tiny_log"
+    assert app.subheader[0].value == "Prototype 4 · class class_2"
+    app.query_params["prototype"] = "99"  # out of range for this model: back to the first prototype
+    app.run()
+    assert _errors(app) == [] and app.subheader[0].value == "Prototype 0 · class class_0"
