@@ -37,11 +37,11 @@ def add_noise(images: Tensor, indices: Sequence[int], seed: int, draw: int, std:
     noise = torch.empty_like(images)
     for row, index in enumerate(indices):  # one seeded draw per image keeps results batch-size independent
         generator.manual_seed(image_seed(seed, draw, int(index)))
-        noise[row] = torch.randn(images.shape[1:], generator=generator, device=images.device, dtype=images.dtype)
-    noise = noise * std
+        torch.randn(images.shape[1:], generator=generator, out=noise[row])
+    noise.mul_(std)
     if clip is not None:
-        noise = noise.clamp(-clip, clip)
-    return images + noise
+        noise.clamp_(-clip, clip)
+    return noise.add_(images)  # in place: no extra (B, 3, H, W) buffers
 
 
 def high_activation_masks(maps: Tensor, input_size: tuple[int, int], percentile: float = 95.0) -> Tensor:
