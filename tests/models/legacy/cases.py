@@ -63,6 +63,8 @@ CASES: tuple[Case, ...] = (
     Case("protopnet zip vgg", "protopnet", _whole("protopnet", "zip"), ref.protopnet),
     Case("protopnet legacy vgg", "protopnet", _whole("protopnet", "legacy"), ref.protopnet),
     Case("protopnet zip resnet", "protopnet", _whole("protopnet", "zip", backbone="resnet"), ref.protopnet),
+    Case("protopnet legacy densenet bottleneck", "protopnet",
+         _whole("protopnet", "legacy", backbone="densenet", dim=4, add_on="bottleneck"), ref.protopnet),
     Case("protopnet legacy pruned", "protopnet", _whole("protopnet", "legacy", pruned=True), ref.protopnet),
     Case("protopnet state dict + hint", "protopnet", _state(lambda: w.ppnet("protopnet"), lambda n: n.state_dict()),
          ref.protopnet, hint="protopnet"),

@@ -152,7 +152,25 @@ def resnet(module: str, widths: tuple[int, ...] = (8, 16, 16, 16), stride8: bool
     return randomize(cls(block, widths, stride8), seed)
 
 
+class DenseNetFeatures(nn.Module):
+    def __init__(self, growth: int, blocks: tuple[int, ...], init: int):
+        super().__init__()
+        from torchvision.models import DenseNet
+
+        self.features = DenseNet(growth_rate=growth, block_config=blocks, num_init_features=init).features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.features(x))  # ProtoPNet's DenseNet features end with a ReLU after norm5
+
+
+def densenet(module: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return randomize(research_type(DenseNetFeatures, module, "DenseNet_features")(4, (2, 2), 8), seed)
+
+
 def out_channels(features: nn.Module) -> int:
+    if isinstance(getattr(features, "features", None), nn.Sequential) and hasattr(features.features, "norm5"):
+        return features.features.norm5.num_features
     return [m for m in features.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
@@ -160,7 +178,7 @@ def out_channels(features: nn.Module) -> int:
 class PPNet(nn.Module):
     """The attributes and children ProtoPNet's (and TesNet's) model.py gives its network."""
 
-    def __init__(self, features: nn.Module, identity: Tensor, dim: int, seed: int):
+    def __init__(self, features: nn.Module, identity: Tensor, dim: int, seed: int, add_on: str = "regular"):
         super().__init__()
         torch.manual_seed(seed)
         P, C = identity.shape
@@ -175,7 +193,17 @@ class PPNet(nn.Module):
         self.proto_layer_rf_info = [4, 16, 64, 0.5]
         self.features = features
         channels = out_channels(features)
-        self.add_on_layers = nn.Sequential(nn.Conv2d(channels, dim, 1), nn.ReLU(), nn.Conv2d(dim, dim, 1), nn.Sigmoid())
+        if add_on == "regular":
+            self.add_on_layers = nn.Sequential(nn.Conv2d(channels, dim, 1), nn.ReLU(), nn.Conv2d(dim, dim, 1),
+                                               nn.Sigmoid())
+        else:  # ProtoPNet's bottleneck: 1x1 conv pairs halving the channels down to dim
+            layers: list[nn.Module] = []
+            while channels > dim or not layers:
+                out = max(dim, channels // 2)
+                layers += [nn.Conv2d(channels, out, 1), nn.ReLU(), nn.Conv2d(out, out, 1)]
+                layers.append(nn.ReLU() if out > dim else nn.Sigmoid())
+                channels //= 2
+            self.add_on_layers = nn.Sequential(*layers)
         self.prototype_vectors = nn.Parameter(torch.rand(self.prototype_shape))
         self.ones = nn.Parameter(torch.ones(self.prototype_shape), requires_grad=False)
         self.last_layer = nn.Linear(P, C, bias=False)
@@ -185,10 +213,11 @@ class PPNet(nn.Module):
 
 
 def ppnet(family: str = "protopnet", classes: int = 3, per_class: int = 2, dim: int = 8, pruned: bool = False,
-          backbone: str = "vgg", seed: int = 0) -> nn.Module:
+          backbone: str = "vgg", add_on: str = "regular", seed: int = 0) -> nn.Module:
     """A whole ``model.PPNet`` (ProtoPNet) or ``model.TESNet`` (TesNet) with tiny sizes."""
     prefix = "models." if family == "tesnet" else ""
-    features = vgg(f"{prefix}vgg_features", seed=seed) if backbone == "vgg" else resnet(f"{prefix}resnet_features", seed=seed)
+    builders = {"vgg": vgg, "resnet": resnet, "densenet": densenet}
+    features = builders[backbone](f"{prefix}{backbone}_features", seed=seed)
     P = classes * per_class
     identity = torch.zeros(P, classes)
     identity[torch.arange(P), torch.arange(P) // per_class] = 1
@@ -196,7 +225,7 @@ def ppnet(family: str = "protopnet", classes: int = 3, per_class: int = 2, dim: 
         keep = [j for j in range(P) if j not in (1, 4)]
         identity = identity[keep]
     cls = research_type(PPNet, "model", "TESNet" if family == "tesnet" else "PPNet")
-    model = cls(features, identity, dim, seed)
+    model = cls(features, identity, dim, seed, add_on)
     if pruned:
         with torch.no_grad():
             model.prototype_vectors = nn.Parameter(model.prototype_vectors[: identity.shape[0]].clone())
