@@ -62,7 +62,9 @@ class Batch:
     images: (B, 3, H, W) normalised with the model's mean/std. unit: (B, 3, H, W) in [0, 1].
     labels: (B,) int64. parts: (B, K, 3) float32 (u, v, visible) in model-input pixels, integer-valued
     (truncated), or None. indices: positions in the dataset. masks: (B, H, W) uint8 part masks resized
-    with nearest neighbour, or None.
+    with nearest neighbour, or None. boxes: (B, 4) float32 (x0, y0, x1, y1) object boxes in model-input
+    pixels (x1, y1 exclusive) when the images are not cropped to them, NaN rows for images without one;
+    None when the dataset crops (the box is then the whole input) or has no boxes.
     """
 
     images: Tensor
@@ -72,6 +74,7 @@ class Batch:
     parts: Tensor | None
     indices: list[int]
     masks: Tensor | None = None
+    boxes: Tensor | None = None
 
 
 class ImageDataset:
@@ -113,6 +116,11 @@ class ImageDataset:
     @property
     def has_parts(self) -> bool:
         return self.part_names is not None
+
+    @property
+    def has_object_boxes(self) -> bool:
+        """Boxes exist and images are not cropped to them (so a box is a region inside the input)."""
+        return not self.crop_to_box and any(r.box is not None for r in self.records)
 
     @property
     def has_masks(self) -> bool:
@@ -259,7 +267,22 @@ def load_batch(dataset: ImageDataset, spec: InputSpec, indices: Sequence[int], w
         resized = [Image.fromarray(dataset.load_mask(i)).resize((width, height), Image.Resampling.NEAREST)
                    for i in indices]
         masks = torch.from_numpy(np.stack([np.asarray(m, dtype=np.uint8) for m in resized]))
-    return Batch(normalize(unit, spec), unit, labels, [s.image_id for s in samples], parts, list(indices), masks)
+    boxes = None
+    if dataset.has_object_boxes:
+        boxes = torch.from_numpy(np.stack([map_box(s.box, s.image.size, spec.image_size) for s in samples]))
+    return Batch(normalize(unit, spec), unit, labels, [s.image_id for s in samples], parts, list(indices), masks,
+                 boxes)
+
+
+def map_box(box: tuple[float, float, float, float] | None, image_size: tuple[int, int],
+            input_size: tuple[int, int]) -> np.ndarray:
+    """The reference's integer box of an uncropped image (PIL size (w, h)) -> (4,) float32 (x0, y0, x1, y1)
+    in model-input pixels (scaled, not rounded), NaN when there is no box."""
+    if box is None:
+        return np.full(4, np.nan, dtype=np.float32)
+    x1, y1, x2, y2 = crop_bounds(box)
+    sx, sy = input_size[1] / image_size[0], input_size[0] / image_size[1]
+    return np.array([x1 * sx, y1 * sy, x2 * sx, y2 * sy], dtype=np.float32)
 
 
 def map_parts(parts: np.ndarray | None, image_size: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:

@@ -12,10 +12,10 @@ Part purity (Nauta et al., PIP-Net), as protoviz computes it:
    patches holding that part) / (number of patches). The score is the mean over prototypes with a
    positive class weight (prototypes the classifier uses), as a fraction in [0, 1].
 
-Object overlap (datasets with part masks, e.g. the synthetic set): for p and each image of p's
-classes, the share of the high-activation region (>= the 95th percentile of the upsampled map) that
-lies on the object (mask > 0); per prototype the mean over images, the score 100 * the mean over
-prototypes with images.
+Object overlap (datasets with part masks, e.g. the synthetic set, or uncropped images with boxes): for
+p and each image of p's classes, the share of the high-activation region (>= the 95th percentile of the
+upsampled map) that lies on the object (part mask > 0, else inside the box); per prototype the mean
+over images, the score 100 * the mean over prototypes with images.
 """
 
 from __future__ import annotations
@@ -110,6 +110,16 @@ class ObjectOverlap:
     n_images: np.ndarray
 
 
+def box_masks(boxes: Tensor, input_size: tuple[int, int]) -> Tensor:
+    """(B, 4) (x0, y0, x1, y1) boxes in input pixels -> (B, H, W) bool, pixel (r, c) inside when
+    y0 <= r + 0.5 < y1 and x0 <= c + 0.5 < x1 (pixel centres); a NaN box gives an empty mask."""
+    height, width = input_size
+    rows = torch.arange(height, device=boxes.device, dtype=boxes.dtype)[None, :, None] + 0.5
+    cols = torch.arange(width, device=boxes.device, dtype=boxes.dtype)[None, None, :] + 0.5
+    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
+    return (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+
+
 class ObjectOverlapAccumulator:
     """Sums the on-object share of each prototype's high-activation region over its classes' images."""
 
@@ -118,10 +128,10 @@ class ObjectOverlapAccumulator:
         self.total = torch.zeros(num_prototypes, dtype=torch.float64, device=device)
         self.count = torch.zeros(num_prototypes, dtype=torch.int64, device=device)
 
-    def update(self, image_idx: Tensor, proto_idx: Tensor, maps: Tensor, masks: Tensor) -> None:
-        """Pairs (n,) into maps (B, P, h, w); masks (B, H, W) uint8, object where > 0."""
+    def update(self, image_idx: Tensor, proto_idx: Tensor, maps: Tensor, objects: Tensor) -> None:
+        """Pairs (n,) into maps (B, P, h, w); objects (B, H, W) bool, True on the object."""
         regions = high_activation_masks(maps[image_idx, proto_idx], self.input_size)
-        on_object = (regions & (masks[image_idx] > 0)).flatten(1).sum(1).double()
+        on_object = (regions & objects[image_idx]).flatten(1).sum(1).double()
         share = on_object / regions.flatten(1).sum(1).clamp(min=1).double()
         self.total.index_add_(0, proto_idx, share)
         self.count.index_add_(0, proto_idx, torch.ones_like(proto_idx))

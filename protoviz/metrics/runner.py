@@ -26,7 +26,7 @@ from protoviz.metrics.config import PartMetricConfig
 from protoviz.metrics.consistency import PartAccumulator, PartScores, class_mapping
 from protoviz.metrics.deletion import DeletionCurves, deletion_insertion
 from protoviz.metrics.parts import prototype_classes, select_pairs
-from protoviz.metrics.purity import ObjectOverlap, ObjectOverlapAccumulator, Purity, PurityAccumulator
+from protoviz.metrics.purity import ObjectOverlap, ObjectOverlapAccumulator, Purity, PurityAccumulator, box_masks
 from protoviz.metrics.stability import RegionStability, RegionStabilityAccumulator, add_noise
 from protoviz.models.base import PrototypeModel
 
@@ -92,6 +92,13 @@ class EvaluationResult:
     def model_sha256(self) -> str | None:
         return self.provenance["model"].get("checkpoint_sha256")
 
+    def prototype_part(self, index: int) -> str | None:
+        """Name of prototype ``index``'s most frequent part, None without part results or part hits."""
+        if self.parts is None:
+            return None
+        name = self.parts.dominant_part_names()[index]
+        return None if name == "-" else name
+
     def prototype_scores(self, index: int) -> dict[str, float]:
         """Numeric per-prototype results of prototype ``index`` (for other pages' prototype cards)."""
         row = self.prototypes[index]
@@ -114,9 +121,9 @@ class _Run:
         self.model, self.config, self.metrics = model, config, set(config.metrics)
         for metric in self.metrics & set(PART_METRICS):
             dataset.require_parts(metric)
-        if "object_overlap" in self.metrics and not dataset.has_masks:
-            raise ConfigError("object_overlap needs per-pixel part masks (the synthetic set has them); "
-                              f"{dataset.root} has none")
+        if "object_overlap" in self.metrics and not (dataset.has_masks or dataset.has_object_boxes):
+            raise ConfigError("object_overlap needs part masks (the synthetic set has them) or bounding boxes of "
+                              f"uncropped images; {dataset.root} has neither (with boxes, turn cropping off)")
         device, size = model.device, model.input_spec.image_size
         self.label_map, self.class_match = class_mapping(model.class_names, dataset.class_names)
         self.label_map = self.label_map.to(device)
@@ -163,17 +170,28 @@ class _Run:
             image_idx, proto_idx = select_pairs(labels, self.relevance)
             if self.region is not None:
                 self.region.update(image_idx, proto_idx, maps, noisy)
-            if self.overlap is not None and batch.masks is not None:
-                self.overlap.update(image_idx, proto_idx, maps, batch.masks.to(device))
+            if self.overlap is not None:
+                self.overlap.update(image_idx, proto_idx, maps, self._objects(batch))
         if self.purity is not None and parts is not None:
             self.purity.update(maps, out.max_similarities, parts, batch.indices)
+
+
+    def _objects(self, batch: Batch) -> Tensor:
+        """(B, H, W) bool object pixels: the part mask where there is one, else the box."""
+        device = self.model.device
+        if batch.masks is not None:
+            return batch.masks.to(device) > 0
+        if batch.boxes is None:
+            raise ConfigError("object_overlap: this batch has neither part masks nor boxes")
+        return box_masks(batch.boxes.to(device), self.model.input_spec.image_size)
 
 
 def _slice(batch: Batch, start: int, stop: int) -> Batch:
     def cut(t: Tensor | None) -> Tensor | None:
         return None if t is None else t[start:stop]
     return Batch(batch.images[start:stop], batch.unit[start:stop], batch.labels[start:stop],
-                 batch.image_ids[start:stop], cut(batch.parts), batch.indices[start:stop], cut(batch.masks))
+                 batch.image_ids[start:stop], cut(batch.parts), batch.indices[start:stop], cut(batch.masks),
+                 cut(batch.boxes))
 
 
 @torch.inference_mode()

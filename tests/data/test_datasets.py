@@ -73,7 +73,10 @@ def test_parts_map_into_model_input_like_the_reference(tmp_path: Path) -> None:
     assert batch.parts[0, 0].tolist() == [expected_u, expected_v, 1.0]
     assert batch.parts[0, 1].tolist() == [0.0, 0.0, 0.0]
     uncropped = open_dataset(tmp_path, crop_to_box=False)
-    assert uncropped[0].image.size == (40, 30)
+    assert uncropped[0].image.size == (40, 30) and uncropped.has_object_boxes and not data.has_object_boxes
+    boxes = next(iterate_batches(uncropped, InputSpec(image_size=(60, 80)), 1)).boxes
+    assert boxes[0].tolist() == [5 * 2.0, 4 * 2.0, 25 * 2.0, 19 * 2.0]  # (5, 4, 25, 19) scaled by 80/40, 60/30
+    assert batch.boxes is None
     parts = next(iterate_batches(uncropped, InputSpec(image_size=(60, 80)), 1)).parts
     assert parts[0, 0].tolist() == [int(80 * 10.5 / 40), int(60 * 8.0 / 30), 1.0]
 

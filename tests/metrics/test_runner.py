@@ -144,3 +144,18 @@ def test_cli_writes_json_and_csv(syn: Path, checkpoint: Path, tmp_path: Path, ca
     assert doc["provenance"]["batch_size"] == 6 and doc["provenance"]["images_evaluated"] == 16
     assert len(doc["parts"]["stability_per_draw"]) == 2
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 17
+
+
+def test_object_overlap_from_boxes_of_uncropped_images(tmp_path: Path) -> None:
+    from protoviz.metrics.purity import box_masks
+    from tests.metrics.test_families import make_parts_dataset
+
+    masks = box_masks(torch.tensor([[1.0, 0.0, 3.0, 1.6], [float("nan")] * 4]), (3, 4))
+    assert masks[0].int().tolist() == [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]] and not masks[1].any()
+    root = make_parts_dataset(tmp_path, classes=3)
+    model = make_tiny_model(classes=3)
+    with pytest.raises(ConfigError, match="turn cropping off"):
+        evaluate(model, open_dataset(root), EvaluationConfig(metrics=("object_overlap",)))
+    result = evaluate(model, open_dataset(root, crop_to_box=False), EvaluationConfig(metrics=("object_overlap",)))
+    assert 0.0 < result.scores["object_overlap"] <= 100.0  # the 40x41 box covers most of the 48x48 image
+    assert result.prototype_part(0) is None and result.parts is None
