@@ -43,7 +43,8 @@ def _load_mat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
         raise DatasetError(f"{path}: not a readable MATLAB file ({error})") from error
     missing = [k for k in keys if k not in data]
     if missing:
-        raise DatasetError(f"{path}: expected the variable(s) {missing}, found {sorted(k for k in data if not k.startswith('__'))}")
+        found = sorted(k for k in data if not k.startswith("__"))
+        raise DatasetError(f"{path}: expected the variable(s) {missing}, found {found}")
     return data
 
 
