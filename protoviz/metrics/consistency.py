@@ -11,6 +11,9 @@ map's first maximum).
   two all-zero vectors are equal); stability = 100 * mean_p stab_p over prototypes with images (the
   reference has no prototype without images). With several draws: mean and std over draws.
 
+With merge_left_right, 'left X' and 'right X' become one part X: hit when either side is hit, visible
+when either side is visible (so f_p[X] counts images, not sides).
+
 Only per-prototype counts are kept ((P, K) integers), so memory does not grow with the dataset.
 """
 
