@@ -51,9 +51,9 @@ def _module(make: Callable[[], nn.Module], fmt: str) -> Callable[[Path], tuple[P
     return write
 
 
-def _tree(file: str, fmt: str) -> Callable[[Path], tuple[Path, nn.Module]]:
+def _tree(file: str, fmt: str, **kwargs) -> Callable[[Path], tuple[Path, nn.Module]]:
     def write(folder: Path) -> tuple[Path, nn.Module]:
-        net = w.prototree()
+        net = w.prototree(**kwargs)
         w.save_prototree_folder(net, folder / "run", fmt)
         return (folder / "run" / file if file else folder / "run"), net
     return write
@@ -85,6 +85,8 @@ CASES: tuple[Case, ...] = (
     Case("prototree folder (model.pth zip)", "prototree", _tree("", "zip"), ref.prototree),
     Case("prototree model.pth legacy", "prototree", _tree("model.pth", "legacy"), ref.prototree),
     Case("prototree tree.pkl", "prototree", _tree("tree.pkl", "zip"), ref.prototree),
+    Case("prototree pruned kontschieder", "prototree", _tree("model.pth", "zip", pruned=True, kontschieder=True),
+         ref.prototree),
     Case("deformable zip (unverified vs CUDA kernel)", "deformable", _module(w.deformable, "zip"), ref.deformable),
     Case("deformable legacy hidden offsets", "deformable", _module(lambda: w.deformable(hidden=6), "legacy"),
          ref.deformable),

@@ -108,7 +108,7 @@ def pipnet(net: nn.Module, x: Tensor, threshold: float = 0.1) -> tuple[Tensor, T
 
 def prototree(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     """ProtoTree: s_p = exp(-min_hw |z - p|); out(branch) = (1 - s) out(left) + s out(right);
-    out(leaf) = softmax(dist_params). Returns class probabilities and exp(-|z - p|) maps."""
+    out(leaf) = softmax(dist_params) (or dist_params / sum with Kontschieder normalisation). Returns class probabilities and exp(-|z - p|) maps."""
     z = latent(net._net, net._add_on, x)
     protos = net.prototype_layer.prototype_vectors.detach().double().flatten(1)
     maps = _per_location(z, protos, lambda v, p: torch.exp(-((v - p) ** 2).sum(dim=1).sqrt()))
@@ -116,7 +116,9 @@ def prototree(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
 
     def out(node: nn.Module) -> Tensor:
         if hasattr(node, "_dist_params"):
-            return torch.softmax(node._dist_params.detach().double(), dim=0).expand(x.shape[0], -1)
+            params = node._dist_params.detach().double()
+            dist = params / params.sum() if node._kontschieder_normalization else torch.softmax(params, dim=0)
+            return dist.expand(x.shape[0], -1)
         s = sims[:, net._out_map[node]][:, None]
         return (1 - s) * out(node.l) + s * out(node.r)
 

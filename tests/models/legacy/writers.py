@@ -359,8 +359,19 @@ class ProtoTreeNet(nn.Module):
         self.eval()
 
 
-def prototree(classes: int = 3, depth: int = 2, dim: int = 8, seed: int = 0) -> nn.Module:
-    return research_type(ProtoTreeNet, "prototree.prototree", "ProtoTree")(classes, depth, dim, seed)
+def prototree(classes: int = 3, depth: int = 2, dim: int = 8, seed: int = 0, pruned: bool = False,
+              kontschieder: bool = False) -> nn.Module:
+    """A ProtoTree; ``pruned`` replaces the root's right subtree by one leaf (its prototype rows stay),
+    ``kontschieder`` uses leaf distributions dist_params / sum (positive params)."""
+    tree = research_type(ProtoTreeNet, "prototree.prototree", "ProtoTree")(classes, depth, dim, seed)
+    if pruned:
+        tree._root.r = research_type(Leaf, "prototree.leaf", "Leaf")(99, classes)
+    for leaf in tree._root.modules():
+        if hasattr(leaf, "_dist_params") and kontschieder:
+            leaf._kontschieder_normalization = True
+            with torch.no_grad():
+                leaf._dist_params.abs_().add_(0.1)
+    return tree
 
 
 def save_prototree_folder(tree: nn.Module, folder: Path, fmt: str = "zip") -> Path:
