@@ -94,6 +94,8 @@ def build(state: dict[str, Tensor], module: nn.Module | None, label: str) -> Def
     weights = {k: v for k, v in state.items() if k != "ones" and not k.startswith("add_on_layers.")}
     weights["class_identity"] = identity.detach().float()
     load_weights(model, weights, label)
+    model.metadata["note"] = ("deformable sampling emulated with grid_sample (norm-preserving bilinear); "
+                              "equivalence with the original CUDA kernel is unverified")
     if module is None:
         model.metadata["assumed"] = "conv_offset padding/dilation/activations and the upsample add-on (state dict only)"
     return model
