@@ -22,7 +22,7 @@ from PIL import Image
 from torch import Tensor
 
 from protoviz.errors import ConfigError
-from protoviz.explain.modifications_fast import modify_fast
+from protoviz.explain.modifications_fast import modify_fast, texture_backend, texture_opencv
 from protoviz.explain.modifications_reference import modify_reference
 from protoviz.explain.params import ExplainConfig
 from protoviz.data.transforms import normalize, to_uint8_image, to_unit_tensor
@@ -72,18 +72,21 @@ class PreparedBatch:
 
     unit: (B, 3, H, W) in [0, 1]. modified: (B, M, 3, H, W) already modified (reference mode) or None
     (fast mode modifies on the device). scale: (B, 2) input size / native size for (y, x).
+    texture: (B, 3, H, W) fast mode's texture modification when its backend is OpenCV, else None.
     """
 
     unit: Tensor
     modified: Tensor | None
     scale: Tensor
+    texture: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.unit.shape[0])
 
     def slice(self, start: int, stop: int) -> PreparedBatch:
         part = None if self.modified is None else self.modified[start:stop]
-        return PreparedBatch(self.unit[start:stop], part, self.scale[start:stop])
+        texture = None if self.texture is None else self.texture[start:stop]
+        return PreparedBatch(self.unit[start:stop], part, self.scale[start:stop], texture)
 
 
 def prepare_cpu(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig) -> PreparedBatch:
@@ -97,7 +100,11 @@ def prepare_cpu(model: PrototypeModel, images: Sequence[Image.Image], config: Ex
         names = config.characteristics
         both = torch.stack([to_unit_tensor([im, *modify_reference(im, names, config.params)], spec) for im in rgb])
         return PreparedBatch(both[:, 0], both[:, 1:], scale)
-    return PreparedBatch(to_unit_tensor(rgb, spec), None, scale)
+    unit = to_unit_tensor(rgb, spec)
+    texture = None
+    if "texture" in config.characteristics and texture_backend(config.fast_texture, model.device) == "opencv":
+        texture = texture_opencv(unit, config.params, scale, config.fast_max_search)
+    return PreparedBatch(unit, None, scale, texture)
 
 
 def to_device(model: PrototypeModel, prepared: PreparedBatch, config: ExplainConfig) -> tuple[Tensor, Tensor]:
@@ -105,7 +112,8 @@ def to_device(model: PrototypeModel, prepared: PreparedBatch, config: ExplainCon
     unit = prepared.unit.to(model.device, non_blocking=True)
     if prepared.modified is not None:
         return unit, prepared.modified.to(model.device, non_blocking=True)
-    return unit, modify_fast(unit, config.characteristics, config.params, prepared.scale, config.fast_max_search)
+    return unit, modify_fast(unit, config.characteristics, config.params, prepared.scale, config.fast_max_search,
+                             prepared.texture)
 
 
 def prepare_units(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig) -> tuple[Tensor, Tensor]:
@@ -139,7 +147,7 @@ def explain_units(model: PrototypeModel, unit: Tensor, modified: Tensor, config:
     if config.region != "whole":
         return _explain_region(model, unit, modified, config, prototypes, names)
     stacked = torch.cat([unit[:, None], modified], dim=1).flatten(0, 1)
-    output = model(normalize(stacked, model.input_spec))
+    output = model(_normalize_copy(stacked, model, keep_images))
     maps = output.similarity_maps.view(batch, 1 + count, *output.similarity_maps.shape[1:])
     selected = _selection(model, prototypes, maps.device)
     maps = maps[:, :, selected]
@@ -153,6 +161,16 @@ def explain_units(model: PrototypeModel, unit: Tensor, modified: Tensor, config:
         logits=output.logits.view(batch, 1 + count, -1)[:, 0].float().cpu(), config=config,
         unit=stacked.view(batch, 1 + count, *unit.shape[1:]).cpu() if keep_images else None,
         maps=original.float().cpu() if keep_images else None)
+
+
+def _normalize_copy(stacked: Tensor, model: PrototypeModel, keep: bool) -> Tensor:
+    """The model's normalisation, in place unless the unit images are kept for display."""
+    if keep:
+        return normalize(stacked, model.input_spec)
+    spec = model.input_spec
+    mean = torch.tensor(spec.mean, dtype=stacked.dtype, device=stacked.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=stacked.dtype, device=stacked.device).view(1, 3, 1, 1)
+    return stacked.sub_(mean).div_(std)
 
 
 def explain_images(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig | None = None,

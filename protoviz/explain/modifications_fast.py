@@ -18,12 +18,17 @@ They run on whatever device the tensors are on and follow the reference definiti
   roundings (Lab before and after filtering, RGB at the end) are reproduced: on the synthetic images
   that lossy Lab round trip alone changes pixels by about 0.9 grey levels on average, about half of
   what the whole texture modification changes, so leaving it out would make the modes disagree.
+  On the CPU the same filter runs through OpenCV itself (``texture_backend``: ``auto`` picks ``opencv``
+  on the CPU, where the tensor version costs more than the seven forward passes, and ``torch`` on an
+  accelerator); both use the same scaled and capped windows.
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -31,6 +36,7 @@ from torch import Tensor
 from protoviz.errors import ConfigError
 from protoviz.explain.params import IDENTITY, ModificationParams
 
+TEXTURE_BACKENDS: tuple[str, ...] = ("auto", "torch", "opencv")
 _LUMA = (0.299, 0.587, 0.114)
 _WEIGHT_THRESHOLD = 0.001  # OpenCV's WEIGHT_THRESHOLD for non-local means
 
@@ -201,11 +207,38 @@ def texture(unit: Tensor, h: float, h_color: float, template: int, search: int) 
     return torch.round(lab8_to_rgb(smoothed) * 255.0) / 255.0
 
 
+def window_sizes(params: ModificationParams, scale: Tensor, max_search: int) -> list[tuple[int, int]]:
+    """Per image (template, search) window sizes in input pixels: the reference sizes times the image's
+    mean (input / native) scale, rounded to odd sizes, the search window capped at ``max_search``."""
+    mean_scale = scale.to(torch.float64).mean(dim=1).tolist()
+    return [(_odd(params.texture_template * s, 10**6), _odd(params.texture_search * s, max_search)) for s in mean_scale]
+
+
+def texture_opencv(unit: Tensor, params: ModificationParams, scale: Tensor, max_search: int) -> Tensor:
+    """The same filter through OpenCV's own ``fastNlMeansDenoisingColored`` on the resized uint8 images
+    (CPU, one image at a time; far cheaper than the tensor version on a CPU): (B, 3, H, W) on the CPU."""
+    pixels = torch.round(unit.detach().cpu().clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for rgb, (template, search) in zip(pixels, window_sizes(params, scale, max_search)):
+        bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+        smooth = cv2.fastNlMeansDenoisingColored(bgr, None, params.texture_h, params.texture_h_color, template, search)
+        out.append(cv2.cvtColor(smooth, cv2.COLOR_BGR2RGB))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def texture_backend(choice: str, device: torch.device) -> str:
+    """``auto`` -> ``opencv`` on the CPU, ``torch`` on an accelerator; otherwise the choice itself."""
+    if choice not in TEXTURE_BACKENDS:
+        raise ConfigError(f"fast texture backend must be one of {TEXTURE_BACKENDS}, got {choice!r}")
+    if choice == "auto":
+        return "opencv" if torch.device(device).type == "cpu" else "torch"
+    return choice
+
+
 def texture_scaled(unit: Tensor, params: ModificationParams, scale: Tensor, max_search: int) -> Tensor:
     """Texture with windows scaled per image by its mean (input / native) scale; images that share
     window sizes are filtered together."""
-    mean_scale = scale.to(torch.float64).mean(dim=1).tolist()
-    sizes = [(_odd(params.texture_template * s, 10**6), _odd(params.texture_search * s, max_search)) for s in mean_scale]
+    sizes = window_sizes(params, scale, max_search)
     out = torch.empty_like(unit)
     for template, search in sorted(set(sizes)):
         index = torch.tensor([i for i, size in enumerate(sizes) if size == (template, search)], device=unit.device)
@@ -214,10 +247,12 @@ def texture_scaled(unit: Tensor, params: ModificationParams, scale: Tensor, max_
 
 
 def modify_fast(unit: Tensor, names: tuple[str, ...], params: ModificationParams, scale: Tensor | None = None,
-                max_search: int = 7) -> Tensor:
+                max_search: int = 7, texture_image: Tensor | None = None) -> Tensor:
     """Unit images (B, 3, H, W) -> modified images (B, M, 3, H, W), one per name, on the same device.
 
     scale: (B, 2) input size / native size per image for (y, x); None means the input is the native size.
+    texture_image: (B, 3, H, W) the texture modification computed beforehand (e.g. by
+    :func:`texture_opencv` on a worker thread); None computes it here with the tensor filter.
     """
     if unit.dim() != 4 or unit.shape[1] != 3:
         raise ConfigError(f"modify_fast: expected unit images (B, 3, H, W), got {tuple(unit.shape)}")
@@ -226,7 +261,8 @@ def modify_fast(unit: Tensor, names: tuple[str, ...], params: ModificationParams
     operations = {
         "hue": lambda x: hue(x, params.hue_shift_steps),
         "shape": lambda x: shape(x, params.shape_amplitude, params.shape_frequency, scale),
-        "texture": lambda x: texture_scaled(x, params, scale, max_search),
+        "texture": lambda x: (texture_scaled(x, params, scale, max_search) if texture_image is None
+                              else texture_image.to(device=x.device, dtype=x.dtype)),
         "contrast": lambda x: contrast(x, params.contrast),
         "saturation": lambda x: saturation(x, params.saturation),
         "brightness": lambda x: brightness(x, params.brightness),

@@ -80,6 +80,8 @@ class ExplainConfig:
     region: ``whole`` image, or only ``inside`` / ``outside`` each prototype's high-activation box.
     percentile: the percentile of the upsampled similarity map that defines that box (ProtoPNet: 95).
     fast_max_search: cap on the fast texture filter's search window (input pixels), for speed.
+    fast_texture: the fast texture filter's backend: ``auto`` (OpenCV on the CPU, tensors on an
+        accelerator), ``torch`` or ``opencv``.
     seed: recorded with every result (all modifications are deterministic).
     """
 
@@ -89,6 +91,7 @@ class ExplainConfig:
     region: str = "whole"
     percentile: float = 95.0
     fast_max_search: int = 7
+    fast_texture: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,6 +101,8 @@ class ExplainConfig:
             raise ConfigError(f"ExplainConfig.region: expected one of {REGIONS}, got {self.region!r}")
         if not 0.0 <= self.percentile <= 100.0:
             raise ConfigError(f"ExplainConfig.percentile: expected a value in [0, 100], got {self.percentile}")
+        if self.fast_texture not in ("auto", "torch", "opencv"):
+            raise ConfigError(f"ExplainConfig.fast_texture: expected 'auto', 'torch' or 'opencv', got {self.fast_texture!r}")
         if not isinstance(self.fast_max_search, int) or self.fast_max_search < 1 or self.fast_max_search % 2 == 0:
             raise ConfigError(f"ExplainConfig.fast_max_search: expected an odd integer >= 1, got {self.fast_max_search!r}")
 

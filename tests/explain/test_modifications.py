@@ -119,3 +119,18 @@ def test_parameters_are_validated() -> None:
         ModificationParams(texture_template=6)
     with pytest.raises(ConfigError):
         ModificationParams(contrast=-1)
+
+
+def test_opencv_and_tensor_texture_backends_agree() -> None:
+    images = [_image(6, (48, 48)), _image(7, (48, 48))]
+    unit = torch.cat([_unit(im) for im in images])
+    scale = torch.ones(2, 2, dtype=torch.float64)
+    params = ModificationParams()
+    tensor = fast.texture_scaled(unit, params, scale, 7)
+    opencv = fast.texture_opencv(unit, params, scale, 7)
+    change = (opencv - unit).abs().mean()
+    assert change > 0 and (tensor - opencv).abs().mean() < 0.6 * change  # mostly uint8 rounding
+    assert fast.texture_backend("auto", torch.device("cpu")) == "opencv"
+    assert fast.texture_backend("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ConfigError):
+        fast.texture_backend("gpu", torch.device("cpu"))
