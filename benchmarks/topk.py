@@ -1,8 +1,10 @@
 """Images per second of the one-pass top-k search (and the full compare pass), next to the bare forward.
 
-On the same preloaded images (N, 3, H, W) and batch size, median of ``--repeats`` timed passes:
+On the same preloaded images (N, 3, H, W) and batch size, median of ``--repeats`` rounds in which the
+variants take turns:
 - forward: ``model(x)`` per batch under no_grad, the floor;
-- top-k: :class:`TopKAccumulator` (running (P, k) merge with torch.topk, latents at the winning cells,
+- top-k only: the running (P, k) merge with torch.topk alone (no latents, no crops);
+- top-k pass: :class:`TopKAccumulator` as the app runs it (the merge, latents at the winning cells,
   roi_align crops of the new winners) fed by the shared pass;
 - compare pass: top-k + activation profiles + top-5 predictions in the same pass (what the Compare
   page and `protoviz compare` run per model).
@@ -47,19 +49,22 @@ def build_model(args: argparse.Namespace, device: torch.device) -> PrototypeMode
     return ProtoPNet(config).to(device).eval()
 
 
-def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up (CUDA synchronised)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+def timed(variants: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median seconds of each variant after one warm-up each. The variants take turns, one run each per
+    round, so a machine whose load drifts (shared CPUs) slows them alike."""
+    for fn in variants.values():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     def topk() -> None:
         run_pass(model, tensor_batches(images, args.batch_size), [TopKAccumulator(config)])
 
+    def bare_topk() -> None:
+        bare = TopKConfig(k=args.k, per_image=args.per_image, thumbnail_size=0, keep_latents=False)
+        run_pass(model, tensor_batches(images, args.batch_size), [TopKAccumulator(bare)])
+
     def full() -> None:
         run_pass(model, tensor_batches(images, args.batch_size),
                  [TopKAccumulator(config), ProfileAccumulator(), PredictionAccumulator()])
@@ -98,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {describe_device(device)} | {model.family} {model.backbone_name} {height}x{width} | "
           f"P={model.num_prototypes} map {model.map_size()} | N={args.images} batch {args.batch_size} "
           f"k={args.k} per_image={args.per_image} | torch {torch.__version__}")
-    base = None
-    for name, fn in (("forward", forward), ("top-k pass", topk), ("compare pass", full)):
-        seconds = timed(fn, device, args.repeats)
-        rate = args.images / seconds
-        base = base or rate
-        print(f"{name:<13} {rate:10.1f} images/s   ({seconds:.3f} s, {rate / base:.2f}x forward)")
+    variants = {"forward": forward, "top-k only": bare_topk, "top-k pass": topk, "compare pass": full}
+    seconds = timed(variants, device, args.repeats)
+    base = args.images / seconds["forward"]
+    for name, value in seconds.items():
+        rate = args.images / value
+        print(f"{name:<13} {rate:10.1f} images/s   ({value:.3f} s, {rate / base:.2f}x forward)")
     return 0
 
 
