@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from protoviz.data.datasets import open_dataset
 from protoviz.device import pick_device
 from protoviz.explain.export import provenance, write_global
-from protoviz.explain.extras import redundancy
+from protoviz.explain.extras import agreement, redundancy
 from protoviz.explain.global_ import explain_dataset
 from protoviz.explain.params import MODES, ExplainConfig
 from protoviz.errors import ModelError
@@ -39,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--family", default=None, help="family hint for ambiguous research checkpoints")
     parser.add_argument("--noise-floor", action="store_true", help="also run the identity modification")
     parser.add_argument("--no-crop", action="store_true", help="do not crop CUB-layout images to their boxes")
+    parser.add_argument("--agreement-split", default=None, choices=("train", "test", "all"),
+                        help="also explain this split and report, per prototype, the correlation of the two "
+                             "global explanations (e.g. train vs test)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
 
@@ -53,6 +57,11 @@ def _printer(quiet: bool) -> object:
         end = "\n" if done >= total else "\r"
         print(f"explain: {done}/{total} images ({rate:.1f} images/s)", end=end, file=sys.stderr, flush=True)
     return show
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a correlation of a constant vector is written as null."""
+    return None if math.isnan(value) else float(value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +84,18 @@ def run(args: argparse.Namespace) -> int:
         flagged = []
     document = json.loads(json_path.read_text(encoding="utf-8"))
     document["redundant_pairs"] = flagged
+    if args.agreement_split:
+        other = open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop)
+        second = explain_dataset(model, other, config, batch_size=args.batch_size, limit=args.limit,
+                                 progress=_printer(args.quiet))
+        together = agreement(result, second)
+        document["agreement"] = {"split": args.agreement_split, "images": second.num_images,
+                                 "median_pearson": _finite(together.median_pearson),
+                                 "median_spearman": _finite(together.median_spearman),
+                                 "pearson": [_finite(v) for v in together.pearson.tolist()],
+                                 "spearman": [_finite(v) for v in together.spearman.tolist()]}
+        print(f"agreement with the {args.agreement_split} split: median Spearman {together.median_spearman:.2f}, "
+              f"median Pearson {together.median_pearson:.2f} over {result.num_prototypes} prototypes")
     json_path.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
     print(f"wrote {csv_path} and {json_path} ({result.num_images} images, {result.num_prototypes} prototypes, "
           f"mode {args.mode}; {len(flagged)} redundant pair(s) flagged)")

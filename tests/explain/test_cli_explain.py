@@ -15,7 +15,7 @@ from protoviz.data.synthetic import SyntheticConfig, generate_dataset
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
-    return generate_dataset(root, SyntheticConfig(image_size=64, n_train_per_class=0, n_test_per_class=1))
+    return generate_dataset(root, SyntheticConfig(image_size=64, n_train_per_class=1, n_test_per_class=1))
 
 
 def test_explain_writes_csv_and_json(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path,
@@ -38,3 +38,12 @@ def test_explain_reports_a_missing_dataset(tiny_checkpoint: Path, tmp_path: Path
     status = main(["explain", str(tiny_checkpoint), "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
     assert status == 2
     assert "protoviz explain: error:" in capsys.readouterr().err
+
+
+def test_explain_reports_train_test_agreement(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
+                 "--agreement-split", "train", "--device", "cpu"]) == 0
+    doc = json.loads((out / "characteristics.json").read_text())
+    assert doc["agreement"]["split"] == "train" and doc["agreement"]["images"] == 8
+    assert len(doc["agreement"]["spearman"]) == 6
