@@ -118,10 +118,22 @@ def compute_characteristics(loaded: LoadedModel, dataset: Any, limit: int | None
     return store[key]
 
 
+def recorded_sha256(value: Any) -> str | None:
+    """The checkpoint hash a result recorded: ``model_sha256``, or in its provenance (flat or under 'model')."""
+    direct = getattr(value, "model_sha256", None)
+    if direct:
+        return str(direct)
+    provenance = getattr(value, "provenance", None)
+    if not isinstance(provenance, dict):
+        return None
+    model = provenance.get("model")
+    nested = model.get("checkpoint_sha256") if isinstance(model, dict) else None
+    return provenance.get("checkpoint_sha256") or provenance.get("sha256") or nested
+
+
 def _matches(value: Any, loaded: LoadedModel, key: Any) -> bool:
     """Whether a stored result belongs to this model: by its recorded hash, else by the model's name in its key."""
-    provenance = getattr(value, "provenance", None) or {}
-    recorded = provenance.get("checkpoint_sha256") or provenance.get("sha256") if isinstance(provenance, dict) else None
+    recorded = recorded_sha256(value)
     if recorded:
         return recorded == loaded.sha256
     parts = key if isinstance(key, tuple) else (key,)
@@ -151,3 +163,35 @@ def prototype_part_facts(scores: Any, index: int) -> dict[str, Any]:
             "consistent": bool(scores.consistent[index]),
             "stable fraction": None if stable is None or np.isnan(stable) else stable,
             "images": int(scores.n_images[index])}
+
+
+def model_scores(loaded: LoadedModel) -> dict[str, float]:
+    """Headline scores of this model computed this session: the Evaluate page's (consistency, stability,
+    purity ...), else consistency/stability computed here."""
+    from protoviz.metrics.consistency import PartScores
+    from protoviz.metrics.runner import EvaluationResult
+
+    evaluations = session_scores(loaded, EvaluationResult)
+    if evaluations:
+        return {k: float(v) for k, v in evaluations[-1].scores.items() if isinstance(v, (int, float))}
+    parts = session_scores(loaded, PartScores)
+    if parts:
+        stability = parts[-1].stability
+        return {"consistency": parts[-1].consistency, **({} if stability is None else {"stability": stability})}
+    return {}
+
+
+def prototype_scores(loaded: LoadedModel, index: int) -> tuple[dict[str, Any], str] | None:
+    """One prototype's scores computed this session and where they came from, or None."""
+    from protoviz.metrics.consistency import PartScores
+    from protoviz.metrics.runner import EvaluationResult
+
+    evaluations = session_scores(loaded, EvaluationResult)
+    if evaluations:
+        result = evaluations[-1]
+        return ({"dominant part": result.prototype_part(index) or "-", **result.prototype_scores(index)},
+                "Evaluate page")
+    parts = session_scores(loaded, PartScores)
+    if parts:
+        return prototype_part_facts(parts[-1], index), "computed here"
+    return None

@@ -14,7 +14,7 @@ import streamlit as st
 
 from app.cache import LoadedModel
 from app.compare_runs import (
-    NAMESPACE, compute_part_scores, compute_run, dataset_widget, open_dataset_cached, session_scores, stored_run,
+    NAMESPACE, compute_part_scores, compute_run, dataset_widget, model_scores, open_dataset_cached, stored_run,
 )
 from app.state import available_models, get_model, session_results
 from app.widgets import NamedImage, image_picker, model_picker, show_error
@@ -120,13 +120,7 @@ def scores_section(models: list[LoadedModel], runs: list[ModelRun], dataset: Any
     if not runs:
         st.info("Press the button above: one batched pass per model over the same images.", icon=":material/info:")
         return
-    from protoviz.metrics.consistency import PartScores
-
-    extra: dict[str, dict[str, float]] = {}
-    for loaded in models:
-        found = session_scores(loaded, PartScores)
-        if found:
-            extra[loaded.name] = {"consistency": found[-1].consistency, "stability": found[-1].stability}
+    extra = {loaded.name: scores for loaded in models if (scores := model_scores(loaded))}
     rows = scores_table(runs, extra)
     st.dataframe(rows, hide_index=True, key="compare.scores")
     st.caption(f"{runs[0].num_images} images ({source[1]} split of "

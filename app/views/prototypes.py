@@ -18,8 +18,8 @@ import streamlit as st
 
 from app.cache import LoadedModel
 from app.compare_runs import (
-    NAMESPACE, compute_characteristics, compute_part_scores, compute_run, dataset_widget, open_dataset_cached,
-    prototype_part_facts, session_scores, stored_run,
+    NAMESPACE, compute_characteristics, compute_part_scores, compute_run, dataset_widget, model_scores,
+    open_dataset_cached, prototype_scores, session_scores, stored_run,
 )
 from app.state import available_models, get_model, session_results
 from app.widgets import model_picker, show_error
@@ -152,7 +152,6 @@ def other_scores(loaded: LoadedModel, index: int, dataset: Any, source: tuple[st
                  config: CompareConfig) -> None:
     """Colour/shape/texture importance and consistency/stability where computed; buttons for what is not."""
     from protoviz.explain.global_ import GlobalExplanation
-    from protoviz.metrics.consistency import PartScores
 
     chars_col, parts_col = st.columns(2)
     with chars_col:
@@ -167,13 +166,14 @@ def other_scores(loaded: LoadedModel, index: int, dataset: Any, source: tuple[st
                 compute_characteristics(loaded, dataset, config.max_images)
                 st.rerun()
     with parts_col:
-        found = session_scores(loaded, PartScores)
-        if found:
-            scores = found[-1]
-            facts = prototype_part_facts(scores, index)
-            st.markdown(f"**Consistency** (model): {scores.consistency:.1f} · **stability**: "
-                        f"{'-' if scores.stability is None else f'{scores.stability:.1f}'}")
-            st.dataframe({"property": list(facts), "value": [str(v) for v in facts.values()]}, hide_index=True)
+        found_scores = prototype_scores(loaded, index)
+        if found_scores is not None:
+            facts, origin = found_scores
+            headline = model_scores(loaded)
+            st.markdown("**Model scores**: " + " · ".join(f"{k} {v:.1f}" for k, v in headline.items()
+                                                         if k in ("consistency", "stability")))
+            st.caption(f"This prototype ({origin}):")
+            st.dataframe({"property": list(facts), "value": [_text(v) for v in facts.values()]}, hide_index=True)
         else:
             st.caption("Consistency, stability and dominant part not computed yet.")
             has_parts = dataset is not None and getattr(dataset, "has_parts", False)
@@ -182,6 +182,10 @@ def other_scores(loaded: LoadedModel, index: int, dataset: Any, source: tuple[st
             if has_parts and st.button("Compute consistency and stability", key="prototypes.compute_parts"):
                 compute_part_scores(loaded, dataset, source[0], source[1], config)
                 st.rerun()
+
+
+def _text(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 # ----- latent space ---------------------------------------------------------------------------------

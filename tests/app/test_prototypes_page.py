@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from protoviz.data.synthetic import SyntheticConfig, generate_dataset
-from protoviz.models.checkpoint import save_model
+from protoviz.models.checkpoint import file_sha256, save_model
 from tests.conftest import make_tiny_model
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app" / "views" / "prototypes.py")
@@ -58,7 +58,7 @@ def test_topk_pass_fills_the_card_and_latent_view(app_env: None, model_dir: Path
     # offer to compute what other pages had not: consistency/stability, then characteristics
     app.button(key="prototypes.compute_parts").click().run()
     assert _errors(app) == []
-    assert any(m.value.startswith("**Consistency** (model):") for m in app.markdown)
+    assert any(m.value.startswith("**Model scores**: consistency") for m in app.markdown)
     app.button(key="prototypes.compute_chars").click().run()
     assert _errors(app) == []
     assert not any(b.key == "prototypes.compute_chars" for b in app.button)
@@ -84,3 +84,23 @@ def test_a_link_opens_the_card_of_a_prototype(app_env: None) -> None:
     app.query_params["prototype"] = "99"  # out of range for this model: back to the first prototype
     app.run()
     assert _errors(app) == [] and app.subheader[0].value == "Prototype 0 · class class_0"
+
+
+def test_the_card_shows_the_evaluate_pages_results(app_env: None, model_dir: Path) -> None:
+    from protoviz.metrics.runner import EvaluationResult
+
+    sha = file_sha256(model_dir / "tiny_log.safetensors")
+    rows = [{"prototype": j, "consistent": j % 2 == 0, "dominant frequency": j / 10} for j in range(6)]
+    result = EvaluationResult(scores={"consistency": 42.0, "stability": 77.0}, prototypes=rows,
+                              provenance={"model": {"checkpoint_sha256": sha}})
+    other = EvaluationResult(scores={"consistency": 1.0}, prototypes=rows,
+                             provenance={"model": {"checkpoint_sha256": "another model"}})
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.session_state["protoviz.results.evaluate"] = {("tiny_log", sha, "x"): result, ("other",): other}
+    app.query_params["model"] = "tiny_log"
+    app.query_params["prototype"] = "3"
+    app.run()
+    assert _errors(app) == []
+    assert any(m.value == "**Model scores**: consistency 42.0 · stability 77.0" for m in app.markdown)
+    table = next(d.value for d in app.dataframe if "property" in d.value.columns)
+    assert dict(zip(table["property"], table["value"]))["dominant frequency"] == "0.300"
