@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     bare = forward_rate(model, images, args.batch_size, args.repeats)
     limit = bare / 7
     record = {"model": name, "device": describe_device(device), "images": len(images), "batch_size": args.batch_size,
-              "input_size": list(model.input_spec.image_size), "forward_images_per_s": bare, "limit_images_per_s": limit,
+              "input_size": list(model.input_spec.image_size), "forward_images_per_s": bare,
+              "limit_images_per_s": limit,
               "torch": torch.__version__, "fast_max_search": args.max_search, "modes": {}}
     print(f"model: {name} on {record['device']}, {len(images)} images, batch {args.batch_size}")
     print(f"bare forward: {bare:9.1f} images/s   limit (/7): {limit:9.1f} images/s")

@@ -182,11 +182,13 @@ def render_global(loaded: LoadedModel, config: ExplainConfig) -> None:
     st.caption(f"{result.num_images} images of {dataset.get('root', '?')} ({dataset.get('split', split)} split), "
                f"{result.config.mode} mode")
     prototype = st.selectbox("Prototype", list(range(model.num_prototypes)),
-                             format_func=lambda j: prototype_label(loaded, j), key=f"why.global.prototype.{loaded.name}")
+                             format_func=lambda j: prototype_label(loaded, j),
+                             key=f"why.global.prototype.{loaded.name}")
     values = result.vector(prototype)
     noise = noise_of(values)
     class_name = model.class_names[prototype_classes(model)[prototype]]
-    st.markdown(f"#### {describe(values, prototype, class_name, noise_floor=noise or 0.0).capitalize()}")
+    sentence = describe(values, prototype, class_name, noise_floor=noise or 0.0)
+    st.markdown(f"#### {sentence[0].upper() + sentence[1:]}")
     st.plotly_chart(importance_bars(values, f"Prototype {prototype}: global importance G (similarity-weighted "
                                     f"mean Δ over {result.num_images} images)", noise), key="why.global.chart")
     with st.expander("All prototypes"):

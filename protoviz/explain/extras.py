@@ -36,7 +36,8 @@ def _floor(name: str, local: LocalExplanation, column: int) -> NoiseFloor:
     return NoiseFloor(name, float(delta.mean()), float(delta.max()), per.numpy())
 
 
-def noise_floor(model: PrototypeModel, images: Sequence[Image.Image], config: ExplainConfig | None = None) -> NoiseFloor:
+def noise_floor(model: PrototypeModel, images: Sequence[Image.Image],
+                config: ExplainConfig | None = None) -> NoiseFloor:
     """The identity modification through the mode's own path (reference: a PIL RGB->HSV->RGB uint8 round
     trip; fast: the float RGB->HSV->RGB round trip), |Delta| over all prototypes."""
     config = replace(config or ExplainConfig(), noise_floor=True, region="whole")

@@ -88,7 +88,8 @@ def prototype_parts(model: PrototypeModel, dataset: ImageDataset, part_names: tu
                     batch_size: int = 32, percentile: float = 95.0) -> list[PrototypePart]:
     """Where each prototype sits, from the part masks under its boxes in its ``top_k`` images."""
     if not dataset.has_masks:
-        raise DatasetError(f"{dataset.root}: prototype parts need per-pixel part masks (the synthetic dataset has them)")
+        raise DatasetError(f"{dataset.root}: prototype parts need per-pixel part masks "
+                           "(the synthetic dataset has them)")
     parts = len(part_names) + 1
     count = model.num_prototypes
     best = torch.full((count, top_k), -float("inf"), dtype=torch.float64)
@@ -112,7 +113,8 @@ def prototype_parts(model: PrototypeModel, dataset: ImageDataset, part_names: tu
             out.append(PrototypePart(j, None, 0.0, 1.0))
             continue
         k = int(np.argmax(totals[j, 1:]))
-        out.append(PrototypePart(j, part_names[k], float(totals[j, 1 + k] / labelled), float(totals[j, 0] / everything)))
+        share, background = float(totals[j, 1 + k] / labelled), float(totals[j, 0] / everything)
+        out.append(PrototypePart(j, part_names[k], share, background))
     return out
 
 

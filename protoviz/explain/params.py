@@ -102,9 +102,11 @@ class ExplainConfig:
         if not 0.0 <= self.percentile <= 100.0:
             raise ConfigError(f"ExplainConfig.percentile: expected a value in [0, 100], got {self.percentile}")
         if self.fast_texture not in ("auto", "torch", "opencv"):
-            raise ConfigError(f"ExplainConfig.fast_texture: expected 'auto', 'torch' or 'opencv', got {self.fast_texture!r}")
+            raise ConfigError("ExplainConfig.fast_texture: expected 'auto', 'torch' or 'opencv', "
+                              f"got {self.fast_texture!r}")
         if not isinstance(self.fast_max_search, int) or self.fast_max_search < 1 or self.fast_max_search % 2 == 0:
-            raise ConfigError(f"ExplainConfig.fast_max_search: expected an odd integer >= 1, got {self.fast_max_search!r}")
+            raise ConfigError("ExplainConfig.fast_max_search: expected an odd integer >= 1, "
+                              f"got {self.fast_max_search!r}")
 
     @property
     def characteristics(self) -> tuple[str, ...]:

@@ -79,7 +79,8 @@ def test_export_files_record_how_they_were_made(tiny_checkpoint, tmp_path) -> No
     csv_path, json_path = write_global(result, tmp_path / "out", model)
     table = pd.read_csv(csv_path, comment="#")
     assert len(table) == model.num_prototypes * 7
-    assert set(table["characteristic"]) == {"hue", "shape", "texture", "contrast", "saturation", "brightness", "identity"}
+    assert set(table["characteristic"]) == {"hue", "shape", "texture", "contrast", "saturation", "brightness",
+                                            "identity"}
     header = json.loads(csv_path.read_text().splitlines()[0][2:])
     doc = json.loads(json_path.read_text())
     for record in (header, doc):
@@ -87,7 +88,8 @@ def test_export_files_record_how_they_were_made(tiny_checkpoint, tmp_path) -> No
         assert record["model"]["checkpoint_sha256"] == model.metadata["checkpoint_sha256"]
         assert record["versions"]["torch"] == torch.__version__ and "device" in record and record["seed"] == 0
     assert len(doc["prototypes"]) == model.num_prototypes and doc["images"] == 3
-    assert global_csv(result, model).startswith("# ") and json.loads(global_json(result))["kind"] == "global_characteristics"
+    assert global_csv(result, model).startswith("# ")
+    assert json.loads(global_json(result))["kind"] == "global_characteristics"
     assert pd.read_csv(io.StringIO(global_csv(result)), comment="#")["rank"].between(1, 7).all()
 
 

@@ -42,8 +42,9 @@ def test_ground_truth_report_on_a_random_model(synthetic: Path) -> None:
     dataset = open_dataset(synthetic, split="test")
     rules = read_rules(synthetic)
     torch.manual_seed(0)
-    model = ProtoPNet(ProtoPNetConfig(class_names=dataset.class_names, backbone="tiny_cnn_small", prototypes_per_class=3,
-                                      prototype_dim=8, input=InputSpec(image_size=(64, 64)))).eval()
+    model = ProtoPNet(ProtoPNetConfig(class_names=dataset.class_names, backbone="tiny_cnn_small",
+                                      prototypes_per_class=3, prototype_dim=8,
+                                      input=InputSpec(image_size=(64, 64)))).eval()
     parts = prototype_parts(model, dataset, tuple(rules["part_names"]), top_k=3, batch_size=8)
     assert len(parts) == model.num_prototypes
     assert all(p.part is None or p.part in rules["part_names"] for p in parts)
@@ -54,7 +55,8 @@ def test_ground_truth_report_on_a_random_model(synthetic: Path) -> None:
     except DatasetError as error:  # a random model may sit on no distinguishing part at all
         pytest.skip(f"random prototypes sit on no distinguishing part: {error}")
     for case in report.cases:
-        pairs = [p for p in rules["pairs"] if case.class_name in (p["class_a"], p["class_b"]) and p["part"] == case.part]
+        pairs = [p for p in rules["pairs"]
+                 if case.class_name in (p["class_a"], p["class_b"]) and p["part"] == case.part]
         assert pairs and case.hit == (case.top in case.expected)
     assert 0.0 <= report.share <= 1.0 and 0.0 < report.chance < 1.0
 
