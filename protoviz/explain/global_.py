@@ -124,7 +124,8 @@ def _images_of(source: ImageSource | Sequence[Image.Image], indices: Sequence[in
 
 def explain_dataset(model: PrototypeModel, source: ImageSource | Sequence[Image.Image],
                     config: ExplainConfig | None = None, batch_size: int = 16, limit: int | None = None,
-                    progress: ProgressCallback | None = None, provenance: dict[str, Any] | None = None) -> GlobalExplanation:
+                    progress: ProgressCallback | None = None,
+                    provenance: dict[str, Any] | None = None) -> GlobalExplanation:
     """Global explanation of every prototype over ``source`` (every image, or the first ``limit``).
 
     Batches of ``batch_size`` images are decoded (and, in reference mode, modified with PIL / OpenCV)
