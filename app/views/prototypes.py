@@ -29,7 +29,7 @@ from protoviz.compare.summary import CompareConfig, ModelRun
 from protoviz.compare.topk import TopKConfig
 from protoviz.errors import ProtovizError
 from protoviz.viz.compare import latent_scatter
-from protoviz.viz.gallery import class_weight_bars, fit_tile, patch_strip, score_bars, tile_grid
+from protoviz.viz.gallery import class_weight_bars, fit_tile, patch_strip, score_bars, tile_grid, tile_row
 from protoviz.viz.overlay import png_bytes
 
 TILE = 96
@@ -130,6 +130,9 @@ def topk_section(loaded: LoadedModel, index: int, run: ModelRun | None, dataset:
     if views:
         st.image([v.overlay for v in views], width=150,
                  caption=[f"#{v.rank}: {v.image_id} · sim {v.similarity:.3f}" for v in views])
+        st.download_button("Top-k heatmaps (PNG)", png_bytes(tile_row([v.overlay for v in views])),
+                           f"{loaded.name}_prototype{index}_topk_{method}.png", "image/png",
+                           key="prototypes.topk_png", on_click="ignore", icon=":material/image:")
     st.download_button("Top-k patches (CSV)", _topk_csv(run, index), f"{loaded.name}_prototype{index}_topk.csv",
                        "text/csv", key="prototypes.topk_csv", on_click="ignore", icon=":material/table:")
     st.caption(f"{topk.config.k} patches ({topk.config.per_image} per image) over {run.num_images} images; "

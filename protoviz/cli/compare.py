@@ -3,7 +3,8 @@
 One batched pass per model over the same images gives accuracy, top-k patches per prototype and
 activation profiles; prototypes are matched against the first model (correlation + Hungarian) and
 near-duplicates flagged within each model. Without ``--data`` the bundled synthetic test set is
-generated into the cache folder and used.
+generated into the cache folder and used. ``--images`` adds those images, explained by every model,
+to the report.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from protoviz.compare.matching import ProfileConfig
 from protoviz.compare.report import comparison_report
 from protoviz.compare.summary import CompareConfig, Comparison, compare_models, open_probe_dataset, scores_table
 from protoviz.compare.topk import TopKConfig
+from protoviz.data.images import load_image
 from protoviz.device import pick_device
 from protoviz.errors import ConfigError
+from protoviz.heatmaps import explain_image
 from protoviz.models import load_model
+from protoviz.models.base import PrototypeModel
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--images", nargs="*", type=Path, default=[],
+                        help="images to show side by side in the report (predictions, top prototypes, heatmaps)")
     parser.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
     parser.add_argument("--json", type=Path, default=None, help="write scores, matches and the record as JSON")
     parser.set_defaults(func=run)
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None:
         views = {run.name: latent_view(models[run.name], run.topk) for run in comparison.runs}
         names = {name: list(model.class_names) for name, model in models.items()}
-        comparison_report(comparison, names, views).save(args.report)
+        comparison_report(comparison, names, views, _explain(models, args.images)).save(args.report)
         print(f"wrote {args.report}")
     if args.json is not None:
         args.json.write_text(json.dumps(_as_json(comparison), indent=2, default=str), encoding="utf-8")
@@ -82,6 +88,15 @@ def _open(data: str | None, split: str) -> Any:
     if data is None:
         print("using the bundled synthetic dataset (generated into the cache on first use)", file=sys.stderr)
     return open_probe_dataset(data, split)
+
+
+def _explain(models: dict[str, PrototypeModel], paths: list[Path]) -> dict[str, list[Any]]:
+    """Each image through every model (one batch per model): predictions and top-3 prototypes."""
+    if not paths:
+        return {}
+    images = [load_image(path) for path in paths]
+    labels = [path.name for path in paths]
+    return {name: explain_image(model, images, top_k=3, names=labels) for name, model in models.items()}
 
 
 def _progress(name: str, done: int, total: int | None) -> None:

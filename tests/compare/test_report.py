@@ -92,7 +92,10 @@ def test_unmatchable_classes_give_no_accuracy(tiny_dataset: Path, tmp_path: Path
 def test_cli_compare_writes_report_and_json(tiny_dataset: Path, two_checkpoints: tuple[Path, Path], tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out, data = tmp_path / "out.html", tmp_path / "out.json"
+    picture = tmp_path / "bird.png"
+    open_dataset(tiny_dataset)[0].image.save(picture)
     argv = ["compare", *map(str, two_checkpoints), "--data", str(tiny_dataset), "--report", str(out),
+            "--images", str(picture),
             "--json", str(data), "--k", "2", "--max-images", "8", "--batch-size", "4", "--device", "cpu"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -101,7 +104,8 @@ def test_cli_compare_writes_report_and_json(tiny_dataset: Path, two_checkpoints:
     assert [row["model"] for row in result["scores"]] == ["first", "second"]
     assert len(result["top_k"]["first"]["images"]) == 8 and len(result["top_k"]["first"]["images"][0]) == 2
     assert result["record"]["parameters"]["probe_images"] == 8
-    assert out.is_file() and _external_links(out.read_text()) == []
+    text = out.read_text()
+    assert _external_links(text) == [] and "bird.png: predicted" in text
 
 
 def test_cli_compare_needs_two_models(two_checkpoints: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
