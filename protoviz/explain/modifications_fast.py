@@ -105,18 +105,20 @@ def identity(unit: Tensor) -> Tensor:
 
 
 def _sine_shifts(length: int, amplitude: Tensor, frequency: Tensor) -> Tensor:
-    """Per-image shift(t) = trunc(A sin(pi w t)): amplitude, frequency (B,) -> (B, length) int64."""
-    t = torch.arange(length, dtype=torch.float64, device=amplitude.device)
+    """Per-image shift(t) = trunc(A sin(pi w t)): amplitude, frequency (B,) -> (B, length) int64, computed
+    in float64 on the CPU (some accelerators have no float64) so that truncation matches the reference."""
+    amplitude, frequency = amplitude.detach().cpu().double(), frequency.detach().cpu().double()
+    t = torch.arange(length, dtype=torch.float64)
     return torch.trunc(amplitude[:, None] * torch.sin(math.pi * frequency[:, None] * t[None, :])).long()
 
 
 def shape(unit: Tensor, amplitude: float, frequency: float, scale: Tensor) -> Tensor:
     """Sine warp with per-image scale (B, 2) = (input / native) for (y, x); rows first, then columns."""
     batch, channels, height, width = unit.shape
-    scale = scale.to(device=unit.device, dtype=torch.float64)
+    scale = scale.detach().cpu().double()
     sy, sx = scale[:, 0], scale[:, 1]
-    row_shift = _sine_shifts(height, amplitude * sx, frequency / sy)  # (B, H): horizontal shift of row i
-    col_shift = _sine_shifts(width, amplitude * sy, frequency / sx)  # (B, W): vertical shift of column j
+    row_shift = _sine_shifts(height, amplitude * sx, frequency / sy).to(unit.device)  # (B, H): shift of row i
+    col_shift = _sine_shifts(width, amplitude * sy, frequency / sx).to(unit.device)  # (B, W): shift of column j
     xs = torch.arange(width, device=unit.device)
     ys = torch.arange(height, device=unit.device)
     x_src = torch.remainder(xs[None, None, :] - row_shift[:, :, None], width)  # (B, H, W)
