@@ -79,10 +79,11 @@ class PassStep:
 
 
 def forward_maps(model: PrototypeModel, x: Tensor, with_latent: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Similarity maps (B, P, h, w), logits (B, C) and, if asked, latents (B, D, h, w) of images x.
+    """Similarity maps (B, P, h, w), logits (B, C) and, if asked and available, latents (B, D, h, w).
 
     Families that expose ``set_latents``/``similarity_from_latents`` share one backbone pass between
-    latents and maps; others run ``latent`` separately.
+    latents and maps; others run ``latent`` separately. Latents are None for a family that has none
+    or whose latent grid differs from its similarity maps (the latent view then says so).
     """
     latent = None
     if with_latent and hasattr(model, "set_latents") and hasattr(model, "similarity_from_latents"):
@@ -92,10 +93,12 @@ def forward_maps(model: PrototypeModel, x: Tensor, with_latent: bool) -> tuple[T
     else:
         maps = model.similarity_maps(x)
         if with_latent:
-            latent = model.latent(x)
+            try:
+                latent = model.latent(x)
+            except ModelError:
+                latent = None
     if latent is not None and latent.shape[-2:] != maps.shape[-2:]:
-        raise ModelError(f"latent maps {tuple(latent.shape[-2:])} and similarity maps {tuple(maps.shape[-2:])} "
-                         "differ in size; top-k latents need them aligned")
+        latent = None
     logits = model.logits_from_similarities(maps, maps.flatten(2).amax(dim=2))
     return maps, logits, latent
 

@@ -8,7 +8,8 @@ from torchvision.ops import roi_align
 
 from protoviz.compare.scan import forward_maps, tensor_batches
 from protoviz.compare.topk import TopKConfig, cell_boxes, topk_patches
-from protoviz.errors import ConfigError
+from protoviz.errors import ConfigError, ModelError
+from protoviz.models.base import PrototypeModel
 from tests.conftest import make_tiny_model
 
 
@@ -89,3 +90,47 @@ def test_config_validation() -> None:
         TopKConfig(k=0)
     with pytest.raises(ConfigError, match="per_image"):
         TopKConfig(per_image="some")
+
+
+class _NoLatentFamily(PrototypeModel):
+    """A family whose latent space is not exposed (as some imported research families)."""
+
+    family = "test_no_latent"
+
+    def __init__(self) -> None:
+        inner = make_tiny_model()
+        super().__init__(inner.input_spec, inner.class_names, inner.backbone_name, "log")
+        self.inner = inner
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        raise ModelError("no latent space in this family")
+
+    def similarity_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.similarity_maps(x)
+
+    @property
+    def class_weights(self) -> torch.Tensor:
+        return self.inner.class_weights
+
+    @property
+    def prototype_class_identity(self) -> torch.Tensor:
+        return self.inner.prototype_class_identity
+
+    def config_dict(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> _NoLatentFamily:
+        return cls()
+
+    @classmethod
+    def example_config(cls) -> dict:
+        return {}
+
+
+def test_a_family_without_latents_still_gives_topk() -> None:
+    model = _NoLatentFamily().eval()
+    result = topk_patches(model, tensor_batches(_images(4), 2), TopKConfig(k=2))
+    assert result.latents is None and result.filled().all()
+    expected = topk_patches(model.inner, tensor_batches(_images(4), 2), TopKConfig(k=2))
+    torch.testing.assert_close(result.values, expected.values)
