@@ -5,7 +5,8 @@ There, pairs of classes differ in exactly one factor (colour hue, shape or textu
 class only in factor f of p, should rank the matching characteristic (colour -> hue, shape -> shape,
 texture -> texture) first. Where a prototype sits: the part that covers most of its high-activation
 boxes (95th percentile of the upsampled map) in the ``top_k`` images that activate it most, from the
-dataset's per-pixel part masks. This is a measurement: :func:`ground_truth` reports the share of
+dataset's per-pixel part masks (a prototype is on every part that covers at least ``min_share`` of
+the labelled pixels there). This is a measurement: :func:`ground_truth` reports the share of
 prototypes that rank the matching characteristic first next to the share expected by chance.
 """
 
@@ -33,13 +34,19 @@ FACTOR_TO_CHARACTERISTIC: dict[str, str] = {"colour": "hue", "shape": "shape", "
 
 @dataclass(frozen=True)
 class PrototypePart:
-    """The part a prototype sits on: ``part`` (None for background), its share of the labelled pixels in
-    the prototype's top boxes, and the background share of those boxes."""
+    """Where a prototype sits: ``shares`` of each part among the labelled (non-background) pixels of the
+    prototype's top boxes, the largest one (``part``, None if the boxes hold only background) and the
+    background share of those boxes."""
 
     prototype: int
     part: str | None
     share: float
     background: float
+    shares: dict[str, float]
+
+    def parts_on(self, min_share: float) -> list[str]:
+        """The parts that cover at least ``min_share`` of the labelled pixels of the boxes."""
+        return [name for name, value in self.shares.items() if value >= min_share]
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,11 @@ class GroundTruthCase:
 
     prototype: int
     class_name: str
-    part: str
+    parts: tuple[str, ...]
     expected: tuple[str, ...]
     top: str
     hit: bool
+    rank: int  # 1-based rank of the best-placed expected characteristic among the six
 
 
 @dataclass(frozen=True)
@@ -61,10 +69,13 @@ class GroundTruthReport:
     cases: tuple[GroundTruthCase, ...]
     share: float
     chance: float
-    by_factor: dict[str, tuple[int, int]]  # characteristic -> (hits, cases)
+    mean_rank: float
+    chance_mean_rank: float
+    by_factor: dict[str, tuple[int, int]]  # characteristic -> (cases ranking it first, cases expecting it)
 
     def as_record(self) -> dict[str, Any]:
-        return {"share": self.share, "chance": self.chance, "cases": len(self.cases),
+        return {"share": self.share, "chance": self.chance, "mean_rank": self.mean_rank,
+                "chance_mean_rank": self.chance_mean_rank, "cases": len(self.cases),
                 "hits": sum(c.hit for c in self.cases), "by_characteristic": self.by_factor,
                 "prototypes": [vars(c) for c in self.cases]}
 
@@ -110,11 +121,11 @@ def prototype_parts(model: PrototypeModel, dataset: ImageDataset, part_names: tu
         labelled = totals[j, 1:].sum()
         everything = max(totals[j].sum(), 1.0)
         if labelled <= 0:
-            out.append(PrototypePart(j, None, 0.0, 1.0))
+            out.append(PrototypePart(j, None, 0.0, 1.0, {}))
             continue
+        shares = {name: float(totals[j, 1 + i] / labelled) for i, name in enumerate(part_names)}
         k = int(np.argmax(totals[j, 1:]))
-        share, background = float(totals[j, 1 + k] / labelled), float(totals[j, 0] / everything)
-        out.append(PrototypePart(j, part_names[k], share, background))
+        out.append(PrototypePart(j, part_names[k], shares[part_names[k]], float(totals[j, 0] / everything), shares))
     return out
 
 
@@ -127,31 +138,41 @@ def read_rules(root: str | Path) -> dict[str, Any]:
 
 
 def ground_truth(result: GlobalExplanation, model: PrototypeModel, parts: list[PrototypePart],
-                 rules: dict[str, Any]) -> GroundTruthReport:
-    """Share of prototypes on a distinguishing part that rank the matching characteristic first."""
+                 rules: dict[str, Any], min_share: float = 0.2) -> GroundTruthReport:
+    """Share of prototypes on a distinguishing part that rank the matching characteristic first.
+
+    A prototype of class c is on part p when p covers at least ``min_share`` of the labelled pixels of
+    its top boxes; its expected characteristics are those of the factors in which c differs from a
+    neighbour class on such a part (several for the base class, whose neighbours differ in several
+    factors of the same part; the chance level counts them)."""
     classes = model.prototype_class_identity.argmax(dim=1).tolist()
     cases = []
     for where in parts:
-        if where.part is None:
-            continue
+        on = where.parts_on(min_share)
         name = model.class_names[classes[where.prototype]]
-        factors = sorted({pair["factor"] for pair in rules["pairs"]
-                          if name in (pair["class_a"], pair["class_b"]) and pair["part"] == where.part})
-        if not factors:
+        pairs = [pair for pair in rules["pairs"] if name in (pair["class_a"], pair["class_b"]) and pair["part"] in on]
+        if not pairs:
             continue
-        expected = tuple(FACTOR_TO_CHARACTERISTIC[f] for f in factors)
-        top = result.ranking(where.prototype)[0]
-        cases.append(GroundTruthCase(where.prototype, name, where.part, expected, top, top in expected))
+        expected = tuple(sorted({FACTOR_TO_CHARACTERISTIC[pair["factor"]] for pair in pairs}))
+        ranking = result.ranking(where.prototype)
+        involved = tuple(sorted({pair["part"] for pair in pairs}))
+        rank = 1 + min(ranking.index(c) for c in expected)
+        cases.append(GroundTruthCase(where.prototype, name, involved, expected, ranking[0],
+                                     ranking[0] in expected, rank))
     if not cases:
         raise DatasetError("no prototype sits on a part that distinguishes its class; nothing to score")
     by_factor: dict[str, tuple[int, int]] = {}
     for case in cases:
         for characteristic in case.expected:
             hits, total = by_factor.get(characteristic, (0, 0))
-            by_factor[characteristic] = (hits + int(case.hit), total + 1)
+            by_factor[characteristic] = (hits + int(case.top == characteristic), total + 1)
     share = sum(c.hit for c in cases) / len(cases)
-    chance = float(np.mean([len(c.expected) / len(CHARACTERISTICS) for c in cases]))
-    return GroundTruthReport(tuple(cases), share, chance, by_factor)
+    total = len(CHARACTERISTICS)
+    chance = float(np.mean([len(c.expected) / total for c in cases]))
+    mean_rank = float(np.mean([c.rank for c in cases]))
+    # the best of k random positions among n has expected rank (n + 1) / (k + 1)
+    chance_rank = float(np.mean([(total + 1) / (len(c.expected) + 1) for c in cases]))
+    return GroundTruthReport(tuple(cases), share, chance, mean_rank, chance_rank, by_factor)
 
 
 def study(checkpoint: str | Path, data: str | Path | None = None, split: str = "test", limit: int | None = None,
@@ -200,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     record = study(args.checkpoint, args.data, args.split, args.limit, args.batch_size, args.device)
     for mode, numbers in record["modes"].items():
         print(f"{mode:9s}: {numbers['hits']}/{numbers['cases']} prototypes rank the matching characteristic first "
-              f"(share {numbers['share']:.2f}, chance {numbers['chance']:.2f}); by characteristic "
-              f"{numbers['by_characteristic']}")
+              f"(share {numbers['share']:.2f}, chance {numbers['chance']:.2f}); mean rank of the matching one "
+              f"{numbers['mean_rank']:.2f} (chance {numbers['chance_mean_rank']:.2f}); by characteristic "
+              f"(first, expected) {numbers['by_characteristic']}")
     if "fast_vs_reference_spearman" in record:
         rho = record["fast_vs_reference_spearman"]
         print("fast vs reference Spearman over prototypes: " + ", ".join(f"{k} {v:.2f}" for k, v in rho.items()))
