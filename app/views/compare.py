@@ -32,6 +32,8 @@ from protoviz.viz.overlay import draw_box, overlay_heatmap
 PICTURE = 150
 CARDS = 3
 PAIRS_SHOWN = 10
+PROTOTYPES_PAGE = "views/prototypes.py"  # relative to app/streamlit_app.py
+SWITCH_FLAG = "compare.open_card"
 
 
 # ----- the same images through every model ------------------------------------------------------------
@@ -87,6 +89,16 @@ def model_column(loaded: LoadedModel, item: ImageExplanation, slot: str) -> None
                        caption=f"looks like (class {evidence.prototype_class_name})")
             st.caption(f"similarity {evidence.similarity:.3f} × weight {evidence.weight:+.3f} = "
                        f"{evidence.contribution:+.3f}")
+            st.button("Open its card", key=f"compare.card.{slot}.{evidence.rank}", on_click=open_card,
+                      args=(loaded.name, evidence.index), icon=":material/open_in_new:")
+
+
+def open_card(model: str, prototype: int) -> None:
+    """Button callback: preselect the prototype on the Prototypes page, which main() then switches to."""
+    st.session_state["prototypes.model"] = model
+    st.session_state["prototypes.selected"] = prototype
+    st.session_state["prototypes.open_card"] = True
+    st.session_state[SWITCH_FLAG] = True
 
 
 # ----- scores on a dataset --------------------------------------------------------------------------------
@@ -241,6 +253,8 @@ def report_section(models: list[LoadedModel], runs: list[ModelRun], dataset: Any
 
 
 def main() -> None:
+    if st.session_state.pop(SWITCH_FLAG, False):
+        st.switch_page(PROTOTYPES_PAGE)
     st.title("Compare models")
     st.caption("The same images through several models, their scores on the same dataset, and which prototypes "
                "correspond across models.")

@@ -222,9 +222,15 @@ def latent_section(loaded: LoadedModel, run: ModelRun | None) -> None:
                + (" (unit-normalised: cosine model)" if view.normalised else ""))
 
 
+OPEN_CARD_FLAG = "prototypes.open_card"  # another page sets it (with the two keys below) before switch_page
+
+
 def apply_link() -> bool:
-    """Preselect the model and prototype a link asked for, ``?model=NAME&prototype=J`` (e.g. from the
-    Explain page's cards); True when the card was asked for."""
+    """Preselect the model and prototype a link asked for, ``?model=NAME&prototype=J``; True when a card
+    was asked for, by such a link or by another page that set ``prototypes.model``/``prototypes.selected``
+    and ``OPEN_CARD_FLAG`` in the session before ``st.switch_page``."""
+    if st.session_state.pop(OPEN_CARD_FLAG, False):
+        return True
     model, prototype = st.query_params.get("model"), st.query_params.get("prototype")
     if not model:
         return False

@@ -104,3 +104,13 @@ def test_the_card_shows_the_evaluate_pages_results(app_env: None, model_dir: Pat
     assert any(m.value == "**Model scores**: consistency 42.0 · stability 77.0" for m in app.markdown)
     table = next(d.value for d in app.dataframe if "property" in d.value.columns)
     assert dict(zip(table["property"], table["value"]))["dominant frequency"] == "0.300"
+
+
+def test_another_page_can_open_a_card(app_env: None) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.session_state["prototypes.model"] = "tiny_log"
+    app.session_state["prototypes.selected"] = 5
+    app.session_state["prototypes.open_card"] = True
+    app.run()
+    assert _errors(app) == [] and app.subheader[0].value == "Prototype 5 · class class_2"
+    assert "prototypes.open_card" not in app.session_state

@@ -42,3 +42,20 @@ def test_two_models_on_an_uploaded_image(page: object, streamlit_url: str, tmp_p
         expect(predictions.nth(i).locator("img")).to_have_count(6)
     expect(page.get_by_text("bird.png").first).to_be_visible()  # type: ignore[attr-defined]
     expect(page.get_by_text("Traceback")).to_have_count(0)  # type: ignore[attr-defined]
+
+
+def test_a_card_opens_on_the_prototypes_page(page: object, streamlit_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    image = tmp_path / "bird.png"
+    sample_image(22, (64, 64)).save(image)
+    page.goto(f"{streamlit_url}/compare")  # type: ignore[attr-defined]
+    page.locator("input[type='file']").first.set_input_files(str(image))  # type: ignore[attr-defined]
+    first = page.locator(PREDICTION).nth(1)  # type: ignore[attr-defined]
+    expect(first.get_by_text("tiny_log")).to_be_visible()
+    caption = first.get_by_text("#1 this: prototype").inner_text()
+    prototype = int(caption.rsplit(" ", 1)[1])
+    first.get_by_role("button", name="Open its card").first.click()
+    expect(page.get_by_role("heading", name=f"Prototype {prototype} ·")).to_be_visible()  # type: ignore[attr-defined]
+    expect(page.get_by_role("tab", name="Prototype card", selected=True)).to_be_visible()  # type: ignore[attr-defined]
+    expect(page.get_by_text("Traceback")).to_have_count(0)  # type: ignore[attr-defined]
