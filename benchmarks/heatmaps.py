@@ -5,7 +5,8 @@ Usage: python benchmarks/heatmaps.py [--model PATH] [--images 4] [--prototypes 4
 
 Without --model it takes the first demo model in assets/models/*.safetensors, else a random ProtoPNet
 on the tiny_cnn backbone at 224x224 (the demo models' architecture size). Prints one table per device:
-the forward pass per image, and each method per (image, prototype), as the median of --repeats runs.
+the forward pass per image, and each method per (image, prototype) with its ratio to the forward pass
+per image, as medians of --repeats interleaved runs.
 """
 
 from __future__ import annotations
@@ -43,21 +44,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:  # noqa: ANN001 - any zero-argument callable
-    """Median seconds of ``repeats`` calls after one warm-up call."""
+def timed_once(fn, device: torch.device) -> float:  # noqa: ANN001 - any zero-argument callable
+    """Seconds of one call."""
+    _sync(device)
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    _sync(device)
+    return time.perf_counter() - start
 
 
-def bench(model: PrototypeModel, device: torch.device, args: argparse.Namespace) -> list[tuple[str, float, str]]:
-    """Rows (name, milliseconds, unit) for one device."""
+def bench(model: PrototypeModel, device: torch.device, args: argparse.Namespace) -> list[tuple[str, float, str, float]]:
+    """Rows (name, milliseconds, unit, ratio to the forward pass per image) for one device.
+
+    Every repeat times the forward pass and then each method, so that load from other processes hits
+    all of them alike; each number is the median over the repeats, after one warm-up call each.
+    """
     model = model.to(device)
     h, w = model.input_spec.image_size
     torch.manual_seed(0)
@@ -65,12 +66,25 @@ def bench(model: PrototypeModel, device: torch.device, args: argparse.Namespace)
     prototypes = torch.arange(args.prototypes, device=device) % model.num_prototypes
     options = HeatmapOptions(smoothgrad_samples=args.smoothgrad_samples, batch_rows=args.batch_rows)
     pairs = args.images * args.prototypes
-    with torch.no_grad():
-        forward = timed(lambda: model(images), device, args.repeats)
-    rows = [("forward pass", 1000 * forward / args.images, "ms / image")]
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(images)
+
+    calls = {"forward pass": forward}
     for method in list_methods():
-        seconds = timed(lambda m=method: compute_heatmaps(m, model, images, prototypes, options), device, args.repeats)
-        rows.append((method, 1000 * seconds / pairs, "ms / (image, prototype)"))
+        calls[method] = lambda m=method: compute_heatmaps(m, model, images, prototypes, options)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for name, fn in calls.items():
+        timed_once(fn, device)  # warm-up
+    for _ in range(args.repeats):
+        for name, fn in calls.items():
+            times[name].append(timed_once(fn, device))
+    forward_ms = 1000 * statistics.median(times["forward pass"]) / args.images
+    rows = [("forward pass", forward_ms, "ms / image", 1.0)]
+    for method in list_methods():
+        ms = 1000 * statistics.median(times[method]) / pairs
+        rows.append((method, ms, "ms / (image, prototype)", ms / forward_ms))
     return rows
 
 
@@ -92,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
           f"smoothgrad {args.smoothgrad_samples} samples, median of {args.repeats}; torch {torch.__version__}")
     for device in devices:
         print(f"\n{describe_device(device)}")
-        print(f"{'':<14}{'ms':>10}  unit")
-        for name, ms, unit in bench(model, device, args):
-            print(f"{name:<14}{ms:>10.2f}  {unit}")
+        print(f"{'':<14}{'ms':>10}  {'x forward':>9}  unit")
+        for name, ms, unit, ratio in bench(model, device, args):
+            print(f"{name:<14}{ms:>10.2f}  {ratio:>9.2f}  {unit}")
     return 0
 
 

@@ -41,8 +41,9 @@ from protoviz.models.base import PrototypeModel
 
 L2_SIMILARITIES = ("log", "exp_neg_l2")
 
-PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh,
-                nn.Softplus, nn.GELU, nn.SiLU, nn.ELU, nn.ReLU6)
+# ReLU and LeakyReLU are not hooked: their gradient already equals output / input, the pass-through rule.
+PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.GELU, nn.SiLU,
+                nn.ELU, nn.ReLU6)
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -70,9 +71,11 @@ class _Composite:
             self.pixel_terms = [x, low, high]
             z = module._conv_forward(x, weight, None) - module._conv_forward(low, pos, None) \
                 - module._conv_forward(high, neg, None)  # type: ignore[operator]
-        else:
+        elif bool((x < 0).any()):
             z = module._conv_forward(x.clamp(min=0), pos, None) \
                 + module._conv_forward(x.clamp(max=0), neg, None)  # type: ignore[operator]
+        else:  # post-ReLU input: the negative half is empty, skip its convolution
+            z = module._conv_forward(x, pos, None)  # type: ignore[operator]
         self.seen_conv = True
         return z * (output / _stabilise(z, self.epsilon)).detach()
 
