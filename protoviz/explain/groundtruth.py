@@ -13,7 +13,7 @@ prototypes that rank the matching characteristic first next to the share expecte
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,16 @@ def read_rules(root: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def relative_importance(result: GlobalExplanation) -> GlobalExplanation:
+    """Each characteristic's importance divided by its mean |importance| over all prototypes: which
+    characteristic matters unusually much for this prototype, compared with the model's other prototypes
+    (strong global changes such as contrast otherwise rank first for most prototypes)."""
+    scale = np.nanmean(np.abs(result.importance), axis=0, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.where(scale > 0, result.importance / scale, np.nan)
+    return replace(result, importance=relative)
+
+
 def ground_truth(result: GlobalExplanation, model: PrototypeModel, parts: list[PrototypePart],
                  rules: dict[str, Any], min_share: float = 0.2) -> GroundTruthReport:
     """Share of prototypes on a distinguishing part that rank the matching characteristic first.
@@ -199,6 +209,8 @@ def study(checkpoint: str | Path, data: str | Path | None = None, split: str = "
     for mode in modes:
         results[mode] = explain_dataset(model, dataset, ExplainConfig(mode=mode), batch_size=batch_size, limit=limit)
         record["modes"][mode] = ground_truth(results[mode], model, parts, rules).as_record()
+        record["modes"][f"{mode} (relative)"] = ground_truth(relative_importance(results[mode]), model, parts,
+                                                             rules).as_record()
     if {"fast", "reference"} <= set(results):
         rho = rank_agreement(results["fast"].importance, results["reference"].importance)
         record["fast_vs_reference_spearman"] = dict(zip(results["fast"].characteristics, rho.tolist()))
