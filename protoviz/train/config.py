@@ -14,16 +14,16 @@ class TrainConfig:
     """How to train a native ProtoPNet through its stages (ProtoPNet, Chen et al. 2019).
 
     Epoch counts: ``pretrain_epochs`` (backbone with a temporary linear head and cross-entropy, a
-    stand-in for ImageNet pre-training; 0 skips it), ``warm_epochs`` (add-on + prototypes, backbone frozen), then ``joint_epochs``
-    (backbone + add-on + prototypes), then push, then ``last_layer_epochs`` (last layer only).
+    stand-in for ImageNet pre-training; 0 skips it), ``warm_epochs`` (add-on + prototypes, backbone
+    frozen), ``joint_epochs`` (backbone + add-on + prototypes), then push, then ``last_layer_epochs``
+    (last layer only).
     ``push_every`` > 0 also pushes (and fine-tunes the last layer) every that many joint epochs, as the
     original schedule does; 0 pushes once at the end of the joint stage.
     Loss coefficients: ``cluster`` and ``separation`` (ProtoPNet: 0.8 and 0.08), ``l1`` on the last
     layer's off-class weights (1e-4), ``support_closeness`` for the support set of a support/trivial model.
     ``augment``: random horizontal flip and (for a ``crop_probability`` share of the images) a random crop
-    containing the whole object box, resized back
-    (see :func:`protoviz.train.data.augment`); both keep every class rule of the synthetic data (no colour
-    change, no part cropped away).
+    containing the whole object box, resized back (see :func:`protoviz.train.data.augment`); both keep
+    every class rule of the synthetic data (no colour change, no part cropped away).
     ``device``: "auto" (CUDA, then MPS, then CPU) or a torch device string.
     """
 
@@ -56,7 +56,8 @@ class TrainConfig:
     patch_thumbnail: int = 64
 
     def __post_init__(self) -> None:
-        counts = {"pretrain_epochs": self.pretrain_epochs, "warm_epochs": self.warm_epochs, "joint_epochs": self.joint_epochs,
+        counts = {"pretrain_epochs": self.pretrain_epochs, "warm_epochs": self.warm_epochs,
+                  "joint_epochs": self.joint_epochs,
                   "last_layer_epochs": self.last_layer_epochs, "push_every": self.push_every,
                   "seed": self.seed}
         for name, value in counts.items():
@@ -67,7 +68,8 @@ class TrainConfig:
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"TrainConfig.{name}: expected an integer >= 1, got {value!r}")
-        rates = {"pretrain_lr": self.pretrain_lr, "warm_lr": self.warm_lr, "features_lr": self.features_lr, "add_on_lr": self.add_on_lr,
+        rates = {"pretrain_lr": self.pretrain_lr, "warm_lr": self.warm_lr, "features_lr": self.features_lr,
+                 "add_on_lr": self.add_on_lr,
                  "prototype_lr": self.prototype_lr, "last_layer_lr": self.last_layer_lr}
         for name, value in rates.items():
             if not value > 0:
@@ -79,7 +81,8 @@ class TrainConfig:
             if not value >= 0:
                 raise ConfigError(f"TrainConfig.{name}: expected a value >= 0, got {value!r}")
         if not 0 <= self.crop_probability <= 1:
-            raise ConfigError(f"TrainConfig.crop_probability: expected a value in [0, 1], got {self.crop_probability!r}")
+            raise ConfigError(f"TrainConfig.crop_probability: expected a value in [0, 1], "
+                              f"got {self.crop_probability!r}")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"TrainConfig.lr_gamma: expected a value in (0, 1], got {self.lr_gamma!r}")
 
@@ -94,9 +97,16 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+_FROM_SCRATCH = TrainConfig(pretrain_epochs=10, warm_epochs=2, joint_epochs=15, last_layer_epochs=5, batch_size=32,
+                            features_lr=1e-3, lr_step=8, lr_gamma=0.3, crop_probability=0.3)
+
 PRESETS: dict[str, TrainConfig] = {
-    "default": TrainConfig(),
-    "quick": TrainConfig(warm_epochs=1, joint_epochs=2, last_layer_epochs=1, batch_size=16),
+    "default": _FROM_SCRATCH,
+    "quick": TrainConfig(pretrain_epochs=1, warm_epochs=1, joint_epochs=2, last_layer_epochs=1, batch_size=16),
+    # the demo models of protoviz.train.demo (tuned on the synthetic birds, 128 px)
+    "demo_tinycnn_log": _FROM_SCRATCH.replace(pretrain_epochs=15, seed=2),
+    "demo_resnet18l3_cosine": _FROM_SCRATCH.replace(pretrain_epochs=6, joint_epochs=8, lr_step=4, last_layer_epochs=10,
+                                                    support_closeness=0.1, image_thumbnail=80),
 }
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from protoviz.data.datasets import open_dataset
 from protoviz.data.transforms import normalize, resize_image
-from protoviz.models.base import InputSpec
+from protoviz.models.base import InputSpec, PrototypeModel
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,15 @@ def load_split(root: str | Path, split: str, spec: InputSpec, kind: str = "auto"
                         box_tensor)
 
 
-def to_model_input(images: Tensor, spec: InputSpec) -> Tensor:
-    """uint8 (B, 3, H, W) on any device -> the model's normalised float input (B, 3, H, W)."""
-    return normalize(images.float() / 255.0, spec)
+def to_unit(images: Tensor, model: PrototypeModel) -> Tensor:
+    """uint8 (B, 3, H, W) -> floats in [0, 1] (B, 3, H, W) on the model's device, in its dtype."""
+    dtype = next(model.parameters()).dtype
+    return images.to(model.device).to(dtype) / 255.0
+
+
+def to_model_input(images: Tensor, model: PrototypeModel) -> Tensor:
+    """uint8 (B, 3, H, W) -> the model's normalised input (B, 3, H, W) on its device, in its dtype."""
+    return normalize(to_unit(images, model), model.input_spec)
 
 
 def augment(unit: Tensor, boxes: Tensor | None, generator: torch.Generator, crop_probability: float = 0.5) -> Tensor:

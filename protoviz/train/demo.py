@@ -32,7 +32,7 @@ from protoviz.errors import ProtovizError
 from protoviz.models.base import InputSpec
 from protoviz.models.checkpoint import save_model
 from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
-from protoviz.train.config import TrainConfig
+from protoviz.train.config import PRESETS, TrainConfig
 from protoviz.train.data import ImageTensors, load_split
 from protoviz.train.trainer import ProgressPrinter, accuracy, train_protopnet
 
@@ -63,18 +63,15 @@ class DemoSpec:
 
 DEMOS: tuple[DemoSpec, ...] = (
     DemoSpec("protopnet_tinycnn_log.safetensors", "tiny_cnn", "log", ("prototypes",), 5, 64,
-             TrainConfig(pretrain_epochs=15, warm_epochs=2, joint_epochs=15, last_layer_epochs=5, push_every=0,
-                         batch_size=32, pretrain_lr=3e-3, warm_lr=3e-3, features_lr=1e-3, add_on_lr=3e-3,
-                         prototype_lr=3e-3, lr_step=8, lr_gamma=0.3, crop_probability=0.3, seed=2)),
+             PRESETS["demo_tinycnn_log"]),
     DemoSpec("stprotopnet_resnet18l3_cosine.safetensors", "resnet18_layer3", "cosine", ("support", "trivial"), 5, 64,
-             TrainConfig(pretrain_epochs=6, warm_epochs=2, joint_epochs=8, last_layer_epochs=10, push_every=0,
-                         batch_size=32, pretrain_lr=3e-3, warm_lr=3e-3, features_lr=1e-3, add_on_lr=3e-3,
-                         prototype_lr=3e-3, lr_step=4, lr_gamma=0.3, crop_probability=0.3, support_closeness=0.1,
-                         image_thumbnail=80, seed=0)))
+             PRESETS["demo_resnet18l3_cosine"]),
+)
 
 
 def train_demo(spec: DemoSpec, train: ImageTensors, test: ImageTensors, cropped_test: ImageTensors,
-               fresh: ImageTensors | None, device: str, log: ProgressPrinter | None = None, monitor: bool = False) -> tuple[ProtoPNet, dict[str, Any]]:
+               fresh: ImageTensors | None, device: str, log: ProgressPrinter | None = None,
+               monitor: bool = False) -> tuple[ProtoPNet, dict[str, Any]]:
     """Train one demo model; return it and the record of how it was made (accuracies, times, configs).
 
     ``monitor``: also log test accuracy after every epoch (for tuning; it is not used to pick anything)."""

@@ -2,7 +2,8 @@
 
 After :func:`push_prototypes` every prototype vector equals, exactly, the latent vector (add-on output) at
 one location of one training image of the prototype's class, and its :class:`PrototypeSource` records that
-image, the location, ProtoPNet's 95th-percentile high-activation box and thumbnails.
+image, the location, ProtoPNet's 95th-percentile high-activation box (the similarity map upsampled
+bicubically to the input size, as OpenCV's INTER_CUBIC; `protoviz.heatmaps`) and thumbnails.
 """
 
 from __future__ import annotations
@@ -11,35 +12,17 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from protoviz.heatmaps.boxes import percentile_boxes
+from protoviz.heatmaps.upsample import upsample_maps
 from protoviz.models.base import PrototypeSource
 from protoviz.models.protopnet import ProtoPNet
 from protoviz.train.data import ImageTensors, to_model_input
 from protoviz.train.losses import set_distances
 
 ProgressFn = Callable[[str, int, int], None]
-
-
-def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bicubic upsampling (as OpenCV's INTER_CUBIC, a = -0.75, half-pixel centres): (N, h, w) -> (N, H, W)."""
-    return F.interpolate(maps[:, None].float(), size=size, mode="bicubic", align_corners=False)[:, 0]
-
-
-def percentile_boxes(maps: Tensor, percentile: float = 95.0) -> Tensor:
-    """ProtoPNet's high-activation crop for each map (N, H, W): the tight box (y0, y1, x0, x1), ends exclusive,
-    around the pixels >= the map's ``percentile``-th percentile (linear interpolation, as numpy). (N, 4) long."""
-    n, h, w = maps.shape
-    threshold = torch.quantile(maps.flatten(1).double(), percentile / 100.0, dim=1)
-    mask = maps.double() >= threshold[:, None, None]
-    rows, cols = mask.any(dim=2).int(), mask.any(dim=1).int()
-    y0 = rows.argmax(dim=1)
-    y1 = h - rows.flip(1).argmax(dim=1)
-    x0 = cols.argmax(dim=1)
-    x1 = w - cols.flip(1).argmax(dim=1)
-    return torch.stack([y0, y1, x0, x1], dim=1)
 
 
 @torch.no_grad()
@@ -62,7 +45,7 @@ def nearest_own_class_patches(model: ProtoPNet, data: ImageTensors, batch_size: 
     proto_class = model.prototype_class_identity.argmax(dim=1)  # (P,)
     steps = (len(data) + batch_size - 1) // batch_size
     for step, start in enumerate(range(0, len(data), batch_size)):
-        images = to_model_input(data.images[start:start + batch_size].to(device), model.input_spec)
+        images = to_model_input(data.images[start:start + batch_size], model)
         labels = data.labels[start:start + batch_size].to(device)
         latents = model.set_latents(images)
         distances = set_distances(model, latents)
@@ -126,7 +109,7 @@ def _source_maps(model: ProtoPNet, data: ImageTensors, image_index: Tensor, prot
     parts = []
     for start in range(0, unique.numel(), batch_size):
         chunk = unique[start:start + batch_size].cpu()
-        parts.append(model.similarity_maps(to_model_input(data.images[chunk].to(model.device), model.input_spec)))
+        parts.append(model.similarity_maps(to_model_input(data.images[chunk], model)))
     maps = torch.cat(parts)  # (U, P, h, w)
     return maps[inverse, prototypes].cpu()
 
@@ -136,4 +119,4 @@ def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     picture = Image.fromarray(np.ascontiguousarray(image))
     scale = size / max(picture.size)
     target = (max(1, round(picture.size[0] * scale)), max(1, round(picture.size[1] * scale)))
-    return np.asarray(picture.resize(target, Image.Resampling.BICUBIC), dtype=np.uint8)
+    return np.array(picture.resize(target, Image.Resampling.BICUBIC), dtype=np.uint8)  # a writable copy

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from protoviz.models.protopnet import ProtoPNet
 from protoviz.data.transforms import normalize
+from protoviz.models.protopnet import ProtoPNet
 from protoviz.train.config import TrainConfig
-from protoviz.train.data import ImageTensors, augment, to_model_input
+from protoviz.train.data import ImageTensors, augment, to_model_input, to_unit
 from protoviz.train.losses import off_class_l1, protopnet_loss
 
 ProgressFn = Callable[[str, int, int], None]
@@ -97,7 +97,7 @@ def train_epoch(model: ProtoPNet, data: ImageTensors, optimizer: torch.optim.Opt
     sums = torch.zeros(6, dtype=torch.float64)
     steps = (len(data) + config.batch_size - 1) // config.batch_size
     for step, index in enumerate(shuffled_batches(data, config.batch_size, generator)):
-        unit = data.images[index].to(device).float() / 255.0
+        unit = to_unit(data.images[index], model)
         if config.augment:
             boxes = data.boxes[index] if data.boxes is not None else None
             unit = augment(unit, boxes, generator, config.crop_probability)
@@ -141,7 +141,7 @@ def pretrain_backbone(model: ProtoPNet, data: ImageTensors, config: TrainConfig,
         model.train()
         sums = torch.zeros(2, dtype=torch.float64)
         for step, index in enumerate(shuffled_batches(data, config.batch_size, generator)):
-            unit = data.images[index].to(device).float() / 255.0
+            unit = to_unit(data.images[index], model)
             if config.augment:
                 boxes = data.boxes[index] if data.boxes is not None else None
                 unit = augment(unit, boxes, generator, config.crop_probability)
@@ -166,7 +166,7 @@ def pretrain_backbone(model: ProtoPNet, data: ImageTensors, config: TrainConfig,
 def pooled_similarities(model: ProtoPNet, data: ImageTensors, batch_size: int) -> Tensor:
     """Max-pooled similarities (N, P) of every image (eval mode, no augmentation)."""
     model.eval()
-    parts = [model(to_model_input(data.images[start:start + batch_size].to(model.device), model.input_spec))
+    parts = [model(to_model_input(data.images[start:start + batch_size], model))
              .max_similarities for start in range(0, len(data), batch_size)]
     return torch.cat(parts)
 
@@ -196,7 +196,8 @@ def train_last_layer(model: ProtoPNet, data: ImageTensors, config: TrainConfig, 
             if progress is not None:
                 progress("last_layer", step + 1, steps)
         loss_m, ce_m, acc_m = (sums / len(data)).tolist()
-        history.append(EpochStats("last_layer", epoch, loss_m, ce_m, 0.0, 0.0, float(off_class_l1(model).detach()), acc_m))
+        l1 = float(off_class_l1(model).detach())
+        history.append(EpochStats("last_layer", epoch, loss_m, ce_m, 0.0, 0.0, l1, acc_m))
     for p in model.parameters():
         p.requires_grad_(True)
     return history

@@ -117,7 +117,7 @@ def _push_and_tune(model: ProtoPNet, data: ImageTensors, config: TrainConfig, ge
 def predict(model: ProtoPNet, data: ImageTensors, batch_size: int = 64) -> torch.Tensor:
     """Predicted class indices (N,) in eval mode, without augmentation."""
     model.eval()
-    out = [model(to_model_input(data.images[s:s + batch_size].to(model.device), model.input_spec)).logits.argmax(1)
+    out = [model(to_model_input(data.images[s:s + batch_size], model)).logits.argmax(1)
            for s in range(0, len(data), batch_size)]
     return torch.cat(out).cpu()
 
