@@ -61,8 +61,11 @@ def gallery(loaded: LoadedModel, run: ModelRun | None) -> None:
         st.info("No prototypes in this class.")
         return
     flags = _duplicate_set(run)
-    st.image(tiles, caption=[c + (" ⚠ duplicate" if j in flags else "") for c, j in zip(captions, shown.tolist())],
-             width=TILE)
+    captions = [c + (" ⚠ duplicate" if j in flags else "") for c, j in zip(captions, shown.tolist())]
+    for c in dict.fromkeys(classes[shown].tolist()):  # one row group per class, in prototype order
+        rows = [i for i, j in enumerate(shown.tolist()) if classes[j] == c]
+        st.markdown(f"**{_class_name(model, c)}** · {len(rows)} prototype(s)")
+        st.image([tiles[i] for i in rows], caption=[captions[i] for i in rows], width=TILE)
     st.download_button("Gallery (PNG)", png_bytes(tile_grid(tiles, 8)), f"{loaded.name}_gallery.png", "image/png",
                        key="prototypes.gallery_png", on_click="ignore", icon=":material/image:")
 

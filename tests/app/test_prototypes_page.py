@@ -31,6 +31,8 @@ def test_gallery_and_card_without_data(app_env: None) -> None:
     app.selectbox(key="prototypes.model").set_value("tiny_log").run()
     markdown = " ".join(m.value for m in app.markdown)
     assert "Top-k most activating patches" in markdown
+    groups = [m.value for m in app.markdown if m.value.endswith("prototype(s)")]
+    assert groups == ["**class_0** · 2 prototype(s)", "**class_1** · 2 prototype(s)", "**class_2** · 2 prototype(s)"]
     assert any("Compute the top-k patches" in i.value for i in app.info)  # card and latent view wait for data
     assert app.selectbox(key="prototypes.selected").options[:2] == ["#0 · class_0", "#1 · class_0"]
     assert app.subheader[0].value == "Prototype 0 · class class_0"
