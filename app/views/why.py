@@ -21,7 +21,8 @@ from app.state import get_model, session_results
 from app.widgets import NamedImage, image_picker, model_picker, show_error
 from protoviz.data.datasets import open_dataset
 from protoviz.errors import ProtovizError
-from protoviz.explain import CHARACTERISTICS, IDENTITY, MODES, ExplainConfig, describe, explain_images, top_prototype
+from protoviz.explain import (CHARACTERISTICS, IDENTITY, MODES, ExplainConfig, ModificationParams, describe,
+                              explain_images, top_prototype)
 from protoviz.explain.export import global_csv, global_json, local_csv, local_json, prototype_classes, provenance
 from protoviz.explain.extras import redundancy
 from protoviz.explain.global_ import GlobalExplanation, explain_dataset
@@ -215,6 +216,31 @@ def render_global(loaded: LoadedModel, config: ExplainConfig) -> None:
                       key="why.global.json", on_click="ignore", icon=":material/data_object:")
 
 
+STRENGTHS = {  # field -> (label, step); the defaults are the reference values
+    "hue": ("hue shift (torchvision factor; 0.1 = 25 of 256 steps)", 0.01),
+    "contrast": ("contrast factor", 0.05), "saturation": ("saturation factor", 0.05),
+    "brightness": ("brightness factor", 0.05), "texture_h": ("texture: non-local means h (L)", 1.0),
+    "texture_h_color": ("texture: non-local means h (a, b)", 1.0),
+    "shape_amplitude": ("shape: warp amplitude (px)", 1.0), "shape_frequency": ("shape: warp frequency", 0.01),
+}
+
+
+def strength_inputs() -> ModificationParams:
+    """The modification strengths, reference values by default (invalid ones are reported by the caller)."""
+    defaults = ModificationParams()
+    values = {}
+    with st.expander("Modification strengths (defaults: the reference values)"):
+        columns = st.columns(4)
+        for i, (field, (label, step)) in enumerate(STRENGTHS.items()):
+            values[field] = columns[i % 4].number_input(label, value=float(getattr(defaults, field)), step=step,
+                                                        format="%.3f", key=f"why.param.{field}")
+    try:
+        return ModificationParams(**{**defaults.to_dict(), **values})
+    except ProtovizError as error:
+        show_error(error)
+        return defaults
+
+
 def main() -> None:
     st.title("Why: what makes it look like that?")
     st.caption("Each image is changed six ways (hue, shape, texture, contrast, saturation, brightness) and the drop "
@@ -229,11 +255,12 @@ def main() -> None:
         noise = middle.checkbox("Show the noise floor", value=True, key="why.noise",
                                 help="an identity modification through the same path")
         region = right.selectbox("Modify", list(REGION_LABELS), format_func=REGION_LABELS.get, key="why.region")
+        params = strength_inputs()
     if not name:
         return
     try:
         loaded = get_model(name)
-        config = ExplainConfig(mode=mode, noise_floor=noise)
+        config = ExplainConfig(mode=mode, noise_floor=noise, params=params)
         local_tab, global_tab = st.tabs(["One image", "Over a dataset"])
         with local_tab:
             render_local(loaded, config, region)
@@ -241,7 +268,7 @@ def main() -> None:
             render_global(loaded, config)
     except Exception as error:  # noqa: BLE001 - shown on the page, never as a traceback
         show_error(error)
-    st.caption("Parameters: " + json.dumps(ExplainConfig(mode=mode).params.to_dict()))
+    st.caption("Parameters: " + json.dumps(params.to_dict()))
 
 
 main()

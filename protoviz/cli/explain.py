@@ -20,8 +20,8 @@ from protoviz.device import pick_device
 from protoviz.explain.export import provenance, write_global
 from protoviz.explain.extras import agreement, redundancy
 from protoviz.explain.global_ import explain_dataset
-from protoviz.explain.params import MODES, ExplainConfig
-from protoviz.errors import ModelError
+from protoviz.explain.params import MODES, ExplainConfig, ModificationParams
+from protoviz.errors import ConfigError, ModelError
 from protoviz.models import load_model
 
 
@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--family", default=None, help="family hint for ambiguous research checkpoints")
     parser.add_argument("--noise-floor", action="store_true", help="also run the identity modification")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a modification strength other than the reference value, e.g. contrast=0.5 or "
+                             "texture_h=10 (fields of ModificationParams); repeatable")
     parser.add_argument("--no-crop", action="store_true", help="do not crop CUB-layout images to their boxes")
     parser.add_argument("--agreement-split", default=None, choices=("train", "test", "all"),
                         help="also explain this split and report, per prototype, the correlation of the two "
@@ -59,6 +62,21 @@ def _printer(quiet: bool) -> object:
     return show
 
 
+def parse_params(items: list[str]) -> ModificationParams:
+    """``["contrast=0.5", ...]`` -> ModificationParams with those fields changed."""
+    values = ModificationParams().to_dict()
+    for item in items:
+        name, _, text = item.partition("=")
+        if name not in values or not text:
+            raise ConfigError(f"--param expects NAME=VALUE with NAME one of {sorted(values)}, got {item!r}")
+        kind = type(values[name])
+        try:
+            values[name] = kind(text)
+        except ValueError as error:
+            raise ConfigError(f"--param {name}: expected a {kind.__name__}, got {text!r}") from error
+    return ModificationParams(**values)
+
+
 def _finite(value: float) -> float | None:
     """JSON has no NaN: a correlation of a constant vector is written as null."""
     return None if math.isnan(value) else float(value)
@@ -73,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         data = Path(args.data)
     dataset = open_dataset(data, split=args.split, crop_to_box=not args.no_crop)
-    config = ExplainConfig(mode=args.mode, noise_floor=args.noise_floor)
+    config = ExplainConfig(mode=args.mode, noise_floor=args.noise_floor, params=parse_params(args.param))
     info = provenance(model, Path(args.checkpoint).stem, {**dataset.describe(), "limit": args.limit}, config.seed)
     result = explain_dataset(model, dataset, config, batch_size=args.batch_size, limit=args.limit,
                              progress=_printer(args.quiet), provenance=info)

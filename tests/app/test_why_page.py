@@ -89,3 +89,18 @@ def test_bad_folder_shows_an_error_not_a_traceback(app_env: None, tmp_path: Path
     at.button(key="why.run").click()
     started(at)
     assert at.error and not at.exception
+
+
+def test_strengths_change_the_result_and_bad_ones_are_reported(app_env: None) -> None:
+    at = started(app_test(PAGE))
+    at.selectbox(key="why.model").set_value("tiny_log")
+    at.multiselect(key="why.images.samples").set_value(["sample_a.png"])
+    started(at)
+    before = at.get("plotly_chart")[0].proto.spec
+    at.number_input(key="why.param.contrast").set_value(0.1)
+    started(at)
+    assert '"contrast": 0.1' in at.caption[-1].value
+    assert at.get("plotly_chart")[0].proto.spec != before
+    at.number_input(key="why.param.contrast").set_value(9.0)
+    started(at)
+    assert any("contrast" in e.value for e in at.error) and '"contrast": 0.45' in at.caption[-1].value

@@ -22,7 +22,8 @@ def test_explain_writes_csv_and_json(tiny_checkpoint: Path, tiny_data: Path, tmp
                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results"
     status = main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--mode", "reference", "--out", str(out),
-                   "--batch-size", "3", "--limit", "5", "--device", "cpu", "--noise-floor"])
+                   "--batch-size", "3", "--limit", "5", "--device", "cpu", "--noise-floor", "--param", "contrast=0.5",
+                   "--param", "texture_search=11"])
     assert status == 0
     captured = capsys.readouterr()
     assert "5/5 images" in captured.err and "wrote" in captured.out
@@ -30,6 +31,7 @@ def test_explain_writes_csv_and_json(tiny_checkpoint: Path, tiny_data: Path, tmp
     assert len(table) == 6 * 7 and table["images"].eq(5).all()
     doc = json.loads((out / "characteristics.json").read_text())
     assert doc["config"]["mode"] == "reference" and doc["dataset"]["split"] == "test" and doc["dataset"]["limit"] == 5
+    assert doc["config"]["params"]["contrast"] == 0.5 and doc["config"]["params"]["texture_search"] == 11
     assert len(doc["model"]["checkpoint_sha256"]) == 64 and "redundant_pairs" in doc
 
 
@@ -47,3 +49,11 @@ def test_explain_reports_train_test_agreement(tiny_checkpoint: Path, tiny_data: 
     doc = json.loads((out / "characteristics.json").read_text())
     assert doc["agreement"]["split"] == "train" and doc["agreement"]["images"] == 8
     assert len(doc["agreement"]["spearman"]) == 6
+
+
+def test_explain_rejects_a_bad_parameter(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("blur=2", "contrast=high", "texture_search=8"):
+        assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(tmp_path),
+                     "--param", bad]) == 2
+    assert "--param" in capsys.readouterr().err
