@@ -46,7 +46,9 @@ def percentile_box(activation: np.ndarray, percentile: float = 95.0) -> Box:
 def batched_percentile(values: Tensor, percentile: float) -> Tensor:
     """numpy's default (``linear``) percentile over the last dimension: (N, K) -> (N,).
 
-    Uses two ``kthvalue`` selections and numpy's own lerp, so ties and rounding match numpy.
+    Selects the two order statistics around the percentile's position with one ``topk`` of the upper
+    tail (about 5% of the values at the 95th percentile, faster than sorting) and applies numpy's own
+    lerp, so ties and rounding match numpy.
     """
     _check_percentile(percentile)
     count = values.shape[-1]
@@ -54,8 +56,9 @@ def batched_percentile(values: Tensor, percentile: float) -> Tensor:
     low = int(np.floor(position))
     high = min(low + 1, count - 1)
     weight = position - low
-    below = torch.kthvalue(values, low + 1, dim=-1).values
-    above = torch.kthvalue(values, high + 1, dim=-1).values if high != low else below
+    tail = torch.topk(values, count - low, dim=-1, largest=True, sorted=True).values  # descending
+    below = tail[..., -1]  # the (low + 1)-th smallest
+    above = tail[..., -2] if high != low else below
     diff = above - below
     # numpy's _lerp: a + (b - a) * t, or b - (b - a) * (1 - t) when t >= 0.5
     if weight >= 0.5:
