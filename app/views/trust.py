@@ -144,9 +144,10 @@ def render_report(report: TrustReport, images: Any, loaded: LoadedModel) -> None
                "A method fails the randomisation check when its maps stay similar (rho >= threshold) after the "
                "model's weights are re-randomised; the `random` baseline fails it by design (it never sees the "
                "trained weights), and a method that scores like `random` elsewhere is not to be trusted. "
-               "Deletion / insertion curves are normalised to 1 = the original score and 0 = the fully perturbed "
-               "image. Part relevance uses the part most covered by the "
-               "prototype's 95th-percentile box on its top images, a choice that favours upsampling.")
+               "Deletion / insertion curves give the prototype's score as a fraction of its score on the original "
+               "image; a prototype that still fires on a blank image keeps a high curve whatever the method. Part "
+               "relevance uses the part most covered by the prototype's 95th-percentile box on its top images, a "
+               "choice that favours upsampling.")
     one, two = st.columns(2)
     one.download_button("Report (JSON)", report.to_json(), f"{stem}.json", "application/json",
                         key="trust.json", on_click="ignore", icon=":material/data_object:")

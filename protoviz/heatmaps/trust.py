@@ -6,7 +6,8 @@
   fails (mean rho >= ``threshold`` on the most randomised model).
 - :func:`perturbation_curves` (Petsiuk et al. 2018, RISE): the prototype's similarity as pixels are
   deleted (replaced by a baseline) or inserted (revealed on a baseline) in heatmap order, in ``steps``
-  equal steps; areas under the normalised curves (deletion: lower is better; insertion: higher).
+  equal steps, as a fraction of its similarity on the original image; areas under the curves
+  (deletion: lower is better; insertion: higher).
 - :func:`mask_relevance`: on images with part masks (the synthetic set), the share of heatmap mass
   inside the part the prototype is about and inside the object (pointing-game style "energy" share).
 """
@@ -174,8 +175,8 @@ class PerturbationConfig:
 
 @dataclass(frozen=True)
 class PerturbationCurves:
-    """fractions (T+1,) of pixels changed; deletion / insertion (B, K, T+1) normalised scores;
-    *_auc (B, K), NaN where the perturbation does not change the prototype's score at all."""
+    """fractions (T+1,) of pixels changed; deletion / insertion (B, K, T+1) scores as a fraction of the
+    original image's score; *_auc (B, K); NaN where the original score is not positive."""
 
     fractions: np.ndarray
     deletion: np.ndarray
@@ -234,20 +235,25 @@ def _curve(model: PrototypeModel, images: Tensor, baseline: Tensor, ranks: Tenso
     return out.view(b * k, steps + 1)
 
 
-def _normalise(curve: Tensor, zero: Tensor, one: Tensor) -> Tensor:
-    """Affine map of each curve (N, T+1) sending ``zero`` (N,) to 0 and ``one`` (N,) to 1; NaN if equal."""
-    span = one - zero
-    ok = span.abs() > 1e-6 * (zero.abs() + one.abs() + 1e-12)
-    normalised = (curve - zero[:, None]) / torch.where(ok, span, torch.ones_like(span))[:, None]
-    return torch.where(ok[:, None], normalised, torch.full_like(normalised, float("nan")))
+def _relative(curve: Tensor, original: Tensor) -> Tensor:
+    """Curves (N, T+1) divided by each row's original score (N,); NaN rows where that score is <= 0.
+
+    Relative to the original score rather than rescaled between the curve's end points: many prototypes
+    still respond to a blank or blurred image, and rescaling by a small end-point gap would blow up noise.
+    """
+    ok = original > 1e-12
+    relative = curve / torch.where(ok, original, torch.ones_like(original))[:, None]
+    return torch.where(ok[:, None], relative, torch.full_like(relative, float("nan")))
 
 
 def perturbation_curves(model: PrototypeModel, images: Tensor, prototype_indices: Tensor, maps: Tensor,
                         config: PerturbationConfig | None = None, batch_rows: int = 64) -> PerturbationCurves:
     """Deletion and insertion curves of each prototype's score along ``maps`` (B, K, H, W).
 
-    Curves are normalised to their end points: deletion runs from 1 (original) to 0 (all baseline),
-    insertion from 0 (all baseline) to 1 (original); AUC is the trapezoid area over fractions [0, 1].
+    Scores are fractions of the score on the original image: deletion starts at 1 and insertion ends
+    at 1; AUC is the trapezoid area over the fractions [0, 1] of pixels changed. The similarity kinds of
+    the prototype families are positive for the prototypes that an image activates; a non-positive
+    original score gives NaN.
     """
     config = config or PerturbationConfig()
     images = images.to(model.device)
@@ -265,8 +271,8 @@ def perturbation_curves(model: PrototypeModel, images: Tensor, prototype_indices
     for kind, insert in ((config.deletion_baseline, False), (config.insertion_baseline, True)):
         base = baseline_images(images, kind, config.blur_sigma)
         curves.append(_curve(model, images, base, ranks, indices, cells, config.steps, insert, batch_rows))
-    deletion = _normalise(curves[0], curves[0][:, -1], curves[0][:, 0])
-    insertion = _normalise(curves[1], curves[1][:, 0], curves[1][:, -1])
+    deletion = _relative(curves[0], curves[0][:, 0])
+    insertion = _relative(curves[1], curves[1][:, -1])
     fractions = np.linspace(0.0, 1.0, config.steps + 1)
     shape = (*indices.shape, config.steps + 1)
     del_np, ins_np = deletion.view(shape).cpu().double().numpy(), insertion.view(shape).cpu().double().numpy()

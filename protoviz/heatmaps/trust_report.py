@@ -89,6 +89,7 @@ class TrustReport:
                 "randomisation check": "pass" if r.randomisation.passed else "FAIL",
                 "deletion AUC (lower better)": _mean(r.curves.deletion_auc),
                 "insertion AUC (higher better)": _mean(r.curves.insertion_auc),
+                "insertion - deletion": _mean(r.curves.insertion_auc - r.curves.deletion_auc),
             }
             if r.relevance is not None:
                 row.update({"mass in part": _mean(r.relevance.part_share), "part area": _mean(r.relevance.part_area),

@@ -48,7 +48,7 @@ def curves_figure(fractions: Sequence[float], deletion: Mapping[str, np.ndarray]
                                         legendgroup=method, showlegend=col == 1,
                                         line={"color": PALETTE[i % len(PALETTE)]}), row=1, col=col)
         figure.update_xaxes(title_text="fraction of pixels changed (heatmap order)", row=1, col=col)
-    figure.update_yaxes(title_text="prototype score (normalised)", row=1, col=1)
+    figure.update_yaxes(title_text="score / original score", row=1, col=1)
     figure.update_layout(height=380, margin={"t": 60, "b": 40})
     return figure
 
