@@ -56,12 +56,6 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-def seeded_generator(seed: int) -> torch.Generator:
-    """Seed torch's global generator (model initialisation) and return a CPU generator for data order."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def train_protopnet(model: ProtoPNet, data: ImageTensors, config: TrainConfig, progress: ProgressFn | None = None,
                     log: LogFn | None = None, validation: ImageTensors | None = None) -> TrainResult:
     """Train ``model`` on ``data`` through ProtoPNet's stages; the model ends pushed, in eval mode, on the
