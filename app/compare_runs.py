@@ -18,6 +18,7 @@ from protoviz.compare.summary import CompareConfig, ModelRun, open_probe_dataset
 
 NAMESPACE = "compare"
 SYNTHETIC = "bundled synthetic test set"
+MAX_RUNS = 12  # passes kept per session (each holds crops, latents and profiles on the CPU)
 
 
 def dataset_widget(prefix: str) -> tuple[str | None, str, int | None]:
@@ -67,9 +68,12 @@ def compute_run(loaded: LoadedModel, dataset: Any, folder: str | None, split: st
         bar.progress(min(1.0, done / max(1, total or done)), text=f"{loaded.name}: {done}/{total} images")
 
     with loaded.lock:
-        runs[key] = scan_dataset(loaded.name, loaded.model, dataset, indices, config, progress)
+        run = scan_dataset(loaded.name, loaded.model, dataset, indices, config, progress)
     bar.empty()
-    return runs[key]
+    runs[key] = run
+    while len(runs) > MAX_RUNS:  # forget the oldest passes first
+        runs.pop(next(iter(runs)))
+    return run
 
 
 # ----- consistency / stability (protoviz.metrics) and characteristics (protoviz.explain) -------------
