@@ -12,6 +12,7 @@ from protoviz.data.datasets import open_dataset
 from protoviz.data.synthetic import SyntheticConfig, generate_dataset
 from protoviz.errors import DatasetError
 from protoviz.explain import ExplainConfig, explain_dataset
+from protoviz.explain.extras import rank_agreement
 from protoviz.explain.groundtruth import STUDY_PARAMS, _box_histograms, ground_truth, prototype_parts, read_rules
 from protoviz.models import load_model
 from protoviz.models.base import InputSpec
@@ -62,6 +63,7 @@ def test_ground_truth_report_on_a_random_model(synthetic: Path) -> None:
     assert 0.0 <= report.share <= 1.0 and 0.0 < report.chance < 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEMO.is_file(), reason="the demo model has not been trained (make demo-models)")
 def test_demo_model_ranks_the_true_factor_higher_than_chance(synthetic: Path) -> None:
     """With strengths of comparable size (STUDY_PARAMS) the characteristic matching the factor in which a
@@ -76,3 +78,16 @@ def test_demo_model_ranks_the_true_factor_higher_than_chance(synthetic: Path) ->
     report = ground_truth(result, model, parts, rules)
     assert len(report.cases) >= 5
     assert report.mean_rank < report.chance_mean_rank, report.as_record()
+
+
+@pytest.mark.skipif(not DEMO.is_file(), reason="the demo model has not been trained (make demo-models)")
+def test_fast_and_reference_modes_rank_the_demo_prototypes_alike(synthetic: Path) -> None:
+    """Spearman over the demo model's 40 prototypes, per characteristic, on 16 synthetic test images."""
+    data = generate_dataset(synthetic.parent / "agree", SyntheticConfig(n_train_per_class=0, n_test_per_class=2))
+    model = load_model(DEMO)
+    dataset = open_dataset(data, split="test")
+    fast = explain_dataset(model, dataset, ExplainConfig(mode="fast"), batch_size=16)
+    reference = explain_dataset(model, dataset, ExplainConfig(mode="reference"), batch_size=16)
+    rho = dict(zip(fast.characteristics, rank_agreement(fast.importance, reference.importance)))
+    assert min(rho[n] for n in ("hue", "shape", "contrast", "saturation", "brightness")) >= 0.9, rho
+    assert rho["texture"] >= 0.5, rho
