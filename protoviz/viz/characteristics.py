@@ -60,13 +60,14 @@ def _caption(tile: np.ndarray, text: str, band: int = 16) -> np.ndarray:
 def modified_strip(original: np.ndarray, modified: Sequence[np.ndarray], names: Sequence[str],
                    box: Box | None = None, deltas: Sequence[float] | None = None, tile: int = 160,
                    gap: int = 4) -> np.ndarray:
-    """The original and each modified image (H, W, 3) uint8 side by side, each captioned (with its Δ),
+    """The original and each modified image (H, W, 3) uint8 side by side, each captioned (with its delta),
     the prototype's box (y0, y1, x0, x1) drawn on all; -> one (h, w, 3) uint8 picture."""
     if len(modified) != len(names) or (deltas is not None and len(deltas) != len(names)):
         raise ConfigError(f"modified_strip: {len(modified)} images, {len(names)} names, "
                           f"{None if deltas is None else len(deltas)} deltas")
     pictures = [original, *modified]
-    captions = ["original"] + [n if deltas is None else f"{n} Δ={d:.3g}" for n, d in zip(names, deltas or names)]
+    # the default PIL font has no Greek letters, so "delta" is spelled out
+    captions = ["original"] + [n if deltas is None else f"{n}: delta {d:+.3g}" for n, d in zip(names, deltas or names)]
     tiles = []
     for picture, caption in zip(pictures, captions):
         shown = draw_box(picture, box) if box is not None else np.asarray(picture)
