@@ -130,7 +130,7 @@ class TopKAccumulator:
         }
         rows = is_new.nonzero(as_tuple=True)  # only the newly winning slots need this batch's data
         if "latents" in state and step.latent is not None:
-            latents = _pick(is_new, state["latents"], state["latents"], old)
+            latents = _reorder(state["latents"], old)
             latents[rows] = step.latent.permute(0, 2, 3, 1)[image_in_batch[rows], cells[rows][:, 0], cells[rows][:, 1]]
             new_state["latents"] = latents
         if "thumbnails" in state:
@@ -142,7 +142,7 @@ class TopKAccumulator:
     def _merge_thumbnails(self, previous: Tensor, old: Tensor, is_new: Tensor, rows: tuple[Tensor, ...],
                           image_in_batch: Tensor, boxes: Tensor, unit: Tensor) -> Tensor:
         """Crop only the newly winning patches (``rows``; one roi_align call) and keep the others."""
-        thumbs = _pick(is_new, previous, previous, old)
+        thumbs = _reorder(previous, old)
         if rows[0].numel():
             b = boxes[rows].to(unit.dtype)  # (N, 4) y0, y1, x0, x1
             rois = torch.stack([image_in_batch[rows].to(unit.dtype), b[:, 2], b[:, 0], b[:, 3], b[:, 1]], dim=1)
@@ -163,6 +163,13 @@ class TopKAccumulator:
             thumbnails=None if thumbs is None else thumbs.permute(0, 1, 3, 4, 2).contiguous().numpy(),
             num_images=self.count, config=self.config,
         )
+
+
+def _reorder(previous: Tensor, old: Tensor) -> Tensor:
+    """previous (P, k, ...) with each row's slots reordered by ``old`` (P, k): one indexed copy (a gather
+    with an expanded index would read an int64 index per element, slow for (P, k, 3, t, t) crops)."""
+    rows = torch.arange(old.shape[0], device=old.device).unsqueeze(1)
+    return previous[rows, old]
 
 
 def _pick(is_new: Tensor, new: Tensor, previous: Tensor, old: Tensor) -> Tensor:
