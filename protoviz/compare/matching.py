@@ -150,21 +150,30 @@ class DuplicatePair:
     cosine: float | None
 
 
-def embedding_cosine(embeddings: Tensor) -> Tensor:
-    """Cosine similarity of prototype vectors (P, D) with each other: (P, P)."""
-    unit = F.normalize(embeddings.double(), dim=1)
-    return unit @ unit.t()
+def embedding_cosine(embeddings: Tensor, scale_invariant: bool = False) -> Tensor:
+    """Centred cosine similarity of prototype vectors (P, D) with each other: (P, P).
+
+    The mean prototype is subtracted first: ProtoPNet's prototypes live in a sigmoid latent space where
+    every vector is positive, so raw cosines are all close to 1 and say nothing. ``scale_invariant``
+    (cosine-similarity families, where p and 2p are the same prototype) normalises before centring.
+    """
+    vectors = embeddings.double()
+    if scale_invariant:
+        vectors = F.normalize(vectors, dim=1)
+    centred = F.normalize(vectors - vectors.mean(dim=0, keepdim=True), dim=1)
+    return centred @ centred.t()
 
 
 def near_duplicates(profiles: Tensor | None = None, embeddings: Tensor | None = None,
                     profile_threshold: float = 0.95, cosine_threshold: float = 0.95,
-                    require_both: bool = False) -> list[DuplicatePair]:
-    """Pairs i < j with profile correlation > ``profile_threshold`` and/or embedding cosine >
-    ``cosine_threshold`` (``require_both``: and; else or), from profiles (P, N), embeddings (P, D)."""
+                    require_both: bool = False, scale_invariant: bool = False) -> list[DuplicatePair]:
+    """Pairs i < j with profile correlation > ``profile_threshold`` and/or centred embedding cosine >
+    ``cosine_threshold`` (``require_both``: and; else or), from profiles (P, N), embeddings (P, D);
+    ``scale_invariant`` as in :func:`embedding_cosine`."""
     if profiles is None and embeddings is None:
         raise ConfigError("near-duplicate search needs activation profiles, prototype embeddings, or both")
     corr = profile_correlation(profiles, profiles) if profiles is not None else None
-    cos = embedding_cosine(embeddings) if embeddings is not None else None
+    cos = embedding_cosine(embeddings, scale_invariant) if embeddings is not None else None
     count = (corr if corr is not None else cos).shape[0]  # type: ignore[union-attr]
     upper = torch.ones(count, count, dtype=torch.bool).triu(diagonal=1)
     flags = [m > t for m, t in ((corr, profile_threshold), (cos, cosine_threshold)) if m is not None]

@@ -37,7 +37,8 @@ class CompareConfig:
 
     max_images: probe at most this many images (a seeded random subset, the same for all models);
     None = all. match_threshold: minimum profile correlation of a matched pair. duplicate_correlation /
-    duplicate_cosine: near-duplicate thresholds within one model (profile correlation or embedding cosine).
+    duplicate_cosine: near-duplicate thresholds within one model (profile correlation or centred embedding
+    cosine, see :func:`~protoviz.compare.matching.embedding_cosine`).
     """
 
     topk: TopKConfig = field(default_factory=TopKConfig)
@@ -135,7 +136,8 @@ def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareCo
         embeddings: Tensor | None = model.prototype_embeddings.detach().cpu()
     except ModelError:
         embeddings = None
-    duplicates = near_duplicates(profile, embeddings, config.duplicate_correlation, config.duplicate_cosine)
+    duplicates = near_duplicates(profile, embeddings, config.duplicate_correlation, config.duplicate_cosine,
+                                 scale_invariant=model.similarity_kind == "cosine")
     return ModelRun(name=name, accuracy=predictions.accuracy(), num_images=count, topk=topk.result(),
                     profiles=profile, duplicates=duplicates, info=model_info(name, model),
                     settings={**config.as_record(), "labels": labels_note or "dataset labels"})

@@ -77,7 +77,7 @@ def test_near_duplicates_by_profile_or_embedding() -> None:
     profiles = torch.rand(5, 30, generator=generator, dtype=torch.float64)
     profiles[4] = profiles[1] * 2 + 0.5
     embeddings = torch.rand(5, 8, generator=generator, dtype=torch.float64) - 0.5
-    embeddings[3] = embeddings[0] * 1.5
+    embeddings[3] = embeddings[0] + 1e-4
     by_profile = near_duplicates(profiles, None, profile_threshold=0.99)
     assert [(p.a, p.b) for p in by_profile] == [(1, 4)] and by_profile[0].cosine is None
     both_ways = near_duplicates(profiles, embeddings, 0.99, 0.99)
@@ -86,3 +86,15 @@ def test_near_duplicates_by_profile_or_embedding() -> None:
     assert duplicate_flags(both_ways, 5).tolist() == [True, True, False, True, True]
     with pytest.raises(ConfigError):
         near_duplicates(None, None)
+
+
+def test_embedding_cosine_is_centred_and_optionally_scale_invariant() -> None:
+    generator = torch.Generator().manual_seed(5)
+    positive = torch.rand(6, 16, generator=generator, dtype=torch.float64) * 0.2 + 0.5  # like sigmoid latents
+    raw = torch.nn.functional.normalize(positive, dim=1)
+    assert (raw @ raw.t()).min() > 0.9  # raw cosines would flag every pair
+    assert near_duplicates(None, positive, cosine_threshold=0.95) == []
+    scaled = positive.clone()
+    scaled[4] = scaled[1] * 2.0  # the same direction: one prototype for a cosine model, two for an L2 one
+    assert [(p.a, p.b) for p in near_duplicates(None, scaled, cosine_threshold=0.99, scale_invariant=True)] == [(1, 4)]
+    assert near_duplicates(None, scaled, cosine_threshold=0.99) == []
