@@ -162,15 +162,17 @@ def _embedding_cosines(model: PrototypeModel) -> np.ndarray | None:
         embeddings = model.prototype_embeddings
     except ModelError:
         return None
-    return _cosine_matrix(embeddings.detach().double().cpu().reshape(model.num_prototypes, -1).numpy())
+    vectors = embeddings.detach().double().cpu().reshape(model.num_prototypes, -1).numpy()
+    # centred: ProtoPNet's prototypes live in a sigmoid (all-positive) space where raw cosines are all high
+    return _cosine_matrix(vectors - vectors.mean(axis=0, keepdims=True))
 
 
 def redundancy(result: GlobalExplanation, model: PrototypeModel, explanation_threshold: float = 0.99,
                embedding_threshold: float = 0.95, patch_threshold: float = 0.95,
                norm_ratio: float = 1.25) -> list[RedundantPair]:
     """Pairs of prototypes whose explanation vectors are near-identical (cosine >= threshold and norms
-    within ``norm_ratio``) AND whose sources are near-identical (embedding cosine or source-patch
-    correlation >= its threshold). Prototypes with an unmeasured (NaN) explanation are skipped."""
+    within ``norm_ratio``) AND whose sources are near-identical (cosine of the centred prototype
+    embeddings, or correlation of the source patches, >= its threshold). Prototypes with an unmeasured (NaN) explanation are skipped."""
     vectors = np.nan_to_num(_characteristic_columns(result), nan=0.0)
     explanation = _cosine_matrix(vectors)
     norms = np.linalg.norm(vectors, axis=1)
