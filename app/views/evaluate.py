@@ -43,6 +43,16 @@ def dataset_choice() -> tuple[str | None, str, bool, int | None]:
     return folder, split, crop, int(limit) or None
 
 
+def crop_hint(names: list[str]) -> None:
+    """Say so when a model records that it was trained on whole images (its metadata has both accuracies)."""
+    for name in names:
+        meta = get_model(name).model.metadata
+        whole, cropped = meta.get("test_accuracy"), meta.get("test_accuracy_cropped_to_box")
+        if isinstance(whole, float) and isinstance(cropped, float) and whole > cropped:
+            st.caption(f"{name} was trained on whole images (test accuracy {100 * whole:.1f}% whole, "
+                       f"{100 * cropped:.1f}% cropped to boxes): consider unticking the crop for it.")
+
+
 def load_dataset(folder: str | None, split: str, crop: bool) -> ImageDataset:
     """Open the dataset (generating the synthetic set once); kept in the session."""
     datasets = session_results(NAMESPACE).setdefault("datasets", {})
@@ -186,6 +196,8 @@ def main() -> None:
         return
     folder, split, crop, limit = dataset_choice()
     try:
+        if crop:
+            crop_hint(list(names))
         dataset = load_dataset(folder, split, crop)
         st.caption(f"{dataset.kind} · {len(dataset)} images · {len(dataset.class_names)} classes · "
                    f"parts: {', '.join(dataset.part_names) if dataset.part_names else 'none'}")
