@@ -105,8 +105,8 @@ PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(pretrain_epochs=1, warm_epochs=1, joint_epochs=2, last_layer_epochs=1, batch_size=16),
     # the demo models of protoviz.train.demo (tuned on the synthetic birds, 128 px)
     "demo_tinycnn_log": _FROM_SCRATCH.replace(pretrain_epochs=15, seed=2),
-    "demo_resnet18l3_cosine": _FROM_SCRATCH.replace(pretrain_epochs=6, joint_epochs=8, lr_step=4, last_layer_epochs=10,
-                                                    support_closeness=0.1, image_thumbnail=80),
+    "demo_resnet18l3_cosine": _FROM_SCRATCH.replace(pretrain_epochs=10, joint_epochs=12, lr_step=6,
+                                                    last_layer_epochs=10, support_closeness=0.1, image_thumbnail=80),
 }
 
 

@@ -153,8 +153,9 @@ validation split).
 |---|---|---|---|---|---|---|---|
 {rows}
 
-Training times were measured on the 2-core development machine while other jobs shared it
-(`OMP_NUM_THREADS=1`: on a busy 2-core machine two OpenMP threads per process are many times slower).
+Training times were measured on the 2-core development machine while other jobs shared it, so they
+depend on its load; the models were trained as separate processes (`--only`) with `OMP_NUM_THREADS=1`
+(on a busy 2-core machine two OpenMP threads per process are many times slower; pass `--threads 1`).
 
 The files in this folder were made by:
 {made}
