@@ -23,10 +23,10 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_heal
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sample", default=None, help="sample file name (default: the first in assets/samples)")
+    parser.add_argument("--sample", default="blue_wing_146.png", help="a file name in assets/samples")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
-    parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--size", default="1500x1500", help="viewport WIDTHxHEIGHT")
+    parser.add_argument("--top-k", type=int, default=2)
+    parser.add_argument("--size", default="1400x2250", help="viewport WIDTHxHEIGHT")
     args = parser.parse_args()
     from playwright.sync_api import expect, sync_playwright
 
@@ -34,7 +34,7 @@ def main() -> int:
     sample_dir = Path(os.environ.get("PROTOVIZ_SAMPLE_DIR", ROOT / "assets" / "samples"))
     models = sorted(p.stem for p in model_dir.glob("*.safetensors"))
     samples = sorted(p.name for p in sample_dir.iterdir() if p.is_file())
-    sample = args.sample or samples[0]
+    sample = args.sample if args.sample in samples else samples[0]
     port = free_port()
     log = Path("/tmp") / f"protoviz_screenshot_{port}.log"
     command = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless", "true",
