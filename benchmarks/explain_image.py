@@ -7,7 +7,7 @@ For each model (default: assets/models/*.safetensors) and device (CPU, and CUDA 
 - + pictures: explain plus the card pictures (JET overlays, boxes, source thumbnails).
 Median (and minimum) of ``--runs`` runs after ``--warmup`` runs. Usage::
 
-    python benchmarks/explain_image.py [MODEL.safetensors ...] [--runs 20] [--top-k 5] [--device cpu]
+    python benchmarks/explain_image.py [MODEL.safetensors ...] [--runs 20] [--top-k 5] [--device cpu] [--threads 1]
 """
 
 from __future__ import annotations
@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--device", action="append", help="device(s) to use (default: cpu, and cuda if present)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     models = args.models or sorted((ROOT / "assets" / "models").glob("*.safetensors"))
     if not models:
         print("no models: pass checkpoint paths or run `make demo-models`", file=sys.stderr)
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"image {image.size[0]}x{image.size[1]}, top-k {args.top_k}, median of {args.runs} runs "
           f"after {args.warmup} warm-up, torch {torch.__version__}")
     print("times in ms: median (min)")
-    header = f"{'model':<28} {'device':<18} {'P':>5} {'input':>8} {'map':>6} {'forward':>16} " \
+    header = f"{'model':<32} {'device':<18} {'P':>5} {'input':>8} {'map':>6} {'forward':>16} " \
              f"{'explain':>16} {'+pictures':>16} {'explain/fwd':>12}"
     print(header)
     print("-" * len(header))
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for device in devices:
             row = bench(path, device, image, args)
             cells = " ".join(f"{f'{row[k][0]:.1f} ({row[k][1]:.1f})':>16}" for k in ("forward", "explain", "pictures"))
-            print(f"{row['model']:<28} {row['device']:<18} {row['P']:>5} {row['input']:>8} {row['map']:>6} {cells} "
+            print(f"{row['model']:<32} {row['device']:<18} {row['P']:>5} {row['input']:>8} {row['map']:>6} {cells} "
                   f"{row['explain'][0] / row['forward'][0]:>12.2f}")
     return 0
 
