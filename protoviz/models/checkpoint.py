@@ -104,6 +104,13 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
 
 
 def _check_state_dict(name: str, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> None:
+    problems = state_dict_problems(expected, found)
+    if problems:
+        raise CheckpointError(f"{name} does not match the model its config describes: " + "; ".join(problems))
+
+
+def state_dict_problems(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> list[str]:
+    """Human-readable differences between two state dicts: missing, unexpected and mis-shaped tensors."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = [f"{k}: file {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -115,8 +122,7 @@ def _check_state_dict(name: str, expected: dict[str, torch.Tensor], found: dict[
         problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
-    if problems:
-        raise CheckpointError(f"{name} does not match the model its config describes: " + "; ".join(problems))
+    return problems
 
 
 def _sources(metadata: dict[str, str], tensors: dict[str, torch.Tensor], num_prototypes: int) -> list[PrototypeSource | None]:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from protoviz.errors import CheckpointError
 from protoviz.models.base import InputSpec
+from protoviz.models.checkpoint import state_dict_problems
 from protoviz.models.legacy.unpickler import StandIn
 
 
@@ -97,17 +98,7 @@ def load_weights(model: nn.Module, state: dict[str, Tensor], label: str) -> None
     for key in expected:  # BatchNorm counters are missing from files written before PyTorch 0.4.1
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros((), dtype=torch.long)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-             for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+    problems = state_dict_problems(expected, state)
     if problems:
         raise CheckpointError(f"{label} does not fit the architecture inferred from it: " + "; ".join(problems))
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
