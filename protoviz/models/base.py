@@ -7,7 +7,7 @@ Pages, metrics and explainers only talk to :class:`PrototypeModel`, so they work
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +38,18 @@ class InputSpec:
             mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
             std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
         )
+
+
+class FamilyConfig:
+    """Mixin for frozen family configs with ``class_names`` and ``input`` fields: their JSON round trip."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        return {**data, "class_names": list(data["class_names"]), "input": self.input.to_dict()}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return cls(**{**data, "class_names": tuple(data["class_names"]), "input": InputSpec.from_dict(data["input"])})
 
 
 @dataclass(frozen=True)

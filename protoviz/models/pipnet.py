@@ -10,7 +10,7 @@ confidence and is kept for the record. class_weights = relu(W) (C, P); identity 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,12 +19,12 @@ from torch import Tensor, nn
 
 from protoviz.errors import ConfigError
 from protoviz.models.backbones import build_backbone
-from protoviz.models.base import InputSpec, PrototypeModel
+from protoviz.models.base import FamilyConfig, InputSpec, PrototypeModel
 from protoviz.models.registry import register_family
 
 
 @dataclass(frozen=True)
-class PIPNetConfig:
+class PIPNetConfig(FamilyConfig):
     """Everything needed to rebuild a PIP-Net model."""
 
     class_names: tuple[str, ...]
@@ -38,12 +38,6 @@ class PIPNetConfig:
         if not self.class_names or self.num_features < 0 or self.inference_threshold < 0:
             raise ConfigError("PIP-Net needs at least one class, num_features >= 0 and inference_threshold >= 0")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "class_names": list(self.class_names), "input": self.input.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PIPNetConfig:
-        return cls(**{**data, "class_names": tuple(data["class_names"]), "input": InputSpec.from_dict(data["input"])})
 
 
 @register_family

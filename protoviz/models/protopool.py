@@ -19,7 +19,7 @@ the plain log similarity. ``prototype_class_identity[p, c]`` = 1 where a slot of
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,13 +27,13 @@ from torch import Tensor, nn
 
 from protoviz.errors import ConfigError
 from protoviz.models.backbones import build_backbone
-from protoviz.models.base import InputSpec, PrototypeModel
+from protoviz.models.base import FamilyConfig, InputSpec, PrototypeModel
 from protoviz.models.protopnet import distance_to_log_similarity, squared_l2_distances
 from protoviz.models.registry import register_family
 
 
 @dataclass(frozen=True)
-class ProtoPoolConfig:
+class ProtoPoolConfig(FamilyConfig):
     """Everything needed to rebuild a ProtoPool model."""
 
     class_names: tuple[str, ...]
@@ -48,12 +48,6 @@ class ProtoPoolConfig:
         if not self.class_names or min(self.num_prototypes, self.prototype_dim, self.num_slots) < 1:
             raise ConfigError("ProtoPool needs at least one class, prototype and slot, and prototype_dim >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "class_names": list(self.class_names), "input": self.input.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProtoPoolConfig:
-        return cls(**{**data, "class_names": tuple(data["class_names"]), "input": InputSpec.from_dict(data["input"])})
 
 
 @register_family

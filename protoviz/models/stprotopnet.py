@@ -14,7 +14,7 @@ support [0, P) then trivial [P, 2P).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from protoviz.errors import ConfigError
 from protoviz.models.backbones import build_backbone
-from protoviz.models.base import InputSpec, PrototypeModel
+from protoviz.models.base import FamilyConfig, InputSpec, PrototypeModel
 from protoviz.models.registry import register_family
 from protoviz.models.tesnet import default_identity, projection_similarity
 
@@ -32,7 +32,7 @@ VARIANTS = ("full", "cropped")
 
 
 @dataclass(frozen=True)
-class STProtoPNetConfig:
+class STProtoPNetConfig(FamilyConfig):
     """Everything needed to rebuild an ST-ProtoPNet; ``num_prototypes`` is per set."""
 
     class_names: tuple[str, ...]
@@ -49,12 +49,6 @@ class STProtoPNetConfig:
         if not self.class_names or self.num_prototypes < 1 or self.prototype_dim < 1:
             raise ConfigError("ST-ProtoPNet needs at least one class, one prototype and prototype_dim >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "class_names": list(self.class_names), "input": self.input.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> STProtoPNetConfig:
-        return cls(**{**data, "class_names": tuple(data["class_names"]), "input": InputSpec.from_dict(data["input"])})
 
 
 def build_st_add_on(variant: str, upsample: bool, in_channels: int, dim: int) -> nn.Sequential:

@@ -8,7 +8,7 @@ head without bias. State-dict keys follow the research code: ``features.*``, ``a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from protoviz.errors import ConfigError
 from protoviz.models.backbones import build_backbone
-from protoviz.models.base import InputSpec, PrototypeModel
+from protoviz.models.base import FamilyConfig, InputSpec, PrototypeModel
 from protoviz.models.protopnet import ADD_ONS, build_add_on
 from protoviz.models.registry import register_family
 
@@ -35,7 +35,7 @@ def default_identity(num_prototypes: int, num_classes: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class TesNetConfig:
+class TesNetConfig(FamilyConfig):
     """Everything needed to rebuild a TesNet model."""
 
     class_names: tuple[str, ...]
@@ -51,12 +51,6 @@ class TesNetConfig:
         if not self.class_names or self.num_prototypes < 1 or self.prototype_dim < 1:
             raise ConfigError("TesNet needs at least one class, one prototype and prototype_dim >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "class_names": list(self.class_names), "input": self.input.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TesNetConfig:
-        return cls(**{**data, "class_names": tuple(data["class_names"]), "input": InputSpec.from_dict(data["input"])})
 
 
 @register_family
