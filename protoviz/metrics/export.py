@@ -49,20 +49,16 @@ def to_json(results: dict[str, EvaluationResult]) -> str:
 
 def to_csv(results: dict[str, EvaluationResult]) -> str:
     """One row per (model, prototype), columns the union of the per-prototype fields."""
-    rows = [{"model": name, **row} for name, r in results.items() for row in r.prototypes]
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return _rows_csv([{"model": name, **row} for name, r in results.items() for row in r.prototypes])
 
 
 def scores_csv(results: dict[str, EvaluationResult]) -> str:
     """One row per model with its headline scores."""
-    rows = [{"model": name, **r.scores} for name, r in results.items()]
+    return _rows_csv([{"model": name, **r.scores} for name, r in results.items()])
+
+
+def _rows_csv(rows: list[dict[str, object]]) -> str:
+    """CSV text of dict rows; the columns are the union of their keys, in first-seen order."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]

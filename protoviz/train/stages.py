@@ -93,15 +93,10 @@ def train_epoch(model: ProtoPNet, data: ImageTensors, optimizer: torch.optim.Opt
     """One epoch of the warm-up or joint stage (augmented, model in train mode)."""
     model.train()
     freeze_for(model, stage)
-    device = model.device
     sums = torch.zeros(6, dtype=torch.float64)
     steps = (len(data) + config.batch_size - 1) // config.batch_size
     for step, index in enumerate(shuffled_batches(data, config.batch_size, generator)):
-        unit = to_unit(data.images[index], model)
-        if config.augment:
-            boxes = data.boxes[index] if data.boxes is not None else None
-            unit = augment(unit, boxes, generator, config.crop_probability)
-        labels = data.labels[index].to(device)
+        unit, labels = training_batch(data, index, model, config, generator)
         terms = protopnet_loss(model, normalize(unit, model.input_spec), labels, config.cluster, config.separation,
                                0.0, config.support_closeness, config.cross_entropy)
         optimizer.zero_grad(set_to_none=True)
@@ -115,6 +110,16 @@ def train_epoch(model: ProtoPNet, data: ImageTensors, optimizer: torch.optim.Opt
             progress(stage, step + 1, steps)
     loss, ce, cluster, sep, l1, acc = (sums / len(data)).tolist()
     return EpochStats(stage, epoch, loss, ce, cluster, sep, l1, acc)
+
+
+def training_batch(data: ImageTensors, index: Tensor, model: ProtoPNet, config: TrainConfig,
+                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Images (B, 3, H, W) in [0, 1], augmented if configured, and labels (B,) on the model's device."""
+    unit = to_unit(data.images[index], model)
+    if config.augment:
+        boxes = data.boxes[index] if data.boxes is not None else None
+        unit = augment(unit, boxes, generator, config.crop_probability)
+    return unit, data.labels[index].to(model.device)
 
 
 def backbone_channels(model: ProtoPNet) -> int:
@@ -141,11 +146,7 @@ def pretrain_backbone(model: ProtoPNet, data: ImageTensors, config: TrainConfig,
         model.train()
         sums = torch.zeros(2, dtype=torch.float64)
         for step, index in enumerate(shuffled_batches(data, config.batch_size, generator)):
-            unit = to_unit(data.images[index], model)
-            if config.augment:
-                boxes = data.boxes[index] if data.boxes is not None else None
-                unit = augment(unit, boxes, generator, config.crop_probability)
-            labels = data.labels[index].to(device)
+            unit, labels = training_batch(data, index, model, config, generator)
             logits = head(model.features(normalize(unit, model.input_spec)).mean(dim=(2, 3)))
             loss = nn.functional.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
