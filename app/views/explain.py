@@ -36,6 +36,7 @@ PICTURE_WIDTH = 170
 PROTOTYPES_PAGE = "views/prototypes.py"
 PROTOTYPES_MODEL_KEY = "prototypes.model"  # widget keys of the Prototypes page
 PROTOTYPES_SELECTED_KEY = "prototypes.selected"
+PROTOTYPES_OPEN_CARD_FLAG = "prototypes.open_card"  # tells the Prototypes page to show the card itself
 OPEN_CARD_FLAG = "explain.open_card"
 
 
@@ -149,6 +150,7 @@ def open_card(model_name: str, prototype: int) -> None:
     """Button callback: preselect the model and prototype on the Prototypes page, then go there."""
     st.session_state[PROTOTYPES_MODEL_KEY] = model_name
     st.session_state[PROTOTYPES_SELECTED_KEY] = prototype
+    st.session_state[PROTOTYPES_OPEN_CARD_FLAG] = True
     st.session_state[OPEN_CARD_FLAG] = True
 
 

@@ -150,3 +150,16 @@ def test_open_card_goes_to_the_prototypes_page_with_the_prototype_selected(app_e
     assert at.title[0].value == "Prototypes"
     assert at.selectbox(key="prototypes.model").value == model
     assert at.selectbox(key="prototypes.selected").value == index
+    assert _default_tab_indices(at._tree) == [1]  # the "Prototype card" tab opens, not the gallery
+
+
+def _default_tab_indices(node: object) -> list[int]:
+    """default_tab_index of every st.tabs container under an AppTest element tree node."""
+    found = []
+    proto = getattr(node, "proto", None)
+    if proto is not None and hasattr(proto, "WhichOneof") and "type" in proto.DESCRIPTOR.oneofs_by_name:
+        if proto.WhichOneof("type") == "tab_container":
+            found.append(proto.tab_container.default_tab_index)
+    for child in getattr(node, "children", {}).values():
+        found += _default_tab_indices(child)
+    return found
