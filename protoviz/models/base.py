@@ -129,13 +129,15 @@ class PrototypeModel(nn.Module, ABC):
     """A part-prototype network behind one interface.
 
     Subclasses set ``family`` and implement :meth:`similarity_maps`, :meth:`latent`,
-    :attr:`class_weights`, :attr:`prototype_class_identity` and :meth:`config_dict`.
+    :attr:`class_weights` and :attr:`prototype_class_identity`, and name their frozen config
+    dataclass in ``config_class`` (stored on the model as ``self.config``).
     The default :meth:`forward` max-pools the similarity maps and applies the linear head
     ``logits = max_similarities @ class_weights.T``; families with another head override
     :meth:`logits_from_similarities`.
     """
 
     family: ClassVar[str] = ""
+    config_class: ClassVar[type]  # the family's frozen config dataclass, with to_dict / from_dict
     output_kind: ClassVar[str] = "logits"  # 'logits' | 'probs' | 'log_probs'
 
     def __init__(self, input_spec: InputSpec, class_names: tuple[str, ...], backbone: str, similarity: str):
@@ -166,14 +168,14 @@ class PrototypeModel(nn.Module, ABC):
     def prototype_class_identity(self) -> Tensor:
         """(P, C) 1 where a prototype belongs to (or serves) a class, else 0."""
 
-    @abstractmethod
     def config_dict(self) -> dict[str, Any]:
-        """JSON-able configuration from which the family's ``from_config`` rebuilds this model."""
+        """JSON-able configuration from which :meth:`from_config` rebuilds this model."""
+        return self.config.to_dict()  # type: ignore[attr-defined]
 
     @classmethod
-    @abstractmethod
     def from_config(cls, config: dict[str, Any]) -> PrototypeModel:
         """Build an untrained model from :meth:`config_dict`'s output."""
+        return cls(cls.config_class.from_dict(config))  # type: ignore[call-arg]
 
     @classmethod
     @abstractmethod

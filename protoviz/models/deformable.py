@@ -104,6 +104,7 @@ class DeformableProtoPNet(PrototypeModel):
     """Deformable ProtoPNet behind the common interface (see the module docstring)."""
 
     family = "deformable"
+    config_class = DeformableConfig
 
     def __init__(self, config: DeformableConfig):
         super().__init__(config.input, config.class_names, config.backbone, "deformable_cosine")
@@ -171,13 +172,6 @@ class DeformableProtoPNet(PrototypeModel):
     @property
     def prototype_class_identity(self) -> Tensor:
         return self.class_identity
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DeformableProtoPNet:
-        return cls(DeformableConfig.from_dict(config))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:

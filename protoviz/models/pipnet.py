@@ -45,6 +45,7 @@ class PIPNet(PrototypeModel):
     """PIP-Net: softmax prototype channels, max-pooled, non-negative linear head."""
 
     family = "pipnet"
+    config_class = PIPNetConfig
 
     def __init__(self, config: PIPNetConfig):
         super().__init__(config.input, config.class_names, config.backbone, "softmax")
@@ -82,13 +83,6 @@ class PIPNet(PrototypeModel):
         """(P, P): prototype p is the one-hot direction of channel p in the latent."""
         P = self.classification_weight.shape[1]
         return torch.eye(P, device=self.classification_weight.device)
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> PIPNet:
-        return cls(PIPNetConfig.from_dict(config))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:

@@ -131,6 +131,7 @@ class ProtoPNet(PrototypeModel):
     """Native ProtoPNet (log similarity) and its cosine / support-trivial variants."""
 
     family = "protopnet"
+    config_class = ProtoPNetConfig
 
     def __init__(self, config: ProtoPNetConfig):
         super().__init__(config.input, config.class_names, config.backbone, config.similarity)
@@ -212,13 +213,6 @@ class ProtoPNet(PrototypeModel):
     def prototype_groups(self) -> dict[str, tuple[int, int]]:
         per_set = self.config.prototypes_per_set
         return {n: (i * per_set, (i + 1) * per_set) for i, n in enumerate(self.config.prototype_sets)}
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ProtoPNet:
-        return cls(ProtoPNetConfig.from_dict(config))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class ProtoPool(PrototypeModel):
     """ProtoPool with the hard slot assignment, behind the common (linear-in-focal-similarity) head."""
 
     family = "protopool"
+    config_class = ProtoPoolConfig
 
     def __init__(self, config: ProtoPoolConfig):
         super().__init__(config.input, config.class_names, config.backbone, "focal_log")
@@ -112,13 +113,6 @@ class ProtoPool(PrototypeModel):
     @property
     def prototype_embeddings(self) -> Tensor:
         return self.prototype_vectors.flatten(1)
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ProtoPool:
-        return cls(ProtoPoolConfig.from_dict(config))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:

@@ -128,6 +128,7 @@ class ProtoTree(PrototypeModel):
     """ProtoTree behind the common interface (probabilities, no linear head)."""
 
     family = "prototree"
+    config_class = ProtoTreeConfig
     output_kind = "probs"
 
     def __init__(self, config: ProtoTreeConfig):
@@ -231,13 +232,6 @@ class ProtoTree(PrototypeModel):
             position = node["right"] if similarity > 0.5 else node["left"]
         dist = self.leaf_distributions()[self.config.tree[position]["leaf"]].detach().cpu()
         return DecisionPath(tuple(steps), position, tuple(dist.tolist()), int(dist.argmax()))
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ProtoTree:
-        return cls(ProtoTreeConfig.from_dict(config))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class STProtoPNet(PrototypeModel):
     """ST-ProtoPNet with its two prototype sets behind the common interface."""
 
     family = "stprotopnet"
+    config_class = STProtoPNetConfig
 
     def __init__(self, config: STProtoPNetConfig):
         similarity = "relu_cosine" if config.variant == "full" else "projection"
@@ -125,13 +126,6 @@ class STProtoPNet(PrototypeModel):
     def prototype_groups(self) -> dict[str, tuple[int, int]]:
         P = self.config.num_prototypes
         return {"support": (0, P), "trivial": (P, 2 * P)}
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> STProtoPNet:
-        return cls(STProtoPNetConfig.from_dict(config))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:

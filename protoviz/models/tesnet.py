@@ -58,6 +58,7 @@ class TesNet(PrototypeModel):
     """TesNet: projection of latent patches onto unit prototypes, linear head."""
 
     family = "tesnet"
+    config_class = TesNetConfig
 
     def __init__(self, config: TesNetConfig):
         super().__init__(config.input, config.class_names, config.backbone, "projection")
@@ -88,13 +89,6 @@ class TesNet(PrototypeModel):
     @property
     def prototype_embeddings(self) -> Tensor:
         return self.prototype_vectors.flatten(1)
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> TesNet:
-        return cls(TesNetConfig.from_dict(config))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:
