@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test demo-models bench clean
+.PHONY: run test lint demo-models bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ run: $(STAMP)
 	$(PY) -m streamlit run app/streamlit_app.py --server.port $(PORT)
 
 ## Every test: unit, app (AppTest) and browser (Playwright + Debian chromium).
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q
+
+## Static checks (ruff; mypy joins once the tree is clean).
+lint: $(STAMP)
+	$(PY) -m ruff check protoviz app tests benchmarks docs
 
 ## Regenerate the synthetic data and retrain the demo models in assets/ from scratch.
 demo-models: $(STAMP)

@@ -13,13 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run` puts app/ first on sys.path, not the repository root
     sys.path.insert(0, str(ROOT))
 
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
+import streamlit as st
+import torch
 
-import protoviz  # noqa: E402
-from app.state import available_models, current_device  # noqa: E402
-from protoviz.device import describe_device  # noqa: E402
-
+import protoviz
+from app.state import available_models, current_device
+from protoviz.device import describe_device
 
 # One line per page; paths are relative to this file.
 PAGES = [

@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from protoviz.data.transforms import preprocess  # noqa: E402
-from protoviz.device import describe_device, pick_device  # noqa: E402
-from protoviz.explain import ExplainConfig, explain_dataset  # noqa: E402
-from protoviz.models import load_model  # noqa: E402
-from protoviz.models.base import InputSpec, PrototypeModel  # noqa: E402
-from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig  # noqa: E402
+from protoviz.data.transforms import preprocess
+from protoviz.device import describe_device, pick_device
+from protoviz.explain import ExplainConfig, explain_dataset
+from protoviz.models import load_model
+from protoviz.models.base import InputSpec, PrototypeModel
+from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> tuple[PrototypeModel, str]:

@@ -26,13 +26,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protoviz.data.images import load_image  # noqa: E402
-from protoviz.data.transforms import preprocess  # noqa: E402
-from protoviz.device import describe_device  # noqa: E402
-from protoviz.heatmaps import explain_image  # noqa: E402
-from protoviz.models import load_model  # noqa: E402
-from protoviz.models.base import PrototypeModel  # noqa: E402
-from protoviz.viz.figures import evidence_panels  # noqa: E402
+from protoviz.data.images import load_image
+from protoviz.data.transforms import preprocess
+from protoviz.device import describe_device
+from protoviz.heatmaps import explain_image
+from protoviz.models import load_model
+from protoviz.models.base import PrototypeModel
+from protoviz.viz.figures import evidence_panels
 
 
 def timings_ms(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> tuple[float, float]:

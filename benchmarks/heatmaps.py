@@ -22,10 +22,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protoviz.device import describe_device, pick_device  # noqa: E402
-from protoviz.heatmaps.methods import HeatmapOptions, compute_heatmaps, list_methods  # noqa: E402
-from protoviz.models import InputSpec, PrototypeModel, load_model  # noqa: E402
-from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig  # noqa: E402
+from protoviz.device import describe_device, pick_device
+from protoviz.heatmaps.methods import HeatmapOptions, compute_heatmaps, list_methods
+from protoviz.models import InputSpec, PrototypeModel, load_model
+from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
 
 
 def demo_or_tiny(path: str | None) -> tuple[PrototypeModel, str]:
@@ -44,7 +44,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_once(fn, device: torch.device) -> float:  # noqa: ANN001 - any zero-argument callable
+def timed_once(fn, device: torch.device) -> float:
     """Seconds of one call."""
     _sync(device)
     start = time.perf_counter()

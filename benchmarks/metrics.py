@@ -31,16 +31,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protoviz.data.datasets import Batch, load_batch, open_dataset  # noqa: E402
-from protoviz.data.demo import synthetic_dataset  # noqa: E402
-from protoviz.device import describe_device, pick_device  # noqa: E402
-from protoviz.metrics.config import PartMetricConfig  # noqa: E402
-from protoviz.metrics.consistency import PartAccumulator, class_mapping, part_scores  # noqa: E402
-from protoviz.metrics.parts import prototype_classes, select_pairs  # noqa: E402
-from protoviz.metrics.runner import EvaluationConfig, evaluate, evaluation_indices  # noqa: E402
-from protoviz.metrics.stability import add_noise  # noqa: E402
-from protoviz.models import InputSpec, PrototypeModel, load_model  # noqa: E402
-from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig  # noqa: E402
+from protoviz.data.datasets import Batch, load_batch, open_dataset
+from protoviz.data.demo import synthetic_dataset
+from protoviz.device import describe_device, pick_device
+from protoviz.metrics.config import PartMetricConfig
+from protoviz.metrics.consistency import PartAccumulator, class_mapping, part_scores
+from protoviz.metrics.parts import prototype_classes, select_pairs
+from protoviz.metrics.runner import EvaluationConfig, evaluate, evaluation_indices
+from protoviz.metrics.stability import add_noise
+from protoviz.models import InputSpec, PrototypeModel, load_model
+from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
 
 
 def demo_or_random(path: str | None, class_names: tuple[str, ...]) -> tuple[PrototypeModel, str]:
@@ -105,8 +105,8 @@ def main() -> None:
     with torch.inference_mode():
         # interleaved: each repeat times the forward passes and then the metric, so load changes on a
         # shared machine hit both; the ratio is the median of the per-repeat ratios
-        forward_fn = lambda: [model(b.images) for b in on_device]  # noqa: E731
-        metric_fn = lambda: part_scores(model, on_device, data.part_names, config)  # noqa: E731
+        forward_fn = lambda: [model(b.images) for b in on_device]
+        metric_fn = lambda: part_scores(model, on_device, data.part_names, config)
         pairs = [(measure(forward_fn, device), measure(metric_fn, device)) for _ in range(args.repeats)]
         forward_s = statistics.median(f[0] for f, _ in pairs)
         metric_s = statistics.median(m[0] for _, m in pairs)

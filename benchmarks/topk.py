@@ -30,13 +30,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protoviz.compare.matching import ProfileAccumulator  # noqa: E402
-from protoviz.compare.scan import PredictionAccumulator, run_pass, tensor_batches  # noqa: E402
-from protoviz.compare.topk import TopKAccumulator, TopKConfig  # noqa: E402
-from protoviz.device import describe_device, pick_device  # noqa: E402
-from protoviz.models import load_model  # noqa: E402
-from protoviz.models.base import InputSpec, PrototypeModel  # noqa: E402
-from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig  # noqa: E402
+from protoviz.compare.matching import ProfileAccumulator
+from protoviz.compare.scan import PredictionAccumulator, run_pass, tensor_batches
+from protoviz.compare.topk import TopKAccumulator, TopKConfig
+from protoviz.device import describe_device, pick_device
+from protoviz.models import load_model
+from protoviz.models.base import InputSpec, PrototypeModel
+from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> PrototypeModel:

@@ -14,7 +14,13 @@ import streamlit as st
 
 from app.cache import LoadedModel
 from app.compare_runs import (
-    NAMESPACE, compute_part_scores, compute_run, dataset_widget, model_scores, open_dataset_cached, stored_run,
+    NAMESPACE,
+    compute_part_scores,
+    compute_run,
+    dataset_widget,
+    model_scores,
+    open_dataset_cached,
+    stored_run,
 )
 from app.state import available_models, get_model, session_results
 from app.widgets import NamedImage, image_picker, model_picker, show_error

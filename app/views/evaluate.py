@@ -19,7 +19,11 @@ from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
 from protoviz.metrics.export import scores_csv, to_csv, to_json
 from protoviz.metrics.runner import METRICS, EvaluationConfig, EvaluationResult, evaluate
 from protoviz.viz.metrics import (
-    best_frequency_histogram, deletion_curves_figure, dominant_part_bars, figure_html, part_frequency_heatmap,
+    best_frequency_histogram,
+    deletion_curves_figure,
+    dominant_part_bars,
+    figure_html,
+    part_frequency_heatmap,
 )
 
 NAMESPACE = "evaluate"

@@ -18,8 +18,16 @@ import streamlit as st
 
 from app.cache import LoadedModel
 from app.compare_runs import (
-    NAMESPACE, compute_characteristics, compute_part_scores, compute_run, dataset_widget, model_scores,
-    open_dataset_cached, prototype_scores, session_scores, stored_run,
+    NAMESPACE,
+    compute_characteristics,
+    compute_part_scores,
+    compute_run,
+    dataset_widget,
+    model_scores,
+    open_dataset_cached,
+    prototype_scores,
+    session_scores,
+    stored_run,
 )
 from app.state import available_models, get_model, session_results
 from app.widgets import model_picker, show_error

@@ -21,8 +21,16 @@ from app.state import get_model, session_results
 from app.widgets import NamedImage, image_picker, model_picker, show_error
 from protoviz.data.datasets import open_dataset
 from protoviz.errors import ProtovizError
-from protoviz.explain import (CHARACTERISTICS, IDENTITY, MODES, ExplainConfig, ModificationParams, describe,
-                              explain_images, top_prototype)
+from protoviz.explain import (
+    CHARACTERISTICS,
+    IDENTITY,
+    MODES,
+    ExplainConfig,
+    ModificationParams,
+    describe,
+    explain_images,
+    top_prototype,
+)
 from protoviz.explain.export import global_csv, global_json, local_csv, local_json, prototype_classes, provenance
 from protoviz.explain.extras import redundancy
 from protoviz.explain.global_ import GlobalExplanation, explain_dataset

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from protoviz.data.datasets import open_dataset
 from protoviz.device import pick_device
+from protoviz.errors import ConfigError, ModelError
 from protoviz.explain.export import provenance, write_global
 from protoviz.explain.extras import agreement, redundancy
 from protoviz.explain.global_ import explain_dataset
 from protoviz.explain.params import MODES, ExplainConfig, ModificationParams
-from protoviz.errors import ConfigError, ModelError
 from protoviz.models import load_model
 
 

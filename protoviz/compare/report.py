@@ -10,7 +10,7 @@ import base64
 import html
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class HtmlReport:
                            f"<pre>{text}</pre></div>")
 
     def render(self) -> str:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
                 f"<h1>{html.escape(self.title)}</h1><p>generated {stamp} by protoviz</p>"

@@ -19,7 +19,12 @@ import torch
 from torch import Tensor
 
 from protoviz.compare.matching import (
-    DuplicatePair, Matching, ProfileAccumulator, ProfileConfig, match_prototypes, near_duplicates,
+    DuplicatePair,
+    Matching,
+    ProfileAccumulator,
+    ProfileConfig,
+    match_prototypes,
+    near_duplicates,
 )
 from protoviz.compare.scan import PredictionAccumulator, ProgressFn, run_pass
 from protoviz.compare.topk import TopKAccumulator, TopKConfig, TopKPatches

@@ -150,7 +150,7 @@ def _read_parts(root: Path, ids: list[int]) -> tuple[tuple[str, ...] | None, np.
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     locs = np.full((len(ids), len(order), 3), np.nan)
     layout = "<image id> <part id> <x> <y> <visible 0|1>"
-    parse = lambda f: (int(f[0]), int(f[1]), float(f[2]), float(f[3]), parse_flag(f[4]))  # noqa: E731
+    parse = lambda f: (int(f[0]), int(f[1]), float(f[2]), float(f[3]), parse_flag(f[4]))
     for number, (image_id, pid, x, y, visible) in read_rows(locs_path, 5, parse, layout):
         if image_id not in row_of:
             raise DatasetError(f"{locs_path}, line {number}: image id {image_id} is not in images.txt")

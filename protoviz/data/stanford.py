@@ -14,9 +14,9 @@ Boxes (x1, y1, x2, y2) become (x, y, w, h) = (x1, y1, x2 - x1, y2 - y1).
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 from scipy.io import loadmat

@@ -153,7 +153,7 @@ def hsv_unit_rgb(hue_deg: float, saturation: float) -> np.ndarray:
 def _muted(rng: np.random.Generator) -> tuple[int, int, int]:
     """A random low-saturation colour, unlike any part's."""
     r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.04, 0.2), rng.uniform(0.5, 0.9))
-    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
+    return round(r * 255), round(g * 255), round(b * 255)
 
 
 def clutter_background(rng: np.random.Generator, size: int, n_blobs: int, n_lines: int) -> np.ndarray:

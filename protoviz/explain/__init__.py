@@ -12,7 +12,19 @@ from protoviz.explain.params import CHARACTERISTICS, IDENTITY, MODES, REGIONS, E
 from protoviz.explain.sentences import describe
 
 __all__ = [
-    "CHARACTERISTICS", "IDENTITY", "MODES", "REGIONS", "ExplainConfig", "ModificationParams",
-    "LocalExplanation", "explain_images", "explain_units", "prepare_units", "top_prototype",
-    "GlobalAccumulator", "GlobalExplanation", "explain_dataset", "describe",
+    "CHARACTERISTICS",
+    "IDENTITY",
+    "MODES",
+    "REGIONS",
+    "ExplainConfig",
+    "GlobalAccumulator",
+    "GlobalExplanation",
+    "LocalExplanation",
+    "ModificationParams",
+    "describe",
+    "explain_dataset",
+    "explain_images",
+    "explain_units",
+    "prepare_units",
+    "top_prototype",
 ]

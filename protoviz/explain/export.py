@@ -11,7 +11,7 @@ import io
 import json
 import math
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def provenance(model: PrototypeModel, model_name: str | None = None, dataset: di
         "versions": {"protoviz": getattr(protoviz, "__version__", "unknown"), "torch": torch.__version__,
                      "python": platform.python_version()},
         "device": describe_device(model.device),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

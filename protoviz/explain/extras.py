@@ -200,5 +200,16 @@ def noise_floor_summary(floor: NoiseFloor) -> dict[str, float | str]:
     return {"name": floor.name, "mean_abs_delta": floor.mean_abs, "max_abs_delta": floor.max_abs}
 
 
-__all__ = ["NoiseFloor", "noise_floor", "jpeg_noise_floor", "jpeg_round_trip", "region_comparison", "Agreement",
-           "agreement", "rank_agreement", "RedundantPair", "redundancy", "noise_floor_summary"]
+__all__ = [
+    "Agreement",
+    "NoiseFloor",
+    "RedundantPair",
+    "agreement",
+    "jpeg_noise_floor",
+    "jpeg_round_trip",
+    "noise_floor",
+    "noise_floor_summary",
+    "rank_agreement",
+    "redundancy",
+    "region_comparison",
+]

@@ -88,7 +88,7 @@ class GroundTruthReport:
 
 def _box_histograms(masks: Tensor, boxes: Tensor, parts: int) -> Tensor:
     """Pixel counts per part id inside each box: masks (B, H, W) ints, boxes (B, P, 4) -> (B, P, parts)."""
-    batch, height, width = masks.shape
+    batch, _height, width = masks.shape
     onehot = torch.nn.functional.one_hot(masks.long().clamp(0, parts - 1), parts).permute(0, 3, 1, 2).double()
     integral = torch.nn.functional.pad(onehot.cumsum(2).cumsum(3), (1, 0, 1, 0)).flatten(2)  # (B, K, (H+1)(W+1))
     y0, y1, x0, x1 = boxes.unbind(-1)

@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from protoviz.data.transforms import normalize, to_uint8_image, to_unit_tensor
 from protoviz.errors import ConfigError
 from protoviz.explain.modifications_fast import modify_fast, texture_backend, texture_opencv
 from protoviz.explain.modifications_reference import modify_reference
 from protoviz.explain.params import ExplainConfig
-from protoviz.data.transforms import normalize, to_uint8_image, to_unit_tensor
 from protoviz.heatmaps.boxes import percentile_boxes
 from protoviz.heatmaps.upsample import upsample_maps
 from protoviz.models.base import PrototypeModel

@@ -159,7 +159,7 @@ def lab8_to_rgb(lab: Tensor) -> Tensor:
 
 
 def _odd(value: float, cap: int) -> int:
-    size = max(1, int(round(value)))
+    size = max(1, round(value))
     size = size if size % 2 == 1 else size + 1
     return min(size, cap if cap % 2 == 1 else cap - 1)
 

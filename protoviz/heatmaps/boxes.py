@@ -100,6 +100,6 @@ def _last(mask: Tensor) -> Tensor:
 
 def map_argmax(maps: Tensor) -> Tensor:
     """Maps (..., h, w) -> (..., 2) (row, col) of each map's maximum, int64."""
-    height, width = maps.shape[-2:]
+    _height, width = maps.shape[-2:]
     index = maps.flatten(-2).argmax(dim=-1)
     return torch.stack([index // width, index % width], dim=-1)

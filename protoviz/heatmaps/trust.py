@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -123,7 +125,7 @@ def randomisation_stages(model: PrototypeModel, config: RandomisationConfig) -> 
     top_first = names[::-1]
     groups = [top_first[bounds[i]:bounds[i + 1]] for i in range(stages)]
     if config.mode == "cascading":
-        layers = [sum(groups[:i + 1], []) for i in range(stages)]
+        layers = [functools.reduce(operator.iadd, groups[:i + 1], []) for i in range(stages)]
         labels = [f"top {len(ls)}/{len(names)} layers" for ls in layers]
     else:
         layers = groups
@@ -191,7 +193,7 @@ def baseline_images(images: Tensor, kind: str, blur_sigma: float) -> Tensor:
     if kind == "mean":
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
     sigma = max(0.5, blur_sigma * max(images.shape[-2:]))
-    radius = min(int(math.ceil(3 * sigma)), (min(images.shape[-2:]) - 1) // 2)
+    radius = min(math.ceil(3 * sigma), (min(images.shape[-2:]) - 1) // 2)
     x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     kernel = torch.exp(-x * x / (2 * sigma * sigma))
     kernel = (kernel / kernel.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)

@@ -31,7 +31,13 @@ from protoviz.data.datasets import Batch
 from protoviz.errors import DatasetError
 from protoviz.metrics.config import PartMetricConfig
 from protoviz.metrics.parts import (
-    merge_matrix, merge_parts, part_hits, peak_locations, prototype_classes, scaled_half_size, select_pairs,
+    merge_matrix,
+    merge_parts,
+    part_hits,
+    peak_locations,
+    prototype_classes,
+    scaled_half_size,
+    select_pairs,
 )
 from protoviz.metrics.stability import add_noise
 from protoviz.models.base import PrototypeModel
@@ -140,7 +146,7 @@ def class_mapping(model_classes: Sequence[str], dataset_classes: Sequence[str]) 
 
 @torch.inference_mode()
 def part_scores(model: PrototypeModel, batches: Iterable[Batch], part_names: Sequence[str],
-                config: PartMetricConfig = PartMetricConfig(), stability: bool = True,
+                config: PartMetricConfig | None = None, stability: bool = True,
                 label_map: Tensor | None = None, progress: Callable[[int], None] | None = None) -> PartScores:
     """Consistency (and stability) of ``model`` over a stream of batches with parts.
 
@@ -148,6 +154,7 @@ def part_scores(model: PrototypeModel, batches: Iterable[Batch], part_names: Seq
     ``label_map`` maps dataset labels to model classes (default: identity). ``progress(n)`` is called
     with the number of images of each finished batch.
     """
+    config = config or PartMetricConfig()
     device = model.device
     accumulator = PartAccumulator(prototype_classes(model).to(device), part_names, config,
                                   model.input_spec.image_size, config.noise_draws if stability else 0)

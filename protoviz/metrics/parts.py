@@ -37,7 +37,7 @@ def scaled_half_size(half_size: float, input_size: tuple[int, int], reference_si
     at the reference's 224 px scaled to the model input, rounded half up (36 at 224, 10 at 64, 21 at 128)."""
     if half_size < 0:
         raise ConfigError(f"half_size must be >= 0, got {half_size}")
-    height, width = (int(math.floor(half_size * s / reference_size + 0.5)) for s in input_size)
+    height, width = (math.floor(half_size * s / reference_size + 0.5) for s in input_size)
     return height, width
 
 

@@ -97,7 +97,7 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
     except Exception as error:  # safetensors raises its own error types and OSError
         raise CheckpointError(f"{path.name} is not a readable safetensors file (truncated or corrupt?): {error}") from error
     return metadata, tensors

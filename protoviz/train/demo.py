@@ -30,8 +30,8 @@ from protoviz.device import describe_device, pick_device
 from protoviz.errors import ProtovizError
 from protoviz.models.base import InputSpec
 from protoviz.models.checkpoint import save_model
-from protoviz.models.registry import load_model
 from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
+from protoviz.models.registry import load_model
 from protoviz.train.config import PRESETS, TrainConfig
 from protoviz.train.data import ImageTensors, load_split
 from protoviz.train.trainer import ProgressPrinter, accuracy, train_protopnet

@@ -52,7 +52,7 @@ def nearest_own_class_patches(model: ProtoPNet, data: ImageTensors, batch_size: 
         for name in sets:
             a, b = groups[name]
             dist = distances[name]  # (B, P_s, h, w)
-            n_img, _, h, w = dist.shape
+            _n_img, _, h, w = dist.shape
             foreign = labels[:, None] != proto_class[None, a:b]  # (B, P_s)
             dist = dist.masked_fill(foreign[:, :, None, None], float("inf"))
             values, flat = dist.permute(1, 0, 2, 3).reshape(b - a, -1).min(dim=1)  # over (B, h, w)
@@ -76,7 +76,7 @@ def push_prototypes(model: ProtoPNet, data: ImageTensors, batch_size: int = 64, 
     gets ``None`` as source.
     """
     model.eval()
-    distance, image_index, location, vectors = nearest_own_class_patches(model, data, batch_size, progress)
+    _distance, image_index, location, vectors = nearest_own_class_patches(model, data, batch_size, progress)
     for name, vec in vectors.items():
         parameter = model._set_parts(name)[1]
         parameter.copy_(vec.view_as(parameter))

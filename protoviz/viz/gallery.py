@@ -91,7 +91,7 @@ def class_weight_bars(weights: np.ndarray, class_names: Sequence[str], own_class
     colours = ["#1f4e79" if c == own_class else "#7fa7d1" for c in range(len(values))]
     figure = go.Figure(go.Bar(x=list(class_names), y=values, marker_color=colours,
                               hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    figure.update_layout(title=title, height=260, margin=dict(l=40, r=10, t=40, b=60), yaxis_title="weight")
+    figure.update_layout(title=title, height=260, margin={"l": 40, "r": 10, "t": 40, "b": 60}, yaxis_title="weight")
     return figure
 
 
@@ -100,7 +100,7 @@ def score_bars(scores: dict[str, float], title: str, value_range: tuple[float, f
     names = list(scores)
     figure = go.Figure(go.Bar(x=[float(scores[n]) for n in names], y=names, orientation="h",
                               marker_color="#5b8c5a", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    figure.update_layout(title=title, height=60 + 28 * len(names), margin=dict(l=90, r=10, t=40, b=30))
+    figure.update_layout(title=title, height=60 + 28 * len(names), margin={"l": 90, "r": 10, "t": 40, "b": 30})
     if value_range is not None:
         figure.update_xaxes(range=list(value_range))
     return figure

@@ -36,7 +36,7 @@ def sample_image(seed: int = 0, size: tuple[int, int] = (72, 64)) -> Image.Image
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
-def with_sources(seed: int, similarity: str = "log", sets: tuple[str, ...] = ("prototypes",)):  # noqa: ANN201
+def with_sources(seed: int, similarity: str = "log", sets: tuple[str, ...] = ("prototypes",)):
     """A tiny model whose prototypes have source thumbnails, as after push."""
     model = make_tiny_model(similarity=similarity, sets=sets, seed=seed)
     rng = np.random.default_rng(seed)

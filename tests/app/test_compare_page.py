@@ -20,7 +20,7 @@ def page_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(root, SyntheticConfig(image_size=64, n_train_per_class=0, n_test_per_class=2))
 
 
-def _scores(app: AppTest):  # noqa: ANN202 - a pandas DataFrame
+def _scores(app: AppTest):
     """The scores table (the dataframe with a 'model' and an 'accuracy' column)."""
     return next(d.value for d in app.dataframe if {"model", "accuracy"} <= set(d.value.columns))
 

@@ -157,9 +157,9 @@ def _default_tab_indices(node: object) -> list[int]:
     """default_tab_index of every st.tabs container under an AppTest element tree node."""
     found = []
     proto = getattr(node, "proto", None)
-    if proto is not None and hasattr(proto, "WhichOneof") and "type" in proto.DESCRIPTOR.oneofs_by_name:
-        if proto.WhichOneof("type") == "tab_container":
-            found.append(proto.tab_container.default_tab_index)
+    if (proto is not None and hasattr(proto, "WhichOneof") and "type" in proto.DESCRIPTOR.oneofs_by_name
+            and proto.WhichOneof("type") == "tab_container"):
+        found.append(proto.tab_container.default_tab_index)
     for child in getattr(node, "children", {}).values():
         found += _default_tab_indices(child)
     return found

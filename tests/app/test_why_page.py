@@ -33,7 +33,7 @@ def test_local_explanation_of_a_sample(app_env: None) -> None:
     text = headline(at)
     assert text.startswith("#### Prototype ") and ("relies mostly on" in text or "no characteristic" in text)
     assert any(m.value.startswith("Predicted class: **class_") for m in at.markdown)
-    chosen = [s for s in at.selectbox if s.label == "Prototype"][0]
+    chosen = next(s for s in at.selectbox if s.label == "Prototype")
     assert chosen.value in range(6)
     assert len(at.get("plotly_chart")) == 1 and len(at.get("image")) == 1
     labels = {b.proto.label for b in at.get("download_button")}
@@ -60,7 +60,7 @@ def test_global_run_is_kept_across_reruns(app_env: None, tmp_path: Path, monkeyp
     calls: list[int] = []
     original = global_module.explain_dataset
 
-    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
     monkeypatch.setattr(global_module, "explain_dataset", counting)

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from protoviz.compare.matching import (
-    ProfileConfig, activation_profiles, duplicate_flags, match_prototypes, near_duplicates, profile_correlation,
+    ProfileConfig,
+    activation_profiles,
+    duplicate_flags,
+    match_prototypes,
+    near_duplicates,
+    profile_correlation,
 )
 from protoviz.compare.scan import tensor_batches
 from protoviz.errors import ConfigError

@@ -11,8 +11,17 @@ import pytest
 from PIL import Image
 
 from protoviz.data.synthetic import (
-    COLOURS, FACTORS, PART_NAMES, ClassRule, SyntheticConfig, class_pairs, class_rules, generate_dataset, main,
-    render_bird, render_dataset,
+    COLOURS,
+    FACTORS,
+    PART_NAMES,
+    ClassRule,
+    SyntheticConfig,
+    class_pairs,
+    class_rules,
+    generate_dataset,
+    main,
+    render_bird,
+    render_dataset,
 )
 from protoviz.errors import ConfigError, DatasetError
 

@@ -11,8 +11,14 @@ from PIL import Image
 
 from protoviz.errors import ConfigError
 from protoviz.explain import ExplainConfig, GlobalExplanation, describe, explain_dataset
-from protoviz.explain.extras import (agreement, jpeg_noise_floor, noise_floor, rank_agreement, redundancy,
-                                     region_comparison)
+from protoviz.explain.extras import (
+    agreement,
+    jpeg_noise_floor,
+    noise_floor,
+    rank_agreement,
+    redundancy,
+    region_comparison,
+)
 from protoviz.explain.params import CHARACTERISTICS
 from tests.conftest import make_tiny_model
 from tests.explain.analytic import HueModel

@@ -51,7 +51,7 @@ def test_enhance_operations_are_pil() -> None:
 def test_shape_warp_equals_the_row_then_column_roll_loops() -> None:
     image = _image(2, (45, 37))
     pixels = np.asarray(image).copy()
-    shift = lambda t: int(4 * np.sin(np.pi * 0.05 * t))  # noqa: E731  int() truncates toward zero
+    shift = lambda t: int(4 * np.sin(np.pi * 0.05 * t))
     for i in range(pixels.shape[0]):
         pixels[i] = np.roll(pixels[i], shift(i), axis=0)
     for j in range(pixels.shape[1]):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -48,7 +51,7 @@ def test_stages_cascade_from_the_top() -> None:
     assert layers[0][0] == "last_layer"
     assert all(set(layers[i]) < set(layers[i + 1]) for i in range(2))
     _, independent = randomisation_stages(model, RandomisationConfig(stages=3, mode="independent"))
-    assert sorted(sum(independent, [])) == sorted(layers[-1])
+    assert sorted(functools.reduce(operator.iadd, independent, [])) == sorted(layers[-1])
 
 
 def test_saliency_changes_under_randomisation_and_passes() -> None:

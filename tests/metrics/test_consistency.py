@@ -12,10 +12,10 @@ import torch
 
 from protoviz.data.datasets import iterate_batches, open_dataset
 from protoviz.data.synthetic import SyntheticConfig, generate_dataset
+from protoviz.errors import DatasetError
 from protoviz.metrics.config import PartMetricConfig
 from protoviz.metrics.consistency import PartAccumulator, class_mapping, part_scores
 from protoviz.metrics.stability import add_noise
-from protoviz.errors import DatasetError
 from tests.conftest import make_tiny_model
 from tests.metrics.planted import BeakModel
 

@@ -9,7 +9,13 @@ import torch
 
 from protoviz.errors import ConfigError
 from protoviz.metrics.parts import (
-    merge_matrix, merge_parts, part_hits, peak_locations, prototype_classes, scaled_half_size, select_pairs,
+    merge_matrix,
+    merge_parts,
+    part_hits,
+    peak_locations,
+    prototype_classes,
+    scaled_half_size,
+    select_pairs,
 )
 from tests.conftest import make_tiny_model
 

@@ -7,7 +7,11 @@ import pytest
 
 from protoviz.errors import ConfigError
 from protoviz.viz.metrics import (
-    best_frequency_histogram, deletion_curves_figure, dominant_part_bars, figure_html, part_frequency_heatmap,
+    best_frequency_histogram,
+    deletion_curves_figure,
+    dominant_part_bars,
+    figure_html,
+    part_frequency_heatmap,
 )
 
 

@@ -42,7 +42,7 @@ def test_mismatched_weights_raise_with_the_tensor_named(tmp_path: Path) -> None:
     from safetensors import safe_open
     with safe_open(str(path), "pt") as handle:
         metadata = handle.metadata()
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
     tensors["prototype_vectors"] = torch.zeros(7, 8, 1, 1)
     del tensors["last_layer.weight"]
     save_file(tensors, str(path), metadata=metadata)

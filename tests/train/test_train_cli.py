@@ -39,7 +39,7 @@ def test_train_cli_reports_bad_input_without_traceback(tiny_synthetic: Path, tmp
 
 
 @pytest.mark.parametrize("spec", DEMOS, ids=[d.filename for d in DEMOS])
-def test_shipped_demo_model_records_its_accuracy(spec) -> None:  # noqa: ANN001
+def test_shipped_demo_model_records_its_accuracy(spec) -> None:
     path = ASSETS / spec.filename
     if not path.exists():
         pytest.skip(f"{path} is not there; `make demo-models` creates it")

@@ -27,7 +27,7 @@ from protoviz.heatmaps.methods.registry import (
 from protoviz.models.base import PrototypeModel
 
 
-def _forward(model: PrototypeModel):  # noqa: ANN202 - Captum's forward_func signature
+def _forward(model: PrototypeModel):
     def forward(rows: Tensor, prototypes: Tensor) -> Tensor:
         return max_similarity(model, rows, prototypes)
 

@@ -70,7 +70,7 @@ def module_tensors(module: nn.Module, label: str, prefix: str = "", depth: int =
 
 def strip_prefix(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """Remove ``prefix`` (e.g. DataParallel's ``module.``) from every key that has it."""
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+    return {(k.removeprefix(prefix)): v for k, v in state.items()}
 
 
 def rename(state: dict[str, Tensor], old: str, new: str) -> dict[str, Tensor]:

@@ -29,8 +29,7 @@ def build(state: dict[str, Tensor], label: str) -> PIPNet:
                           input=input_spec())
     model = PIPNet(config)
     weights = rename(rename(state, "_net.", "features."), "_add_on.0.", "add_on.")
-    weights = {k.replace("_classification.", "classification_") if k.startswith("_classification.w")
-               or k.startswith("_classification.b") else k: v for k, v in weights.items()}
+    weights = {k.replace("_classification.", "classification_") if k.startswith(("_classification.w", "_classification.b")) else k: v for k, v in weights.items()}
     weights["normalization_multiplier"] = weights.pop("_classification.normalization_multiplier", torch.ones(1))
     weights.pop("_multiplier", None)
     load_weights(model, weights, label)

@@ -16,7 +16,12 @@ from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
 from protoviz.models.legacy.arch import infer_backbone
 from protoviz.models.legacy.common import (
-    add_on_kind, attribute, class_names, input_spec, load_weights, module_tensors,
+    add_on_kind,
+    attribute,
+    class_names,
+    input_spec,
+    load_weights,
+    module_tensors,
 )
 from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
 from protoviz.models.tesnet import TesNet, TesNetConfig, default_identity

@@ -18,7 +18,12 @@ from torch import Tensor, nn
 from protoviz.errors import CheckpointError
 from protoviz.models.legacy.arch import infer_backbone
 from protoviz.models.legacy.common import (
-    class_names, input_spec, load_weights, module_tensors, rename, research_class,
+    class_names,
+    input_spec,
+    load_weights,
+    module_tensors,
+    rename,
+    research_class,
 )
 from protoviz.models.prototree import ProtoTree, ProtoTreeConfig
 

@@ -98,7 +98,7 @@ def _encode_latin1(text: str, encoding: str = "latin1") -> bytes:
 
 def _no_backend() -> None:
     """Stand-in for the THNN backend old modules pickled (it holds nothing)."""
-    return None
+    return
 
 
 @cache
@@ -209,7 +209,7 @@ def _starts_with_legacy_magic(data: bytes, device: torch.device) -> bool:
         first = restricted_pickle_module(device).load(io.BytesIO(data))
     except CheckpointError:
         raise
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to read a first pickle means "not the legacy magic"
         return False
     return isinstance(first, int) and first == _LEGACY_MAGIC
 

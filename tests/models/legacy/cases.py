@@ -33,7 +33,7 @@ class Case:
 def _whole(family: str, fmt: str, **kwargs) -> Callable[[Path], tuple[Path, nn.Module]]:
     def write(folder: Path) -> tuple[Path, nn.Module]:
         net = w.ppnet(family, **kwargs)
-        return w.save(net, folder / f"10_18push0.7822.pth", fmt, w.research_classes(net)), net
+        return w.save(net, folder / "10_18push0.7822.pth", fmt, w.research_classes(net)), net
     return write
 
 

@@ -60,9 +60,9 @@ def st(net: nn.Module, x: Tensor, variant: str) -> tuple[Tensor, Tensor]:
         z = latent(net.features, getattr(net, f"add_on_layers_{name}"), x)
         protos = getattr(net, f"prototype_vectors_{name}").detach().double().flatten(1)
         if variant == "full":
-            fn = lambda v, p: torch.clamp((v * p).sum(1) / (v.norm(dim=1) * p.norm()), min=0)  # noqa: E731
+            fn = lambda v, p: torch.clamp((v * p).sum(1) / (v.norm(dim=1) * p.norm()), min=0)
         else:
-            fn = lambda v, p: (v * p).sum(1) / p.norm()  # noqa: E731
+            fn = lambda v, p: (v * p).sum(1) / p.norm()
         m = _per_location(z, protos, fn)
         logits = logits + m.flatten(2).amax(2) @ getattr(net, f"last_layer_{name}").weight.detach().double().t()
         maps.append(m)
