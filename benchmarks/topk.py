@@ -49,22 +49,25 @@ def build_model(args: argparse.Namespace, device: torch.device) -> PrototypeMode
     return ProtoPNet(config).to(device).eval()
 
 
-def timed(variants: dict[str, Callable[[], None]], device: torch.device, repeats: int) -> dict[str, float]:
-    """Median seconds of each variant after one warm-up each. The variants take turns, one run each per
-    round, so a machine whose load drifts (shared CPUs) slows them alike."""
+def timed(variants: dict[str, Callable[[], None]], device: torch.device,
+          repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall seconds, process CPU seconds) of each variant after one warm-up each. The variants
+    take turns, one run each per round, so a machine whose load drifts (shared CPUs) slows them alike;
+    the CPU time is the fairer reading on a shared machine."""
     for fn in variants.values():
         fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, fn in variants.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            times[name].append((time.perf_counter() - start, time.process_time() - cpu))
+    return {name: (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values))
+            for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
           f"k={args.k} per_image={args.per_image} | torch {torch.__version__}")
     variants = {"forward": forward, "top-k only": bare_topk, "top-k pass": topk, "compare pass": full}
     seconds = timed(variants, device, args.repeats)
-    base = args.images / seconds["forward"]
-    for name, value in seconds.items():
-        rate = args.images / value
-        print(f"{name:<13} {rate:10.1f} images/s   ({value:.3f} s, {rate / base:.2f}x forward)")
+    base_wall, base_cpu = (args.images / s for s in seconds["forward"])
+    for name, (wall, cpu) in seconds.items():
+        rate, cpu_rate = args.images / wall, args.images / cpu
+        print(f"{name:<13} {rate:10.1f} images/s   ({wall:.3f} s, {rate / base_wall:.2f}x forward) | "
+              f"CPU time {cpu:.3f} s, {cpu_rate / base_cpu:.2f}x forward")
     return 0
 
 
