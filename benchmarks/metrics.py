@@ -35,12 +35,13 @@ from protoviz.data.datasets import Batch, load_batch, open_dataset
 from protoviz.data.demo import synthetic_dataset
 from protoviz.device import describe_device, pick_device
 from protoviz.metrics.config import PartMetricConfig
-from protoviz.metrics.consistency import PartAccumulator, class_mapping, part_scores
+from protoviz.metrics.consistency import PartAccumulator, class_mapping
+from protoviz.metrics.noise import NoiseView, add_noise
 from protoviz.metrics.parts import prototype_classes, select_pairs
 from protoviz.metrics.runner import EvaluationConfig, evaluate, evaluation_indices
-from protoviz.metrics.stability import add_noise
 from protoviz.models import InputSpec, PrototypeModel, load_model
 from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
+from protoviz.passes import run_pass
 
 
 def demo_or_random(path: str | None, class_names: tuple[str, ...]) -> tuple[PrototypeModel, str]:
@@ -106,7 +107,14 @@ def main() -> None:
         # interleaved: each repeat times the forward passes and then the metric, so load changes on a
         # shared machine hit both; the ratio is the median of the per-repeat ratios
         forward_fn = lambda: [model(b.images) for b in on_device]
-        metric_fn = lambda: part_scores(model, on_device, data.part_names, config)
+        relevance = prototype_classes(model).to(device)
+        noise = NoiseView(config.noise_std, config.noise_clip, config.seed, config.noise_draws)
+
+        def metric_fn() -> None:  # the pass engine with the part consumer, as evaluate() runs it
+            consumer = PartAccumulator(relevance, data.part_names, config, model.input_spec.image_size, noise)
+            run_pass(model, on_device, [consumer])
+            consumer.result()
+
         pairs = [(measure(forward_fn, device), measure(metric_fn, device)) for _ in range(args.repeats)]
         forward_s = statistics.median(f[0] for f, _ in pairs)
         metric_s = statistics.median(m[0] for _, m in pairs)
@@ -114,14 +122,13 @@ def main() -> None:
         cpu_ratio = statistics.median((2 * f[1]) / m[1] for f, m in pairs)
         clean = [model.similarity_maps(b.images) for b in on_device]
         noisy = [model.similarity_maps(add_noise(b.images, b.indices, 0, 0, 0.2, 0.25)) for b in on_device]
-        relevance = prototype_classes(model).to(device)
         maps_total = 2 * sum(int(select_pairs(b.labels, relevance)[0].numel()) for b in on_device)
 
         def post() -> None:
-            acc = PartAccumulator(relevance, data.part_names, config, model.input_spec.image_size, 1)
+            acc = PartAccumulator(relevance, data.part_names, config, model.input_spec.image_size, noise)
             for b, c, z in zip(on_device, clean, noisy):
-                acc.update(b.labels, b.parts, c, [z])
-            acc.result(True)
+                acc.add(b.labels, b.parts, c, [z])
+            acc.result()
 
         clock = 1 if device.type == "cpu" else 0  # CPU time on a CPU, wall time (synchronised) on a GPU
         post_s = statistics.median(measure(post, device)[clock] for _ in range(args.repeats))

@@ -6,7 +6,7 @@ variants take turns:
 - top-k only: the running (P, k) merge with torch.topk alone (no latents, no crops);
 - top-k pass: :class:`TopKAccumulator` as the app runs it (the merge, latents at the winning cells,
   roi_align crops of the new winners) fed by the shared pass;
-- compare pass: top-k + activation profiles + top-5 predictions in the same pass (what the Compare
+- compare pass: top-k + activation profiles + accuracy counts in the same pass (what the Compare
   page and `protoviz compare` run per model).
 The images are random tensors (decoding is not measured: it is the same for every variant).
 Usage::
@@ -31,12 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from protoviz.compare.matching import ProfileAccumulator
-from protoviz.compare.scan import PredictionAccumulator, run_pass, tensor_batches
+from protoviz.compare.scan import tensor_batches
 from protoviz.compare.topk import TopKAccumulator, TopKConfig
 from protoviz.device import describe_device, pick_device
+from protoviz.metrics.accuracy import AccuracyAccumulator
 from protoviz.models import load_model
 from protoviz.models.base import InputSpec, PrototypeModel
 from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
+from protoviz.passes import run_pass
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> PrototypeModel:
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     height, width = model.input_spec.image_size
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(args.images, 3, height, width, generator=generator).to(device)
+    labels = torch.randint(0, model.num_classes, (args.images,), generator=generator).to(device)
     config = TopKConfig(k=args.k, per_image=args.per_image)
 
     def forward() -> None:
@@ -104,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         run_pass(model, tensor_batches(images, args.batch_size), [TopKAccumulator(bare)])
 
     def full() -> None:
-        run_pass(model, tensor_batches(images, args.batch_size),
-                 [TopKAccumulator(config), ProfileAccumulator(), PredictionAccumulator()])
+        run_pass(model, tensor_batches(images, args.batch_size, labels),
+                 [TopKAccumulator(config), ProfileAccumulator(), AccuracyAccumulator(model.num_classes, device)])
 
     print(f"device {describe_device(device)} | {model.family} {model.backbone_name} {height}x{width} | "
           f"P={model.num_prototypes} map {model.map_size()} | N={args.images} batch {args.batch_size} "

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from protoviz.compare.scan import PassStep, ProgressFn, run_pass
 from protoviz.errors import ConfigError
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Needs, PassStep, run_pass
+from protoviz.progress import Progress
 
 PROFILE_KINDS = ("max", "map")
 
@@ -44,33 +45,41 @@ class ProfileConfig:
 
 
 class ProfileAccumulator:
-    """Collects activation profiles (P, N) or (P, N * grid^2) during a pass, on the CPU."""
+    """Collects activation profiles (P, N) or (P, N * grid^2) during a pass, on the CPU, in dataset order
+    whatever order (or rank) the images came in; a consumer of :func:`protoviz.passes.run_pass`."""
 
-    needs_latent = False
+    needs = Needs()
 
     def __init__(self, config: ProfileConfig = ProfileConfig()):
         self.config = config
-        self._parts: list[Tensor] = []
+        self._parts: list[Tensor] = []  # (P, B, G) per batch, G = 1 ('max') or grid^2 ('map')
+        self._indices: list[Tensor] = []  # (B,) dataset positions per batch
 
     def update(self, step: PassStep) -> None:
         if self.config.kind == "max":
-            part = step.maps.flatten(2).amax(dim=2).t()  # (P, B)
+            part = step.pooled.t().unsqueeze(2)  # (P, B, 1)
         else:
             pooled = F.adaptive_avg_pool2d(step.maps, self.config.grid)  # (B, P, g, g)
-            part = pooled.transpose(0, 1).flatten(1)  # (P, B * g * g)
+            part = pooled.transpose(0, 1).flatten(2)  # (P, B, g * g)
         self._parts.append(part.double().cpu())
+        self._indices.append(step.indices.cpu())
+
+    def merge(self, other: ProfileAccumulator) -> None:
+        self._parts += other._parts
+        self._indices += other._indices
 
     def result(self) -> Tensor:
         if not self._parts:
             raise ConfigError("no batch was scanned: the profiles are empty")
-        return torch.cat(self._parts, dim=1)
+        order = torch.cat(self._indices).argsort(stable=True)
+        return torch.cat(self._parts, dim=1)[:, order].flatten(1)
 
 
 def activation_profiles(model: PrototypeModel, batches: Iterable[Any], config: ProfileConfig = ProfileConfig(),
-                        total: int | None = None, progress: ProgressFn | None = None) -> Tensor:
+                        total: int | None = None, progress: Progress | None = None) -> Tensor:
     """Activation profiles of the model's prototypes over the probe images: (P, N) or (P, N * grid^2)."""
     accumulator = ProfileAccumulator(config)
-    run_pass(model, batches, [accumulator], total=total, progress=progress)
+    run_pass(model, batches, [accumulator], progress, total=total, stage="activation profiles")
     return accumulator.result()
 
 

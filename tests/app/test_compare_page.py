@@ -22,7 +22,7 @@ def page_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _scores(app: AppTest):
     """The scores table (the dataframe with a 'model' and an 'accuracy' column)."""
-    return next(d.value for d in app.dataframe if {"model", "accuracy"} <= set(d.value.columns))
+    return next(d.value for d in app.dataframe if {"model", "accuracy (%)"} <= set(d.value.columns))
 
 
 def _errors(app: AppTest) -> list[str]:
@@ -59,13 +59,13 @@ def test_dataset_pass_matching_and_report(app_env: None, model_dir: Path, page_d
     assert _errors(app) == []
     table = _scores(app)
     assert list(table["model"]) == ["eight_a", "eight_b"] and list(table["images"]) == [12, 12]
-    assert all(0.0 <= a <= 1.0 for a in table["accuracy"])
+    assert all(0.0 <= a <= 100.0 for a in table["accuracy (%)"])  # percent, like the Evaluate page
     metrics = {m.label: m.value for m in app.metric}
     assert int(metrics["matched pairs"]) + int(metrics["no counterpart in eight_b"]) == 8
     app.button(key="compare.compute_parts").click().run()
     assert _errors(app) == []
     table = _scores(app)
-    assert {"consistency", "stability"} <= set(table.columns)
+    assert {"consistency (%)", "stability (%)"} <= set(table.columns)
     app.button(key="compare.build_report").click().run()
     assert _errors(app) == []
     assert any("self-contained" in c.value for c in app.caption)

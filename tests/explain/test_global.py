@@ -35,7 +35,7 @@ def test_global_is_the_similarity_weighted_mean_of_local_deltas() -> None:
     images = _images(5)
     config = ExplainConfig(mode="reference")
     seen: list[tuple[int, int]] = []
-    result = explain_dataset(model, images, config, batch_size=2, progress=lambda d, t: seen.append((d, t)))
+    result = explain_dataset(model, images, config, batch_size=2, progress=lambda d, t, s="": seen.append((d, t)))
     local = explain_images(model, images, config)
     s = local.similarities.double().numpy()  # (B, P)
     delta = local.deltas.double().numpy()  # (B, M, P)
