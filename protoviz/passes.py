@@ -217,9 +217,11 @@ def forward_maps(model: PrototypeModel, x: Tensor, with_latent: bool) -> tuple[T
     latent grid differs from its similarity maps.
     """
     latent = None
-    if with_latent and hasattr(model, "set_latents") and hasattr(model, "similarity_from_latents"):
-        per_set = model.set_latents(x)
-        maps = model.similarity_from_latents(per_set)
+    set_latents = getattr(model, "set_latents", None)
+    from_latents = getattr(model, "similarity_from_latents", None)
+    if with_latent and callable(set_latents) and callable(from_latents):
+        per_set = set_latents(x)
+        maps = from_latents(per_set)
         latent = torch.cat(list(per_set.values()), dim=1)
     else:
         maps = model.similarity_maps(x)
@@ -262,7 +264,7 @@ class _Engine:
                 self.fits, self.halvings = half if self.fits is None else min(self.fits, half), self.halvings + 1
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                pieces.extendleft([piece.slice(half, len(piece)), piece.slice(0, half)])
+                pieces = deque(sub for rest in (piece, *pieces) for sub in _pieces(rest, self.fits))
                 continue
             for consumer in self.consumers:
                 consumer.update(step)

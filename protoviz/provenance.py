@@ -74,7 +74,8 @@ def dataset_identity(dataset: Any) -> DatasetIdentity:
     description = describe() if callable(describe) else {"images": _length(dataset)}
     records = getattr(dataset, "records", None)
     if records is None:
-        return DatasetIdentity(None, description.get("split"), description)
+        split = description.get("split")
+        return DatasetIdentity(None, None if split is None else str(split), description)
     return DatasetIdentity(_fingerprint(dataset, records), getattr(dataset, "split", None), description)
 
 

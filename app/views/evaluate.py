@@ -115,7 +115,7 @@ def result_key(name: str, sha: str | None, source: tuple[Any, ...], config: Eval
 def run_models(names: list[str], dataset: ImageDataset, source: tuple[Any, ...], config: EvaluationConfig,
                ) -> dict[str, EvaluationResult]:
     """Evaluate each model (or reuse this session's result), with a progress bar."""
-    store = session_results(NAMESPACE)
+    store: dict[Any, Any] = session_results(NAMESPACE)
     results: dict[str, EvaluationResult] = {}
     for name in names:
         loaded = get_model(name)
@@ -130,7 +130,7 @@ def run_models(names: list[str], dataset: ImageDataset, source: tuple[Any, ...],
 
 def stored(names: list[str], source: tuple[Any, ...], config: EvaluationConfig) -> dict[str, EvaluationResult]:
     """Results already computed this session for these models, dataset and parameters."""
-    store = session_results(NAMESPACE)
+    store: dict[Any, Any] = session_results(NAMESPACE)
     found = {}
     for name in names:
         key = result_key(name, get_model(name).sha256, source, config)

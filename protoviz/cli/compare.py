@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
     _print_summary(comparison)
     if args.report is not None:
         views = {run.name: latent_view(models[run.name], run.topk) for run in comparison.runs}
-        names = {name: list(model.class_names) for name, model in models.items()}
+        names: dict[str, Sequence[str]] = {name: list(model.class_names) for name, model in models.items()}
         comparison_report(comparison, names, views, _explain(models, args.images)).save(args.report)
         print(f"wrote {args.report}")
     if args.json is not None:

@@ -139,7 +139,9 @@ def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareCo
     use_labels = label_map is not None and not (labels_note or "").startswith("no accuracy")
     accuracy = AccuracyAccumulator(model.num_classes, model.device) if use_labels else None
     topk, profiles = TopKAccumulator(config.topk), ProfileAccumulator(config.profile)
-    consumers: list[Consumer] = [topk, profiles] + ([accuracy] if accuracy is not None else [])
+    consumers: list[Consumer] = [topk, profiles]
+    if accuracy is not None:
+        consumers.append(accuracy)
     report = run_pass(model, batches, consumers, progress, total=total, stage=name, lock=lock,
                       label_map=label_map if use_labels else None, record=record, group=group)
     if group is not None and not group.is_main:

@@ -126,7 +126,8 @@ class TopKAccumulator:
             image_in_batch, pos = cand, cand_pos.gather(1, cand)
         old = order.clamp(max=k - 1)
         cells = torch.stack([pos // w, pos % w], dim=-1)
-        boxes = cell_boxes(cells, (h, w), tuple(step.images.shape[-2:]), self.config.box_scale)
+        size = (int(step.images.shape[-2]), int(step.images.shape[-1]))
+        boxes = cell_boxes(cells, (h, w), size, self.config.box_scale)
         new_state = {
             "values": values,
             "images": torch.where(is_new, step.indices[image_in_batch], state["images"].gather(1, old)),

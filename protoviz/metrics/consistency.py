@@ -90,6 +90,7 @@ class PartAccumulator:
                  input_size: tuple[int, int], noise: NoiseView | None = None):
         self.relevance, self.config, self.input_size, self.noise = relevance, config, input_size, noise
         self.half = scaled_half_size(config.half_size, input_size, config.reference_size)
+        self.merge_matrix: Tensor | None
         self.merge_matrix, names = merge_matrix(part_names) if config.merge_left_right else (None, tuple(part_names))
         self.part_names = tuple(names)
         num_prototypes, num_parts, device = relevance.shape[0], len(self.part_names), relevance.device

@@ -114,3 +114,13 @@ def test_cli_compare_writes_report_and_json(tiny_dataset: Path, two_checkpoints:
 def test_cli_compare_needs_two_models(two_checkpoints: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", str(two_checkpoints[0])]) == 2
     assert "at least two checkpoints" in capsys.readouterr().err
+
+
+def test_compare_accuracy_is_the_accuracy_metric_in_percent(tiny_dataset: Path,
+                                                            two_checkpoints: tuple[Path, Path]) -> None:
+    from protoviz.metrics.runner import EvaluationConfig, evaluate
+
+    model, dataset = load_model(two_checkpoints[0]), open_dataset(tiny_dataset)
+    comparison = compare_models({"first": model}, dataset, CompareConfig(batch_size=8, max_images=10))
+    result = evaluate(model, dataset, EvaluationConfig(metrics=("accuracy",)), indices=comparison.indices)
+    assert comparison.runs[0].accuracy == result.scores["accuracy"] and result.units["accuracy"] == "%"
