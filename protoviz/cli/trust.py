@@ -15,6 +15,7 @@ from protoviz.heatmaps.methods import HeatmapOptions, list_methods
 from protoviz.heatmaps.trust import PerturbationConfig, RandomisationConfig
 from protoviz.heatmaps.trust_report import TrustConfig, TrustReport, evaluate_methods, synthetic_images, top_prototypes
 from protoviz.models.registry import load_model
+from protoviz.progress import console_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,12 +60,10 @@ def run(args: argparse.Namespace) -> int:
     )
     data = synthetic_images(model.input_spec, args.images)
 
-    def progress(fraction: float, message: str) -> None:
-        print(f"\r[{fraction:6.1%}] {message:<60}", end="", file=sys.stderr, flush=True)
-
     indices = top_prototypes(model, data.images, args.prototypes)
     report = evaluate_methods(model, data.images, indices, config, part_masks=data.masks,
-                              image_names=data.names, model_name=args.model.name, progress=progress)
+                              image_names=data.names, model_name=args.model.name,
+                              progress=console_progress(unit="‰"))
     print(file=sys.stderr)
     print(summary_table(report))
     if args.out is not None:
