@@ -20,6 +20,7 @@ from protoviz.device import describe_device, pick_device
 from protoviz.locking import DEFAULT_TIMEOUT_S, ModelLock
 from protoviz.models.base import ModelSummary, PrototypeModel
 from protoviz.models.registry import load_model
+from protoviz.provenance import library_versions, model_identity
 
 MAX_MODELS = 8
 
@@ -41,10 +42,10 @@ class LoadedModel:
         return self.model.metadata.get("checkpoint_sha256")
 
     def provenance(self) -> dict[str, object]:
-        """How results computed with this model were made (recorded next to every result)."""
-        return {"model": self.name, "path": str(self.path), "sha256": self.sha256,
-                "family": self.summary.family, "device": describe_device(self.device),
-                "torch": torch.__version__}
+        """How results computed with this model were made (recorded next to every result): the same model
+        fields and versions as a pass's :class:`~protoviz.provenance.Provenance`, plus name and file."""
+        return {**model_identity(self.model), "name": self.name, "path": str(self.path),
+                "device": describe_device(self.device), "versions": library_versions()}
 
 
 @st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)

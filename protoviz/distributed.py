@@ -63,9 +63,6 @@ class ShardGroup:
             total += count
         return total
 
-    def barrier(self) -> None:
-        dist.barrier()
-
 
 def cpu_copy(consumer: T) -> T:
     """A shallow copy of ``consumer`` whose tensor attributes (also inside dicts, lists, tuples) are on the

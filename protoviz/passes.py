@@ -40,7 +40,7 @@ from torch import Tensor
 
 from protoviz.data.transforms import denormalize
 from protoviz.device import describe_device
-from protoviz.errors import ConfigError, ModelError
+from protoviz.errors import ModelError
 from protoviz.models.base import PrototypeModel
 from protoviz.progress import Progress
 from protoviz.provenance import DatasetIdentity, Provenance, canonical, library_versions, model_identity
@@ -151,7 +151,7 @@ class PassStep:
     a consumer needs it); labels: (B,) *model* class indices (dataset labels through the pass's label
     map) or None; indices: (B,) dataset positions; parts / masks / boxes as in the batch; offset:
     images that came before this batch (on this rank); views: view key -> one (n, P, h, w) map tensor
-    per tensor the view yielded; payload: the batch's payload.
+    per tensor the view yielded.
     """
 
     maps: Tensor
@@ -167,7 +167,6 @@ class PassStep:
     boxes: Tensor | None
     offset: int
     views: Mapping[Hashable, tuple[Tensor, ...]] = field(default_factory=dict)
-    payload: Any = None
 
     def view(self, view: View) -> tuple[Tensor, ...]:
         """The maps of ``view``'s images for this batch."""
@@ -292,7 +291,7 @@ class _Engine:
             labels = self.label_map[labels]
         return PassStep(maps=maps, logits=logits, pooled=pooled, latent=latent, images=batch.images, unit=unit,
                         labels=labels, indices=batch.indices, parts=batch.parts, masks=batch.masks,
-                        boxes=batch.boxes, offset=self.done, views=views, payload=batch.payload)
+                        boxes=batch.boxes, offset=self.done, views=views)
 
 
 def _pieces(batch: PassBatch, size: int | None) -> list[PassBatch]:
@@ -337,9 +336,3 @@ def run_pass(model: PrototypeModel, batches: Iterable[Any], consumers: Sequence[
         oom_halvings=engine.halvings, world_size=world, started=started, seconds=time.perf_counter() - clock,
         notes=dict(record.notes))
     return PassReport(images, provenance)
-
-
-def require_images(count: int, what: str) -> None:
-    """Raise ConfigError when a pass saw no image (``what`` names the result that needed them)."""
-    if count == 0:
-        raise ConfigError(f"the image stream was empty: no {what}")

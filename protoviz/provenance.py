@@ -156,12 +156,6 @@ class Provenance:
     def key(self) -> RunKey:
         return RunKey(self.model_sha256, self.dataset.fingerprint, self.dataset.split, self.settings_digest)
 
-    def with_notes(self, **notes: Any) -> Provenance:
-        """A copy with more notes (the original is frozen)."""
-        from dataclasses import replace
-
-        return replace(self, notes={**self.notes, **notes})
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record of everything above (for result files and the workspace)."""
         return canonical({

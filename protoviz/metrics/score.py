@@ -9,7 +9,6 @@ clean similarity.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,11 +59,3 @@ class Score:
             out[f"{self.column}_spread"] = float(self.spread)
         out.update({k: float(v) for k, v in self.extra.items()})
         return out
-
-    def describe(self) -> str:
-        """E.g. ``'consistency 62.5 % (± 1.2)'``."""
-        if not math.isfinite(self.value):
-            return f"{self.column} -"
-        number = f"{self.value:.1f} %" if self.unit == PERCENT else f"{self.value:.3f} ({self.unit})"
-        spread = f" (± {self.spread:.1f})" if self.spread is not None and self.spread > 0 else ""
-        return f"{self.column} {number}{spread}"
