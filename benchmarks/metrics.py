@@ -98,8 +98,10 @@ def main() -> None:
     indices = evaluation_indices(len(data), args.images)
     batches = [load_batch(data, model.input_spec, indices[s:s + args.batch_size])
                for s in range(0, len(indices), args.batch_size)]
-    on_device = [Batch(b.images.to(device), b.unit, label_map[b.labels.to(device)], b.image_ids,
-                       b.parts.to(device), b.indices) for b in batches]
+    part_names = data.part_names or ()
+    parts = [b.parts.to(device) for b in batches if b.parts is not None]  # the synthetic set has parts
+    on_device = [Batch(b.images.to(device), b.unit, label_map[b.labels.to(device)], b.image_ids, p, b.indices)
+                 for b, p in zip(batches, parts, strict=True)]
     n = len(indices)
     config = PartMetricConfig()
 
@@ -111,7 +113,7 @@ def main() -> None:
         noise = NoiseView(config.noise_std, config.noise_clip, config.seed, config.noise_draws)
 
         def metric_fn() -> None:  # the pass engine with the part consumer, as evaluate() runs it
-            consumer = PartAccumulator(relevance, data.part_names, config, model.input_spec.image_size, noise)
+            consumer = PartAccumulator(relevance, part_names, config, model.input_spec.image_size, noise)
             run_pass(model, on_device, [consumer])
             consumer.result()
 
@@ -125,9 +127,9 @@ def main() -> None:
         maps_total = 2 * sum(int(select_pairs(b.labels, relevance)[0].numel()) for b in on_device)
 
         def post() -> None:
-            acc = PartAccumulator(relevance, data.part_names, config, model.input_spec.image_size, noise)
-            for b, c, z in zip(on_device, clean, noisy):
-                acc.add(b.labels, b.parts, c, [z])
+            acc = PartAccumulator(relevance, part_names, config, model.input_spec.image_size, noise)
+            for b, p, c, z in zip(on_device, parts, clean, noisy):
+                acc.add(b.labels, p, c, [z])
             acc.result()
 
         clock = 1 if device.type == "cpu" else 0  # CPU time on a CPU, wall time (synchronised) on a GPU
@@ -136,7 +138,7 @@ def main() -> None:
                                                      for b in on_device], device)[clock] for _ in range(args.repeats))
         image_idx, proto_idx = select_pairs(on_device[0].labels, relevance)
         sample = clean[0][image_idx, proto_idx][: args.reference_maps].float().cpu().numpy()
-        sample_parts = on_device[0].parts[image_idx][: args.reference_maps].cpu().numpy()
+        sample_parts = parts[0][image_idx][: args.reference_maps].cpu().numpy()
     size = model.input_spec.image_size[0]
     ref_ms = reference_loop_ms(sample, sample_parts, size, round(36 * size / 224))
     end_start = time.perf_counter()
