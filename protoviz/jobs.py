@@ -64,6 +64,7 @@ class JobView:
     started_at: float | None
     finished_at: float | None
     local: bool
+    stop_requested: bool = False
 
     @property
     def kind(self) -> str:
@@ -195,17 +196,26 @@ class JobManager:
                                  f"{self.keep_finished})")
         return _row_view(row)
 
-    def find(self, key: RunKey) -> JobView | None:
-        """The queued or running job for ``key`` (this process first, then any), or None."""
+    def find(self, key: RunKey, active_only: bool = True) -> JobView | None:
+        """The queued or running job for ``key`` (this process first, then any), or None.
+
+        With ``active_only=False``: else the latest finished one (to show why it stopped or failed).
+        """
         with self._lock:
             active = self._active_for(key)
             if active is not None:
                 return self._view(active)
+        states = ACTIVE if active_only else ACTIVE + FINISHED
         with self.workspace.read() as con:
             row = con.execute(f"SELECT {_COLUMNS} FROM jobs WHERE kind = ? AND model_sha256 = ? AND "
-                              "dataset_fingerprint = ? AND settings = ? AND state IN ('queued', 'running') "
-                              "ORDER BY created_at DESC LIMIT 1", _key_args(key)).fetchone()
-        return None if row is None else _row_view(row)
+                              f"dataset_fingerprint = ? AND settings = ? AND state IN ({', '.join('?' * len(states))}) "
+                              "ORDER BY state IN ('queued', 'running') DESC, created_at DESC LIMIT 1",
+                              (*_key_args(key), *states)).fetchone()
+        if row is None:
+            return None
+        with self._lock:
+            live = self._live.get(row[0])
+            return self._view(live) if live is not None else _row_view(row)
 
     def list_jobs(self, limit: int = 100) -> list[JobView]:
         """Jobs of every process, newest first (this process's with their live progress)."""
@@ -339,7 +349,7 @@ class JobManager:
         position = self._queue.index(live.id) + 1 if live.id in self._queue else None
         return JobView(live.id, live.key, live.label, live.state, live.message, live.model_name, live.dataset_name,
                        live.device, live.run_id, live.cached, live.reading, position, live.created_at,
-                       live.started_at, live.finished_at, True)
+                       live.started_at, live.finished_at, True, live.token.cancelled and live.state == RUNNING)
 
     def _prune(self) -> None:
         """Forget the oldest finished jobs beyond ``keep_finished`` (in memory and in the workspace)."""
