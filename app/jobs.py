@@ -28,6 +28,8 @@ from protoviz.errors import ProtovizError
 from protoviz.jobs import DONE, INTERRUPTED, QUEUED, STOPPED, JobFn, JobManager, JobView
 from protoviz.workspace import RunKey, RunRecord
 
+_MINE = "protoviz.jobs.submitted"  # ids of the jobs this session submitted (their result is "computed", not "stored")
+
 
 def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_name: str = "",
                dataset_name: str = "", rerun: bool = False, device: str | None = None,
@@ -41,12 +43,14 @@ def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_na
     """
     try:
         manager = manager or job_manager()
+        mine: set[str] = st.session_state.setdefault(_MINE, set())
         if start:
             job = manager.submit(key, fn, label=label, model_name=model_name, dataset_name=dataset_name,
                                  device=device or str(current_device()), rerun=rerun)
+            mine.add(job.id)
             return job_panel(job.id, manager=manager, poll_s=poll_s, unit=unit)
         latest = manager.find(key, active_only=False)
-        if latest is not None and not latest.finished:
+        if latest is not None and (not latest.finished or latest.id in mine):
             return job_panel(latest.id, manager=manager, poll_s=poll_s, unit=unit)
         stored = manager.workspace.find_run(key)
         if stored is not None:

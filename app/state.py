@@ -70,21 +70,21 @@ def add_user_model(name: str, path: str | Path, family: str | None = None) -> Mo
     if not clean:
         raise ModelError("a model needs a non-empty name")
     store = workspace()
-    if store.get_model(clean) is not None:
+    if store.models.get(clean) is not None:
         raise ModelError(f"a model named {clean!r} is already kept; remove it on the Models page or choose another name")
-    stored = store.add_model(clean, checkpoint_file(Path(path)), family=family)
+    stored = store.models.add(clean, checkpoint_file(Path(path)), family=family)
     entry = ModelEntry(clean, stored.path, family, origin="added")
     try:
         _load(entry)
     except BaseException:
-        store.remove_model(clean)
+        store.models.remove(clean)
         raise
     return entry
 
 
 def remove_user_model(name: str) -> None:
     """Forget an added model and delete its kept file (demo models cannot be removed)."""
-    workspace().remove_model(name)
+    workspace().models.remove(name)
 
 
 def get_model(name: str) -> LoadedModel:
@@ -116,7 +116,7 @@ def sample_images() -> list[Path]:
 
 def _user_models() -> dict[str, ModelEntry]:
     try:
-        kept = workspace().list_models()
+        kept = workspace().models.all()
     except WorkspaceError:  # the Models and Results pages show why; other pages go on with the demo models
         logging.getLogger("protoviz.app").warning("added models unavailable", exc_info=True)
         return {}

@@ -7,6 +7,7 @@ write safely one at a time. Keep PROTOVIZ_HOME on a local disk (WAL needs shared
 
 A run is keyed by :class:`RunKey` (kind, model sha256, dataset fingerprint, canonical settings JSON):
 the same request twice finds the stored run (``cached=True`` on the returned :class:`RunRecord`).
+The models users added are ``workspace.models`` (:mod:`protoviz.kept_models`).
 
 Safety: a file that is not a protoviz workspace, is damaged, or was written by a newer protoviz
 raises :class:`~protoviz.errors.WorkspaceError` and is never written to. Sizes are bounded
@@ -19,10 +20,8 @@ see :data:`SCHEMA`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 from protoviz.errors import WorkspaceError
+from protoviz.kept_models import ModelStore, StoredModel
 from protoviz.payload import Payload, Storable, as_payload, canonical_json, dumps, export_clean, rows_csv
 
 DB_NAME = "workspace.sqlite"
@@ -42,7 +42,6 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x50765A31  # "PvZ1"
 BUSY_TIMEOUT_S = 30.0
 MB = 1 << 20
-_INCOMING_MAX_AGE_S = 24 * 3600
 
 SCHEMA = """
 CREATE TABLE runs (
@@ -183,21 +182,6 @@ class RunRecord(RunSummary):
 
 
 @dataclass(frozen=True)
-class StoredModel:
-    """A model a user added: ``path`` is its copy under PROTOVIZ_HOME."""
-
-    name: str
-    sha256: str
-    path: Path
-    size_bytes: int
-    family: str | None
-    class_names: tuple[str, ...] | None
-    sources: dict[str, Any] | None
-    hints: dict[str, Any]
-    added_at: float
-
-
-@dataclass(frozen=True)
 class Usage:
     runs: int
     run_bytes: int
@@ -227,8 +211,9 @@ class Workspace:
         with self.read() as con:
             found = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not _TABLES <= found:
-            raise self._refuse(f"lacks the tables {sorted(_TABLES - found)}")
-        self._sweep_incoming()
+            raise self.refuse(f"lacks the tables {sorted(_TABLES - found)}")
+        self.models = ModelStore(self)
+        self.models.sweep_incoming()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -273,11 +258,12 @@ class Workspace:
             if "locked" in str(error) or "busy" in str(error):
                 raise WorkspaceError(f"the workspace {self.path} stayed busy for over {BUSY_TIMEOUT_S:.0f} s "
                                      "(another process is writing to it); try again") from error
-            raise self._refuse(f"cannot be used ({error})") from error
+            raise self.refuse(f"cannot be used ({error})") from error
         except sqlite3.DatabaseError as error:
-            raise self._refuse(f"is damaged ({error})") from error
+            raise self.refuse(f"is damaged ({error})") from error
 
-    def _refuse(self, why: str) -> WorkspaceError:
+    def refuse(self, why: str) -> WorkspaceError:
+        """The error for a workspace file that cannot be used (it is left as it is)."""
         return WorkspaceError(f"the workspace file {self.path} {why}. It was left untouched: move it away, or set "
                               "PROTOVIZ_HOME to another folder")
 
@@ -309,30 +295,30 @@ class Workspace:
     def _check_header(self) -> None:
         """Refuse anything but a protoviz workspace of a known schema, reading only the 100-byte header."""
         if not self.path.is_file():
-            raise self._refuse("is not a regular file")
+            raise self.refuse("is not a regular file")
         try:
             with open(self.path, "rb") as handle:
                 header = handle.read(100)
         except OSError as error:
-            raise self._refuse(f"cannot be read ({error.strerror})") from error
+            raise self.refuse(f"cannot be read ({error.strerror})") from error
         if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
-            raise self._refuse("is not a protoviz workspace (not an SQLite database, or damaged)")
+            raise self.refuse("is not a protoviz workspace (not an SQLite database, or damaged)")
         user_version = int.from_bytes(header[60:64], "big")
         application_id = int.from_bytes(header[68:72], "big")
         if application_id != APPLICATION_ID:
-            raise self._refuse("is an SQLite database of another application, not a protoviz workspace")
+            raise self.refuse("is an SQLite database of another application, not a protoviz workspace")
         if user_version > SCHEMA_VERSION:
-            raise self._refuse(f"was written by a newer protoviz (workspace schema {user_version}; this protoviz "
+            raise self.refuse(f"was written by a newer protoviz (workspace schema {user_version}; this protoviz "
                                f"reads schema {SCHEMA_VERSION}). Upgrade protoviz to use it")
         if user_version != SCHEMA_VERSION:
-            raise self._refuse(f"has an unknown workspace schema {user_version}")
+            raise self.refuse(f"has an unknown workspace schema {user_version}")
 
     def check(self) -> None:
         """A full integrity check (reads every page): raises WorkspaceError if the file is damaged."""
         with self.read() as con:
             result = con.execute("PRAGMA quick_check").fetchone()[0]
         if result != "ok":
-            raise self._refuse(f"is damaged ({result})")
+            raise self.refuse(f"is damaged ({result})")
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -359,7 +345,7 @@ class Workspace:
             else:
                 if existing is not None:
                     con.execute("DELETE FROM runs WHERE id = ?", existing)
-                self._check_room(con, size)
+                self.reserve(con, size)
                 cursor = con.execute(
                     "INSERT INTO runs (kind, model_sha256, dataset_fingerprint, settings, result_type, data, tables, "
                     "provenance, model_name, dataset_name, stored_at, size_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -433,162 +419,6 @@ class Workspace:
                           blobs=blobs, provenance=json.loads(row[12]))
         return RunRecord(**vars(summary), payload=payload, cached=True)
 
-    # -- models ----------------------------------------------------------------------------------
-
-    def add_model(self, name: str, file: str | Path, *, family: str | None = None,
-                  class_names: Sequence[str] | None = None, sources: Mapping[str, Any] | None = None,
-                  hints: Mapping[str, Any] | None = None, replace: bool = False) -> StoredModel:
-        """Copy a checkpoint file into the workspace and keep it under ``name``.
-
-        The copy is content-addressed (``models/<sha256>/<file name>``), so adding the same file twice
-        stores it once. A name already kept raises WorkspaceError unless ``replace``.
-        """
-        clean = _model_name(name)
-        source = Path(file)
-        if not source.is_file():
-            raise WorkspaceError(f"cannot keep model {clean!r}: {source.name} is not a file")
-        size = source.stat().st_size
-        if size > self.limits.max_model_bytes:
-            raise WorkspaceError(f"cannot keep model {clean!r}: its file is {size / MB:.0f} MB, over the "
-                                 f"workspace's {self.limits.max_model_bytes / MB:.0f} MB per model")
-        if not replace and self.get_model(clean) is not None:
-            raise WorkspaceError(f"a model named {clean!r} is already kept; remove it first or choose another name")
-        incoming, sha256 = self._copy_in(source)
-        relative = f"models/{sha256}/{_file_name(source.name)}"
-        try:
-            with self.write() as con:
-                old = con.execute("SELECT file FROM models WHERE name = ?", (clean,)).fetchone()
-                if old is not None and not replace:
-                    raise WorkspaceError(f"a model named {clean!r} is already kept; remove it first or choose "
-                                         "another name")
-                target = self.home / relative
-                new_file = not target.is_file()
-                freed = self._model_file_bytes(con, old[0], clean) if old and old[0] != relative else 0
-                self._check_room(con, size if new_file else 0, freed=freed)
-                con.execute("INSERT OR REPLACE INTO models (name, sha256, file, size_bytes, family, class_names, "
-                            "sources, hints, added_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                            (clean, sha256, relative, size, family,
-                             dumps(list(class_names), "class names") if class_names is not None else None,
-                             dumps(dict(sources), "sources") if sources is not None else None,
-                             dumps(dict(hints or {}), "hints"), time.time()))
-                if new_file:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(incoming, target)
-                if old is not None and old[0] != relative:
-                    self._unlink_unreferenced(con, old[0])
-        finally:
-            incoming.unlink(missing_ok=True)
-        return self._require_model(clean)
-
-    def update_model(self, name: str, *, class_names: Sequence[str] | None = None,
-                     sources: Mapping[str, Any] | None = None, hints: Mapping[str, Any] | None = None) -> StoredModel:
-        """Set the class names, attached sources or hints of a kept model (None leaves a field as it is)."""
-        with self.write() as con:
-            found = con.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone()
-            if found is None:
-                raise WorkspaceError(f"no kept model named {name!r}")
-            for column, value in (("class_names", None if class_names is None else list(class_names)),
-                                  ("sources", None if sources is None else dict(sources)),
-                                  ("hints", None if hints is None else dict(hints))):
-                if value is not None:
-                    con.execute(f"UPDATE models SET {column} = ? WHERE name = ?", (dumps(value, column), name))
-        return self._require_model(name)
-
-    def _require_model(self, name: str) -> StoredModel:
-        stored = self.get_model(name)
-        if stored is None:
-            raise WorkspaceError(f"no kept model named {name!r} (another session may have removed it)")
-        return stored
-
-    def get_model(self, name: str) -> StoredModel | None:
-        with self.read() as con:
-            row = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models WHERE name = ?", (name,)).fetchone()
-        return None if row is None else self._model(row)
-
-    def list_models(self) -> list[StoredModel]:
-        """Kept models, in the order they were added."""
-        with self.read() as con:
-            rows = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY added_at, name").fetchall()
-        return [self._model(row) for row in rows]
-
-    def remove_model(self, name: str) -> bool:
-        """Forget a kept model and delete its file unless another kept model uses it; False if none."""
-        with self.write() as con:
-            row = con.execute("SELECT file FROM models WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                return False
-            con.execute("DELETE FROM models WHERE name = ?", (name,))
-            self._unlink_unreferenced(con, row[0])
-        return True
-
-    def _model(self, row: tuple[Any, ...]) -> StoredModel:
-        name, sha256, file, size, family, class_names, sources, hints, added_at = row
-        return StoredModel(name, sha256, self._inside_home(file), size, family,
-                           tuple(json.loads(class_names)) if class_names is not None else None,
-                           json.loads(sources) if sources is not None else None, json.loads(hints), added_at)
-
-    def _inside_home(self, relative: str) -> Path:
-        """The absolute path of a stored file; refuses any that would leave PROTOVIZ_HOME."""
-        path = (self.home / relative).resolve()
-        if not path.is_relative_to((self.home / "models").resolve()):
-            raise self._refuse(f"names a model file outside its folder ({relative!r})")
-        return path
-
-    def _copy_in(self, source: Path) -> tuple[Path, str]:
-        """Copy ``source`` into ``models/.incoming`` while hashing it; returns (temporary path, sha256)."""
-        folder = self.home / "models" / ".incoming"
-        folder.mkdir(parents=True, exist_ok=True)
-        temp = folder / uuid.uuid4().hex
-        digest = hashlib.sha256()
-        copied = 0
-        try:
-            with open(source, "rb") as reader, open(temp, "wb") as writer:
-                for block in iter(lambda: reader.read(MB), b""):
-                    copied += len(block)
-                    if copied > self.limits.max_model_bytes:
-                        raise WorkspaceError(f"{source.name} grew past the workspace's "
-                                             f"{self.limits.max_model_bytes / MB:.0f} MB per model while copying")
-                    digest.update(block)
-                    writer.write(block)
-        except OSError as error:
-            temp.unlink(missing_ok=True)
-            raise WorkspaceError(f"cannot copy {source.name} into the workspace: {error.strerror}") from error
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return temp, digest.hexdigest()
-
-    def _unlink_unreferenced(self, con: sqlite3.Connection, relative: str) -> None:
-        """Inside a write transaction: delete a model file no kept model names any more."""
-        if con.execute("SELECT 1 FROM models WHERE file = ?", (relative,)).fetchone() is None:
-            path = self._inside_home(relative)
-            path.unlink(missing_ok=True)
-            try:
-                path.parent.rmdir()
-            except OSError:
-                pass  # another file of the same content is still there
-
-    def _model_file_bytes(self, con: sqlite3.Connection, relative: str, name: str) -> int:
-        """Bytes freed when model ``name`` stops using ``relative`` (0 if another model shares the file)."""
-        row = con.execute("SELECT size_bytes FROM models WHERE file = ? AND name != ?", (relative, name)).fetchone()
-        if row is not None:
-            return 0
-        own = con.execute("SELECT size_bytes FROM models WHERE name = ?", (name,)).fetchone()
-        return int(own[0]) if own else 0
-
-    def _sweep_incoming(self) -> None:
-        """Remove copies left by a crash in the middle of adding a model (older than a day)."""
-        folder = self.home / "models" / ".incoming"
-        if not folder.is_dir():
-            return
-        limit = time.time() - _INCOMING_MAX_AGE_S
-        for path in folder.iterdir():
-            try:
-                if path.is_file() and path.stat().st_mtime < limit:
-                    path.unlink()
-            except OSError:
-                pass  # not ours to fail on: the sweep is a courtesy
-
     # -- sizes -----------------------------------------------------------------------------------
 
     def usage(self) -> Usage:
@@ -607,7 +437,8 @@ class Workspace:
             raise WorkspaceError(f"{what} is {size / MB:.1f} MB, over the workspace's {self.limits.max_blob_bytes / MB:.1f}"
                                  " MB per blob (PROTOVIZ_WORKSPACE_BLOB_MAX_MB)")
 
-    def _check_room(self, con: sqlite3.Connection, size: int, freed: int = 0) -> None:
+    def reserve(self, con: sqlite3.Connection, size: int, freed: int = 0) -> None:
+        """Inside a write transaction: refuse ``size`` more bytes (after ``freed`` are released) over the total."""
         used = self._usage(con).total_bytes - freed
         if used + size > self.limits.max_total_bytes:
             raise WorkspaceError(f"the workspace is full: {used / MB:.1f} MB used, {size / MB:.1f} MB more would pass "
@@ -645,7 +476,6 @@ def run_csv(record: RunRecord, table: str | None = None) -> str:
 
 _SUMMARY_COLUMNS = ("id, kind, model_sha256, dataset_fingerprint, settings, result_type, model_name, dataset_name, "
                     "stored_at, size_bytes")
-_MODEL_COLUMNS = "name, sha256, file, size_bytes, family, class_names, sources, hints, added_at"
 
 
 def _summary(row: Sequence[Any]) -> RunSummary:
@@ -668,17 +498,5 @@ def _filters(**values: str | None) -> tuple[str, tuple[str, ...]]:
     return (f"WHERE {where}" if where else ""), tuple(used.values())  # type: ignore[arg-type]
 
 
-def _model_name(name: str) -> str:
-    clean = name.strip() if isinstance(name, str) else ""
-    if not clean or len(clean) > 200 or any(ord(c) < 32 for c in clean):
-        raise WorkspaceError("a model needs a name of 1-200 printable characters")
-    return clean
-
-
-def _file_name(name: str) -> str:
-    """A safe file name close to the original's (error messages name a checkpoint by its file name)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:200] or "checkpoint"
-
-
-__all__ = ["DB_NAME", "SCHEMA", "SCHEMA_VERSION", "RunKey", "RunRecord", "RunSummary", "StoredModel", "Usage",
-           "Workspace", "WorkspaceLimits", "home_dir", "run_csv", "run_json"]
+__all__ = ["DB_NAME", "MB", "SCHEMA", "SCHEMA_VERSION", "ModelStore", "RunKey", "RunRecord", "RunSummary", "StoredModel",
+           "Usage", "Workspace", "WorkspaceLimits", "home_dir", "run_csv", "run_json"]

@@ -267,21 +267,21 @@ def test_models_are_copied_in_deduplicated_and_removed(tmp_path: Path) -> None:
     source = tmp_path / "upload" / "model.pth"
     source.parent.mkdir()
     source.write_bytes(b"checkpoint bytes" * 100)
-    stored = ws.add_model(" mine ", source, family="tesnet", sources={"push_dir": "img/epoch-10"})
+    stored = ws.models.add(" mine ", source, family="tesnet", sources={"push_dir": "img/epoch-10"})
     assert stored.name == "mine" and stored.family == "tesnet" and stored.sources == {"push_dir": "img/epoch-10"}
     assert stored.path.is_relative_to(ws.home / "models") and stored.path.name == "model.pth"
     assert stored.path.read_bytes() == source.read_bytes()
     assert stored.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
     source.unlink()  # the upload goes away; the kept copy stays
     with pytest.raises(WorkspaceError, match="already kept"):
-        ws.add_model("mine", stored.path)
-    twin = ws.add_model("twin", stored.path)
+        ws.models.add("mine", stored.path)
+    twin = ws.models.add("twin", stored.path)
     assert twin.path == stored.path and ws.usage().model_bytes == 1600
-    assert ws.update_model("twin", class_names=["a", "b"]).class_names == ("a", "b")
-    assert [m.name for m in Workspace(tmp_path / "home").list_models()] == ["mine", "twin"]
-    assert ws.remove_model("mine") and stored.path.is_file()  # twin still uses the file
-    assert ws.remove_model("twin") and not stored.path.exists() and not ws.remove_model("twin")
-    assert not list((ws.home / "models").glob("*/*")) and ws.list_models() == []
+    assert ws.models.update("twin", class_names=["a", "b"]).class_names == ("a", "b")
+    assert [m.name for m in Workspace(tmp_path / "home").models.all()] == ["mine", "twin"]
+    assert ws.models.remove("mine") and stored.path.is_file()  # twin still uses the file
+    assert ws.models.remove("twin") and not stored.path.exists() and not ws.models.remove("twin")
+    assert not list((ws.home / "models").glob("*/*")) and ws.models.all() == []
 
 
 def test_model_size_bound_and_paths_outside_the_home_are_refused(tmp_path: Path) -> None:
@@ -289,12 +289,12 @@ def test_model_size_bound_and_paths_outside_the_home_are_refused(tmp_path: Path)
     big = tmp_path / "big.safetensors"
     big.write_bytes(b"0" * 101)
     with pytest.raises(WorkspaceError, match="per model"):
-        ws.add_model("big", big)
+        ws.models.add("big", big)
     small = tmp_path / "small.pth"
     small.write_bytes(b"0" * 10)
-    ws.add_model("small", small)
+    ws.models.add("small", small)
     with ws.write() as con:  # a tampered row
         con.execute("UPDATE models SET file = '../../etc/passwd' WHERE name = 'small'")
     with pytest.raises(WorkspaceError, match="outside its folder"):
-        ws.get_model("small")
+        ws.models.get("small")
     assert not list((ws.home / "models" / ".incoming").iterdir())

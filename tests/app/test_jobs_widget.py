@@ -71,10 +71,11 @@ def test_progress_then_result_then_served_from_the_store(app_env: None) -> None:
     at.session_state["gate"].set()
     assert at.session_state["manager"].wait(job.id, WAIT).state == "done"
     at.run()
-    assert "accuracy: 0.75 cached: True" in markdown(at)
-    assert any("From the store" in c.value for c in at.caption)
+    assert "accuracy: 0.75 cached: False" in markdown(at)  # this session computed it
+    assert any("Computed and kept" in c.value for c in at.caption)
     fresh = session()  # a refresh: a new session with the same inputs gets the stored result at once
     assert "accuracy: 0.75 cached: True" in markdown(fresh) and not fresh.get("progress")
+    assert any("From the store" in c.value for c in fresh.caption)
 
 
 def test_stop_button_stops_the_job_and_the_page_says_so(app_env: None) -> None:
