@@ -11,8 +11,11 @@ a second; :meth:`JobManager.stop` makes the next progress call raise
 ``protoviz.jobs`` log only).
 
 States: ``queued`` -> ``running`` -> ``done`` | ``failed`` | ``stopped``; ``interrupted`` is set by
-:meth:`JobManager.recover` (on creation) on the queued and running jobs of a process of this machine
-that no longer exists, i.e. after a server restart. Runs already stored stay.
+:meth:`JobManager.recover` on the queued and running jobs of a process that is gone, i.e. after a
+server restart: a process of this machine that no longer runs (or whose pid now belongs to this
+process), or any process whose heartbeat (written every ``heartbeat_s`` while it has active jobs) is
+older than ``stale_after_s`` (another container or machine on the same workspace). Recovery runs
+when a manager is created and whenever jobs are listed or looked up. Runs already stored stay.
 
 There is no module-level manager: the app creates one per process (``st.cache_resource``) and passes it.
 """
@@ -41,6 +44,7 @@ ACTIVE = (QUEUED, RUNNING)
 FINISHED = (DONE, FAILED, STOPPED, INTERRUPTED)
 JobFn = Callable[[Progress], Payload | Storable | Mapping[str, Any]]
 LOG = logging.getLogger("protoviz.jobs")
+PROCESS_TOKEN = uuid.uuid4().hex[:12]  # tells this process from an earlier one that had the same pid
 
 
 @dataclass(frozen=True)
@@ -105,22 +109,31 @@ class JobManager:
 
     per_device: jobs running at once per device. save_every_s: how often a running job's progress is
     written to the workspace (it is always current in memory). keep_finished: finished jobs kept listed.
+    heartbeat_s / stale_after_s: how often this process marks its active jobs alive, and after how long
+    without a sign of life another process's active job counts as interrupted.
     """
 
     def __init__(self, workspace: Workspace, per_device: int = 1, *, save_every_s: float = 1.0,
-                 keep_finished: int = 500) -> None:
+                 keep_finished: int = 500, heartbeat_s: float = 10.0, stale_after_s: float = 120.0,
+                 clock: Callable[[], float] = time.time) -> None:
         if per_device < 1:
             raise WorkspaceError(f"at least one job must run per device, got {per_device}")
+        if stale_after_s <= heartbeat_s:
+            raise WorkspaceError("stale_after_s must be longer than heartbeat_s")
         self.workspace = workspace
         self.per_device = per_device
         self.save_every_s = save_every_s
         self.keep_finished = keep_finished
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{PROCESS_TOKEN}"
+        self._clock = clock
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._queue: list[str] = []
         self._running: dict[str, int] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._closed = threading.Event()
+        self._heart: threading.Thread | None = None
         self.interrupted = self.recover()
 
     # -- submitting and stopping -----------------------------------------------------------------
@@ -137,7 +150,7 @@ class JobManager:
         if active is not None:
             return self._locked_view(active)
         stored = None if rerun else self.workspace.find_run(key, with_blobs=False)
-        now = time.time()
+        now = self._clock()
         live = _Live(uuid.uuid4().hex, key, fn, label, model_name or (stored.model_name if stored else ""),
                      dataset_name or (stored.dataset_name if stored else ""), device, rerun, now)
         if stored is not None:
@@ -153,6 +166,7 @@ class JobManager:
             if stored is None:
                 self._queue.append(live.id)
                 self._start_ready()
+                self._start_heartbeat()
         self._prune()
         return self._locked_view(live)
 
@@ -180,6 +194,9 @@ class JobManager:
             self.stop(job_id)
         for thread in list(self._threads.values()):
             thread.join(timeout)
+        self._closed.set()
+        if self._heart is not None:
+            self._heart.join(timeout)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -205,6 +222,7 @@ class JobManager:
             active = self._active_for(key)
             if active is not None:
                 return self._view(active)
+        self.recover()
         states = ACTIVE if active_only else ACTIVE + FINISHED
         with self.workspace.read() as con:
             row = con.execute(f"SELECT {_COLUMNS} FROM jobs WHERE kind = ? AND model_sha256 = ? AND "
@@ -219,6 +237,7 @@ class JobManager:
 
     def list_jobs(self, limit: int = 100) -> list[JobView]:
         """Jobs of every process, newest first (this process's with their live progress)."""
+        self.recover()
         with self.workspace.read() as con:
             rows = con.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         views = [_row_view(row) for row in rows]
@@ -246,14 +265,15 @@ class JobManager:
     # -- restart ---------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Mark ``interrupted`` the active jobs of processes of this machine that no longer exist."""
-        host = socket.gethostname()
+        """Mark ``interrupted`` the active jobs of processes that are gone (see the module's docstring)."""
+        now = self._clock()
         with self.workspace.read() as con:
-            rows = con.execute("SELECT id, owner, state FROM jobs WHERE state IN ('queued', 'running')").fetchall()
-        gone = [(job_id, state) for job_id, owner, state in rows if _process_gone(owner, host)]
+            rows = con.execute("SELECT id, owner, state, heartbeat_at FROM jobs WHERE state IN ('queued', 'running') "
+                               "AND owner != ?", (self.owner,)).fetchall()
+        gone = [(job_id, state) for job_id, owner, state, beat in rows
+                if _process_gone(owner) or beat < now - self.stale_after_s]
         if not gone:
             return 0
-        now = time.time()
         with self.workspace.write() as con:
             for job_id, state in gone:
                 when = "before it started" if state == QUEUED else "while it ran; its partial work is lost"
@@ -261,6 +281,25 @@ class JobManager:
                             (INTERRUPTED, f"interrupted: the server stopped {when}. Run it again", now, job_id, state))
         LOG.info("marked %d job(s) of stopped processes as interrupted", len(gone))
         return len(gone)
+
+    def _start_heartbeat(self) -> None:
+        """Under the lock: start the thread that marks this process's active jobs alive (once)."""
+        if self._heart is None:
+            self._heart = threading.Thread(target=self._beat, name="protoviz-jobs-heartbeat", daemon=True)
+            self._heart.start()
+
+    def _beat(self) -> None:
+        while not self._closed.wait(self.heartbeat_s):
+            with self._lock:
+                active = any(j.state in ACTIVE for j in self._live.values())
+            if not active:
+                continue
+            try:
+                with self.workspace.write() as con:
+                    con.execute("UPDATE jobs SET heartbeat_at = ? WHERE owner = ? AND state IN ('queued', 'running')",
+                                (self._clock(), self.owner))
+            except WorkspaceError:
+                LOG.exception("could not mark the jobs of this process alive")
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -275,13 +314,14 @@ class JobManager:
                 continue
             self._queue.remove(job_id)
             self._running[live.device] = self._running.get(live.device, 0) + 1
-            live.state, live.started_at = RUNNING, time.time()
+            live.state, live.started_at = RUNNING, self._clock()
             thread = threading.Thread(target=self._run, args=(live,), name=f"protoviz-job-{job_id[:8]}", daemon=True)
             self._threads[job_id] = thread
             thread.start()
 
     def _run(self, live: _Live) -> None:
-        self._write(live, "UPDATE jobs SET state = ?, started_at = ? WHERE id = ?", (RUNNING, live.started_at, live.id))
+        self._write(live, "UPDATE jobs SET state = ?, started_at = ?, heartbeat_at = ? WHERE id = ?",
+                    (RUNNING, live.started_at, live.started_at, live.id))
         state, message, record = FAILED, "", None
         try:
             live.token.check()
@@ -313,7 +353,7 @@ class JobManager:
 
     def _finish(self, live: _Live, state: str, message: str) -> None:
         """Under the lock: record a job's end in memory and in the workspace, then wake waiters."""
-        live.state, live.message, live.finished_at = state, message, time.time()
+        live.state, live.message, live.finished_at = state, message, self._clock()
         self._write(live, "UPDATE jobs SET state = ?, message = ?, run_id = ?, cached = ?, progress = ?, "
                     "finished_at = ? WHERE id = ?", (state, message, live.run_id, int(live.cached),
                                                      _reading_json(live.reading), live.finished_at, live.id))
@@ -324,7 +364,8 @@ class JobManager:
         now = time.monotonic()
         if now - live.saved_at >= self.save_every_s:
             live.saved_at = now
-            self._write(live, "UPDATE jobs SET progress = ? WHERE id = ?", (_reading_json(reading), live.id))
+            self._write(live, "UPDATE jobs SET progress = ?, heartbeat_at = ? WHERE id = ?",
+                        (_reading_json(reading), self._clock(), live.id))
 
     def _write(self, live: _Live, sql: str, args: tuple[Any, ...]) -> None:
         """Update a job's row; a failure is logged, not raised (the job's state in memory stays right)."""
@@ -336,10 +377,10 @@ class JobManager:
 
     def _insert_row(self, live: _Live) -> None:
         with self.workspace.write() as con:
-            con.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+            con.execute(f"INSERT INTO jobs ({_COLUMNS}, heartbeat_at) VALUES ({', '.join('?' * 19)})",
                         (live.id, *_key_args(live.key), live.label, live.model_name, live.dataset_name, live.device,
                          live.state, live.message, _reading_json(live.reading), live.run_id, int(live.cached),
-                         self.owner, live.created_at, live.started_at, live.finished_at))
+                         self.owner, live.created_at, live.started_at, live.finished_at, live.created_at))
 
     def _locked_view(self, live: _Live) -> JobView:
         with self._lock:
@@ -386,15 +427,18 @@ def _row_view(row: tuple[Any, ...]) -> JobView:
                    device, run_id, bool(cached), reading, None, created_at, started_at, finished_at, False)
 
 
-def _process_gone(owner: str, host: str) -> bool:
-    """True when ``owner`` (host:pid) is a process of this machine, not this one, that no longer runs."""
-    owner_host, _, pid_text = owner.rpartition(":")
-    if owner_host != host or not pid_text.isdigit() or int(pid_text) == os.getpid():
+def _process_gone(owner: str) -> bool:
+    """True when ``owner`` (host:pid:token) is a process of this machine that provably no longer runs."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False
+    pid, token = int(parts[1]), parts[2]
+    if pid == os.getpid():
+        return token != PROCESS_TOKEN  # an earlier process with this pid (e.g. a restarted container)
     if os.name != "posix":
-        return True  # no safe liveness probe: a live job's own process rewrites its state when it ends
+        return False  # no safe probe without signals: the heartbeat decides
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:

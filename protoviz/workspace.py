@@ -93,7 +93,8 @@ CREATE TABLE jobs (
     progress TEXT,                       -- JSON ProgressReading, NULL before the first unit
     run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
     cached INTEGER NOT NULL,             -- 1: served from the store without running
-    owner TEXT NOT NULL,                 -- host:pid of the process that runs it
+    owner TEXT NOT NULL,                 -- host:pid:token of the process that runs it
+    heartbeat_at REAL NOT NULL,          -- last sign of life of that process (see protoviz.jobs)
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL

@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from protoviz import jobs as J
 from protoviz.errors import DatasetError, WorkspaceError
 from protoviz.jobs import DONE, FAILED, INTERRUPTED, QUEUED, RUNNING, STOPPED, JobManager, default_per_device
 from protoviz.payload import Payload
@@ -166,9 +169,9 @@ def test_old_finished_jobs_are_pruned() -> None:
     jobs = JobManager(Workspace(), keep_finished=3)
     for i in range(5):
         jobs.wait(jobs.submit(key(i), quick()).id, WAIT)
-    jobs.submit(key(9), quick())
-    jobs.wait(jobs.list_jobs()[0].id, WAIT)
-    assert len(jobs.list_jobs()) == 4 and len(jobs.workspace.list_runs()) == 6
+    served = jobs.submit(key(0), quick())  # served from the store: finished at once, then the prune
+    assert served.cached and [j.id for j in jobs.list_jobs()][0] == served.id
+    assert len(jobs.list_jobs()) == 3 and len(jobs.workspace.list_runs()) == 5  # runs are never pruned
     jobs.shutdown(WAIT)
 
 
@@ -218,3 +221,45 @@ def test_jobs_per_device_from_the_environment() -> None:
     assert default_per_device({}) == 1 and default_per_device({"PROTOVIZ_JOBS_PER_DEVICE": "3"}) == 3
     with pytest.raises(WorkspaceError, match="PROTOVIZ_JOBS_PER_DEVICE"):
         default_per_device({"PROTOVIZ_JOBS_PER_DEVICE": "0"})
+
+
+def orphan(ws: Workspace, owner: str, heartbeat_at: float, state: str = RUNNING) -> str:
+    """A job row as another process would have left it."""
+    job_id = f"orphan-{owner}-{heartbeat_at}"
+    with ws.write() as con:
+        con.execute("INSERT INTO jobs (id, kind, model_sha256, dataset_fingerprint, settings, label, model_name, "
+                    "dataset_name, device, state, message, progress, run_id, cached, owner, created_at, started_at, "
+                    "finished_at, heartbeat_at) VALUES (?, 'evaluate', 's', 'f', '{}', ?, '', '', 'cpu', ?, '', NULL, "
+                    "NULL, 0, ?, 0, 0, NULL, ?)", (job_id, owner, state, owner, heartbeat_at))
+    return job_id
+
+
+def test_jobs_of_processes_that_are_gone_are_interrupted_and_live_ones_are_not() -> None:
+    ws, now = Workspace(), time.time()
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    silent = orphan(ws, "other-container:7:abc", now - 1000)  # no heartbeat for 1000 s
+    beating = orphan(ws, "other-container:8:abc", now - 5)
+    earlier = orphan(ws, f"{here}:not-{J.PROCESS_TOKEN}", now)  # this pid, an earlier process (restarted container)
+    ours = orphan(ws, f"{here}:{J.PROCESS_TOKEN}", now - 1000)  # this very process: alive whatever its beat
+    jobs = JobManager(ws, stale_after_s=120)
+    assert jobs.interrupted == 2
+    states = {j.id: j.state for j in jobs.list_jobs()}
+    assert states == {silent: INTERRUPTED, beating: RUNNING, earlier: INTERRUPTED, ours: RUNNING}
+
+
+def test_a_running_job_keeps_its_heartbeat_fresh() -> None:
+    release, started = threading.Event(), threading.Event()
+    jobs = JobManager(Workspace(), heartbeat_s=0.01, stale_after_s=60)
+    job = jobs.submit(key(), blocked(release, started))
+    assert started.wait(WAIT)
+
+    def beat() -> float:
+        with jobs.workspace.read() as con:
+            return con.execute("SELECT heartbeat_at FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
+
+    first, deadline = beat(), time.monotonic() + WAIT
+    while beat() == first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert beat() > first
+    release.set()
+    jobs.shutdown(WAIT)
