@@ -170,7 +170,7 @@ def test_old_finished_jobs_are_pruned() -> None:
     for i in range(5):
         jobs.wait(jobs.submit(key(i), quick()).id, WAIT)
     served = jobs.submit(key(0), quick())  # served from the store: finished at once, then the prune
-    assert served.cached and [j.id for j in jobs.list_jobs()][0] == served.id
+    assert served.cached and jobs.list_jobs()[0].id == served.id
     assert len(jobs.list_jobs()) == 3 and len(jobs.workspace.list_runs()) == 5  # runs are never pruned
     jobs.shutdown(WAIT)
 
