@@ -8,11 +8,11 @@ Wire a page in one call::
     if record is not None:
         show(decode(record.payload))   # record.cached says whether it came from the store
 
-``fn`` returns a :class:`~protoviz.payload.Payload`, a dict, or a typed result with ``to_payload()``.
-It runs on a worker thread without a Streamlit context: read every widget and session value before
-submitting and close over them; never call ``st.*`` inside it.
-The job runs on a worker thread of the server process, so it goes on while the user is on another page;
-after a refresh, the same inputs find the running job (its progress) or the stored result.
+``fn(progress)`` returns a :class:`~protoviz.payload.Payload`, a dict, or a typed result with
+``to_payload()``. It runs on a worker thread of the server process, so it goes on while the user is on
+another page, and after a refresh the same inputs find the running job (its progress) or the stored
+result. That thread has no Streamlit context: read every widget and session value before submitting
+and close over them; never call ``st.*`` inside ``fn``; hold a shared model's lock only per batch.
 """
 
 from __future__ import annotations

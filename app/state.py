@@ -71,7 +71,8 @@ def add_user_model(name: str, path: str | Path, family: str | None = None) -> Mo
         raise ModelError("a model needs a non-empty name")
     store = workspace()
     if store.models.get(clean) is not None:
-        raise ModelError(f"a model named {clean!r} is already kept; remove it on the Models page or choose another name")
+        raise ModelError(f"a model named {clean!r} is already kept; remove it on the Models page or choose "
+                         "another name")
     stored = store.models.add(clean, checkpoint_file(Path(path)), family=family)
     entry = ModelEntry(clean, stored.path, family, origin="added")
     try:

@@ -85,7 +85,7 @@ class _Live:
 
     id: str
     key: RunKey
-    fn: JobFn
+    fn: JobFn | None  # dropped when the job ends, so nothing it holds outlives it
     label: str
     model_name: str
     dataset_name: str
@@ -155,7 +155,8 @@ class JobManager:
                      dataset_name or (stored.dataset_name if stored else ""), device, rerun, now)
         if stored is not None:
             live.state, live.run_id, live.cached, live.finished_at = DONE, stored.id, True, now
-            live.message = f"served from the store (computed {time.strftime('%Y-%m-%d %H:%M', time.localtime(stored.stored_at))})"
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored.stored_at))
+            live.message = f"served from the store (computed {when})"
             live.finished_event.set()
         with self._lock:
             again = self._active_for(key)
@@ -315,17 +316,18 @@ class JobManager:
             self._queue.remove(job_id)
             self._running[live.device] = self._running.get(live.device, 0) + 1
             live.state, live.started_at = RUNNING, self._clock()
-            thread = threading.Thread(target=self._run, args=(live,), name=f"protoviz-job-{job_id[:8]}", daemon=True)
+            thread = threading.Thread(target=self._run, args=(live, live.fn), name=f"protoviz-job-{job_id[:8]}",
+                                      daemon=True)
             self._threads[job_id] = thread
             thread.start()
 
-    def _run(self, live: _Live) -> None:
+    def _run(self, live: _Live, fn: JobFn) -> None:
         self._write(live, "UPDATE jobs SET state = ?, started_at = ?, heartbeat_at = ? WHERE id = ?",
                     (RUNNING, live.started_at, live.started_at, live.id))
         state, message, record = FAILED, "", None
         try:
             live.token.check()
-            result = live.fn(ProgressTracker(lambda reading: self._on_reading(live, reading), live.token))
+            result = fn(ProgressTracker(lambda reading: self._on_reading(live, reading), live.token))
             record = self.workspace.save_run(live.key, result, model_name=live.model_name,
                                              dataset_name=live.dataset_name, replace=live.replace)
             state = DONE
@@ -353,7 +355,7 @@ class JobManager:
 
     def _finish(self, live: _Live, state: str, message: str) -> None:
         """Under the lock: record a job's end in memory and in the workspace, then wake waiters."""
-        live.state, live.message, live.finished_at = state, message, self._clock()
+        live.state, live.message, live.finished_at, live.fn = state, message, self._clock(), None
         self._write(live, "UPDATE jobs SET state = ?, message = ?, run_id = ?, cached = ?, progress = ?, "
                     "finished_at = ? WHERE id = ?", (state, message, live.run_id, int(live.cached),
                                                      _reading_json(live.reading), live.finished_at, live.id))
@@ -400,7 +402,8 @@ class JobManager:
                 del self._live[live.id]
         try:
             with self.workspace.write() as con:
-                con.execute("DELETE FROM jobs WHERE state IN ('done', 'failed', 'stopped', 'interrupted') AND id NOT IN "
+                con.execute("DELETE FROM jobs WHERE state IN ('done', 'failed', 'stopped', 'interrupted') "
+                            "AND id NOT IN "
                             "(SELECT id FROM jobs WHERE state IN ('done', 'failed', 'stopped', 'interrupted') "
                             "ORDER BY created_at DESC LIMIT ?)", (self.keep_finished,))
         except WorkspaceError:

@@ -435,7 +435,8 @@ class Workspace:
 
     def _check_blob(self, what: str, size: int) -> None:
         if size > self.limits.max_blob_bytes:
-            raise WorkspaceError(f"{what} is {size / MB:.1f} MB, over the workspace's {self.limits.max_blob_bytes / MB:.1f}"
+            raise WorkspaceError(f"{what} is {size / MB:.1f} MB, over the workspace's "
+                                 f"{self.limits.max_blob_bytes / MB:.1f}"
                                  " MB per blob (PROTOVIZ_WORKSPACE_BLOB_MAX_MB)")
 
     def reserve(self, con: sqlite3.Connection, size: int, freed: int = 0) -> None:
@@ -499,5 +500,5 @@ def _filters(**values: str | None) -> tuple[str, tuple[str, ...]]:
     return (f"WHERE {where}" if where else ""), tuple(used.values())  # type: ignore[arg-type]
 
 
-__all__ = ["DB_NAME", "MB", "SCHEMA", "SCHEMA_VERSION", "ModelStore", "RunKey", "RunRecord", "RunSummary", "StoredModel",
-           "Usage", "Workspace", "WorkspaceLimits", "home_dir", "run_csv", "run_json"]
+__all__ = ["DB_NAME", "MB", "SCHEMA", "SCHEMA_VERSION", "ModelStore", "RunKey", "RunRecord", "RunSummary",
+           "StoredModel", "Usage", "Workspace", "WorkspaceLimits", "home_dir", "run_csv", "run_json"]

@@ -81,7 +81,8 @@ def run_view(ws: Workspace, run_id: int) -> None:
     with st.container(border=True):
         st.subheader(run_label(record))
         st.markdown(f"**Model** {record.model_name or '-'} · sha256 `{record.key.model_sha256[:16]}…`  \n"
-                    f"**Dataset** {record.dataset_name or '-'} · fingerprint `{record.key.dataset_fingerprint[:16]}…`")
+                    f"**Dataset** {record.dataset_name or '-'} · "
+                    f"fingerprint `{record.key.dataset_fingerprint[:16]}…`")
         tables = record.payload.tables
         order = sorted(tables, key=lambda name: (name != "scores", name))
         for name in order:
