@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-
 from pathlib import Path
 
 import numpy as np
@@ -128,9 +127,9 @@ def test_awkward_but_valid_images_are_explained(app_env: None, model_dir: Path, 
     [model] = at.multiselect(key="explain.models").value
     assert sides(at) == expected_sides(model_dir, model, load_image(data, name=name), 5)
     tiny = name == "one_pixel.png"  # a 1x1 upload is flagged, not silently upscaled
-    assert [w.value for w in at.warning if "far smaller" in w.value] == (
-        ["The image is 1x1 px, far smaller than the model's 64x64 input: it was enlarged 64x, so the model sees "
-         "interpolated pixels and the prediction says little about it."] if tiny else [])
+    expected = ("The image is 1x1 px, far smaller than the model's 64x64 input: it was enlarged 64x, so the model "
+                "sees interpolated pixels and the prediction says little about it.")
+    assert [w.value for w in at.warning if "far smaller" in w.value] == ([expected] if tiny else [])
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
