@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from typing import TypeAlias
 
+import matplotlib
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
@@ -23,6 +24,7 @@ MIME_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml", "pdf":
                               "html": "text/html"}
 DEFAULT_DPI = 200
 DPI_RANGE = (50, 600)
+REPRODUCIBLE = {"svg.hashsalt": "protoviz"}  # stable element ids: the same figure gives the same file
 
 AnyFigure: TypeAlias = go.Figure | Figure | np.ndarray
 
@@ -42,8 +44,9 @@ def figure_file(figure: AnyFigure, fmt: str, dpi: int = DEFAULT_DPI) -> bytes:
         return _picture_file(figure, fmt, int(dpi))
     drawn = plotly_to_matplotlib(figure) if isinstance(figure, go.Figure) else figure
     buffer = io.BytesIO()
-    drawn.savefig(buffer, format=fmt, dpi=int(dpi), bbox_inches="tight", pad_inches=0.05,
-                  metadata=_metadata(fmt))
+    with matplotlib.rc_context(REPRODUCIBLE):
+        drawn.savefig(buffer, format=fmt, dpi=int(dpi), bbox_inches="tight", pad_inches=0.05,
+                      metadata=_metadata(fmt))
     return buffer.getvalue()
 
 
@@ -74,5 +77,6 @@ def _picture_file(picture: np.ndarray, fmt: str, dpi: int) -> bytes:
     axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     axes.axis("off")
     axes.imshow(array, interpolation="nearest")
-    figure.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+    with matplotlib.rc_context(REPRODUCIBLE):
+        figure.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))
     return buffer.getvalue()
