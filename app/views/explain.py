@@ -32,7 +32,8 @@ from protoviz.heatmaps.methods.explain import explanation_with_method
 from protoviz.models.labels import prototype_set
 from protoviz.models.prototree import ProtoTree
 from protoviz.tables import csv_text
-from protoviz.viz.scale import with_colour_scale
+from protoviz.viz.overlay import enlarge
+from protoviz.viz.scale import scale_labels, with_colour_scale
 
 MAX_KEPT_RESULTS = 64
 BATCH_SIZE = 16
@@ -119,11 +120,12 @@ def render_card(loaded: LoadedModel, explanation: ImageExplanation, evidence: Pr
     """One card as a flex row that wraps on narrow screens: this | looks like | patch | source | numbers."""
     panels = panels_of(explanation, evidence, loaded.model.input_spec.image_size)
     low, high = evidence.heat_range
-    this = with_colour_scale(panels.overlay, low, high)
+    overlay = enlarge(panels.overlay, PICTURE)  # small inputs pixel-doubled, so the scale's numbers stay sharp
+    this = with_colour_scale(overlay, low, high)
     side = "" if evidence.side == "for" else "-against"
     with st.container(border=True, key=f"prototype-card-{slot}{side}-{evidence.rank}", horizontal=True,
                       vertical_alignment="center", gap="small"):
-        st.image(this, width=round(PICTURE * this.shape[1] / panels.overlay.shape[1]),
+        st.image(this, width=round(PICTURE * this.shape[1] / overlay.shape[1]),
                  caption=f"#{evidence.rank} {evidence.side}: this")
         st.markdown("**looks like**", width="content")
         _picture(panels.patch, "prototype patch")
@@ -137,7 +139,7 @@ def render_card(loaded: LoadedModel, explanation: ImageExplanation, evidence: Pr
                 f"= contribution **{evidence.contribution:+.3f}**")
             y0, y1, x0, x1 = evidence.box
             st.caption(f"box rows {y0}-{y1}, cols {x0}-{x1} · max at map cell {evidence.map_location} · "
-                       f"heatmap colours from {low:.3g} (blue) to {high:.3g} (red)")
+                       "heatmap colours from {} (blue) to {} (red)".format(*scale_labels(low, high)))
             st.button("Open prototype card", key=f"open-{slot}{side}-{evidence.rank}", type="tertiary",
                       icon=":material/open_in_new:", on_click=open_card, args=(loaded.name, evidence.index))
 

@@ -25,6 +25,14 @@ def colour_bar(height: int, signed: bool = False, width: int | None = None) -> n
     return signed_colormap(2 * ramp - 1) if signed else jet_colormap(ramp)
 
 
+def scale_labels(low: float, high: float) -> tuple[str, str]:
+    """The two ends of a scale as text, with enough digits that different values read differently."""
+    span = abs(high - low)
+    size = max(abs(low), abs(high), 1e-12)
+    digits = 3 if span <= 0 else max(3, min(8, 2 + int(np.ceil(np.log10(size / span)))))
+    return f"{low:.{digits}g}", f"{high:.{digits}g}"
+
+
 def with_colour_scale(picture: np.ndarray, low: float, high: float, signed: bool = False) -> np.ndarray:
     """``picture`` (H, W, 3) uint8 with its colour bar and end values drawn on the right: (H, W + s, 3) uint8.
 
@@ -38,7 +46,7 @@ def with_colour_scale(picture: np.ndarray, low: float, high: float, signed: bool
         limit = max(abs(low), abs(high))
         low, high = -limit, limit
     font = ImageFont.load_default(size=max(9, height // 11))
-    top, bottom = f"{high:.3g}", f"{low:.3g}"
+    bottom, top = scale_labels(low, high)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_width = int(max(probe.textlength(top, font=font), probe.textlength(bottom, font=font))) + 2
     bar = colour_bar(height, signed)

@@ -148,3 +148,12 @@ def test_every_heatmap_gets_a_colour_scale() -> None:
                                 waterfall=EXAMPLES["decision_waterfall"]())
     svg = figure_file(figure, "svg").decode()
     assert svg.count("similarity") >= 2 and "Evidence against" in svg and "3 other prototypes" in svg
+
+
+def test_scale_ends_get_the_digits_they_need() -> None:
+    from protoviz.viz.scale import scale_labels
+
+    assert scale_labels(0.123, 4.656) == ("0.123", "4.66")
+    low, high = scale_labels(1.1512, 1.1534)
+    assert low != high and float(low) == pytest.approx(1.1512, abs=1e-4)
+    assert scale_labels(2.0, 2.0) == ("2", "2")
