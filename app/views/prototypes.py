@@ -40,6 +40,7 @@ from protoviz.errors import ProtovizError
 from protoviz.models.labels import prototype_set
 from protoviz.viz.compare import latent_scatter
 from protoviz.viz.gallery import class_weight_bars, fit_tile, patch_strip, score_bars, tile_grid, tile_row
+from protoviz.viz.overlay import enlarge
 from protoviz.viz.scale import with_colour_scale
 
 TILE = 112
@@ -169,7 +170,7 @@ def topk_section(loaded: LoadedModel, index: int, run: ModelRun | None, dataset:
             cache[views_key] = topk_patch_views(loaded.model, dataset, topk, index, method=method)
     views = cache[views_key]
     if views:
-        pictures = [with_colour_scale(v.overlay, *v.heat_range) for v in views]
+        pictures = [with_colour_scale(enlarge(v.overlay, 128), *v.heat_range) for v in views]
         st.image(pictures, width=180, caption=[f"#{v.rank}: {v.image_id} · sim {v.similarity:.3f}" for v in views])
         height = max(p.shape[0] for p in pictures)
         strip = tile_row([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
