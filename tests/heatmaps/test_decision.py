@@ -110,3 +110,18 @@ def test_tiny_uploads_are_flagged_not_silently_upscaled() -> None:
 def test_a_reading_registers_once() -> None:
     with pytest.raises(Exception, match="already registered"):
         register_reading("pipnet")(lambda model, output, classes: None)  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("family", list_families())
+def test_cuda_gives_the_cpu_decision(family: str) -> None:
+    model = _example(family).float()
+    x = torch.randn(2, 3, *model.input_spec.image_size)
+    on_cpu = explain_image(model, x, top_k=2, target=[None, 0])
+    on_gpu = explain_image(model.to("cuda"), x.to("cuda"), top_k=2, target=[None, 0])
+    for cpu, gpu in zip(on_cpu, on_gpu, strict=True):
+        assert cpu.explained_class == gpu.explained_class
+        assert [e.index for e in cpu.cards] == [e.index for e in gpu.cards]
+        assert [s.label for s in cpu.decision.steps] == [s.label for s in gpu.decision.steps]
+        np.testing.assert_allclose([s.value for s in gpu.decision.steps], [s.value for s in cpu.decision.steps],
+                                   rtol=1e-4, atol=1e-5)
