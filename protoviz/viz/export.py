@@ -24,7 +24,7 @@ MIME_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml", "pdf":
                               "html": "text/html"}
 DEFAULT_DPI = 200
 DPI_RANGE = (50, 600)
-REPRODUCIBLE = {"svg.hashsalt": "protoviz"}  # stable element ids: the same figure gives the same file
+REPRODUCIBLE_SALT = "protoviz"  # stable SVG element ids: the same figure gives the same file
 
 AnyFigure: TypeAlias = go.Figure | Figure | np.ndarray
 
@@ -44,7 +44,7 @@ def figure_file(figure: AnyFigure, fmt: str, dpi: int = DEFAULT_DPI) -> bytes:
         return _picture_file(figure, fmt, int(dpi))
     drawn = plotly_to_matplotlib(figure) if isinstance(figure, go.Figure) else figure
     buffer = io.BytesIO()
-    with matplotlib.rc_context(REPRODUCIBLE):
+    with matplotlib.rc_context({"svg.hashsalt": REPRODUCIBLE_SALT}):
         drawn.savefig(buffer, format=fmt, dpi=int(dpi), bbox_inches="tight", pad_inches=0.05,
                       metadata=_metadata(fmt))
     return buffer.getvalue()
@@ -77,6 +77,6 @@ def _picture_file(picture: np.ndarray, fmt: str, dpi: int) -> bytes:
     axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     axes.axis("off")
     axes.imshow(array, interpolation="nearest")
-    with matplotlib.rc_context(REPRODUCIBLE):
+    with matplotlib.rc_context({"svg.hashsalt": REPRODUCIBLE_SALT}):
         figure.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))
     return buffer.getvalue()
