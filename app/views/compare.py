@@ -93,6 +93,8 @@ def model_column(loaded: LoadedModel, item: ImageExplanation, slot: str) -> None
         st.markdown(f"**{loaded.name}** predicts **{item.predicted_name}**")
         st.caption(f"{loaded.summary.family_label or loaded.summary.family} · similarity: "
                    f"{loaded.summary.similarity_unit}")
+        for warning in item.warnings:
+            st.warning(warning, icon=":material/photo_size_select_small:")
         st.dataframe({"class": [n for _, n, _ in item.top_classes], "probability": [p for _, _, p in item.top_classes]},
                      hide_index=True, column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
