@@ -234,6 +234,21 @@ def forward_maps(model: PrototypeModel, x: Tensor, with_latent: bool) -> tuple[T
     return maps, maps.flatten(2).amax(dim=2), latent
 
 
+def clean_forward(model: PrototypeModel, x: Tensor, with_latent: bool
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Maps (B, P, h, w), pooled (B, P), logits (B, C) and latents (or None) of normalised images.
+
+    The logits come from the maps where the family allows (``logits_from_pooled``); otherwise (ProtoPool
+    with soft slots) from the model's own forward, which then also gives the maps unless latents are needed.
+    """
+    if not model.logits_from_pooled and not with_latent:
+        out = model(x)
+        return out.similarity_maps, out.max_similarities, out.logits, None
+    maps, pooled, latent = forward_maps(model, x, with_latent)
+    logits = model.logits_from_similarities(maps, pooled) if model.logits_from_pooled else model(x).logits
+    return maps, pooled, logits, latent
+
+
 class _Engine:
     """The state of one running pass: the consumers, the batch size that fits, counts."""
 
@@ -277,12 +292,13 @@ class _Engine:
             views = {view.key: tuple(model.similarity_maps(x) for x in view.images(batch, model))
                      for view in needs.views}
             if carrier is None:
-                maps, pooled, latent = forward_maps(model, batch.images, needs.latent)
+                maps, pooled, logits, latent = clean_forward(model, batch.images, needs.latent)
             else:
                 [stacked] = views[carrier.key]
                 maps, latent = stacked.view(len(batch), -1, *stacked.shape[1:])[:, 0], None
                 pooled = maps.flatten(2).amax(dim=2)
-            logits = model.logits_from_similarities(maps, pooled)
+                logits = model.logits_from_similarities(maps, pooled) if model.logits_from_pooled else \
+                    model(batch.images).logits
         unit = batch.unit
         if needs.unit and unit is None:
             unit = denormalize(batch.images, model.input_spec).clamp(0, 1)

@@ -16,11 +16,10 @@ Pure Python at import time (no torch), so the command line and the workspace can
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import platform
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from importlib import metadata
 from typing import Any
@@ -47,9 +46,11 @@ def canonical(value: Any) -> Any:
 
 
 def digest(value: Any, length: int = SETTINGS_DIGEST_LENGTH) -> str:
-    """Hex sha256 of the canonical JSON of ``value``, cut to ``length`` characters."""
-    text = json.dumps(canonical(value), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+    """Hex sha256 of the canonical JSON of ``value`` (the string the workspace keys settings by,
+    :func:`protoviz.payload.canonical_json`), cut to ``length`` characters."""
+    from protoviz.payload import canonical_json
+
+    return hashlib.sha256(canonical_json(canonical(value)).encode("utf-8")).hexdigest()[:length]
 
 
 def selection_digest(indices: Sequence[int]) -> str:
@@ -59,8 +60,9 @@ def selection_digest(indices: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class DatasetIdentity:
-    """What a pass ran over: ``fingerprint`` (sha256 of the split's records: ids, paths, labels, boxes,
-    file sizes, cropping), ``split`` and a readable ``description`` (root, kind, counts, parts)."""
+    """What a pass ran over: ``fingerprint`` (:func:`protoviz.fingerprint.dataset_fingerprint`: the
+    split's files, labels, boxes, parts and cropping, the key the workspace stores runs under), ``split``
+    and a readable ``description`` (root, kind, counts, parts)."""
 
     fingerprint: str | None
     split: str | None
@@ -72,11 +74,12 @@ def dataset_identity(dataset: Any) -> DatasetIdentity:
     another source (a list of images, tensors) by its length only (no fingerprint)."""
     describe = getattr(dataset, "describe", None)
     description = describe() if callable(describe) else {"images": _length(dataset)}
-    records = getattr(dataset, "records", None)
-    if records is None:
+    if getattr(dataset, "records", None) is None:
         split = description.get("split")
         return DatasetIdentity(None, None if split is None else str(split), description)
-    return DatasetIdentity(_fingerprint(dataset, records), getattr(dataset, "split", None), description)
+    from protoviz.fingerprint import dataset_fingerprint
+
+    return DatasetIdentity(dataset_fingerprint(dataset), getattr(dataset, "split", None), description)
 
 
 def _length(source: Any) -> int | None:
@@ -84,26 +87,6 @@ def _length(source: Any) -> int | None:
         return len(source)
     except TypeError:
         return None
-
-
-def _fingerprint(dataset: Any, records: Iterable[Any]) -> str:
-    """sha256 over the layout, classes, parts, cropping and each record (id, path relative to the root,
-    label, box, file size); file contents are not read (too slow for a dataset of thousands of files)."""
-    root = getattr(dataset, "root", None)
-    hasher = hashlib.sha256()
-    head = {"kind": getattr(dataset, "kind", None), "classes": list(getattr(dataset, "class_names", ()) or ()),
-            "parts": list(getattr(dataset, "part_names", ()) or ()), "crop": getattr(dataset, "crop_to_box", None)}
-    hasher.update(json.dumps(canonical(head), sort_keys=True).encode())
-    for record in records:
-        path = getattr(record, "path", None)
-        rel = str(path.relative_to(root)) if path is not None and root is not None and path.is_relative_to(root) \
-            else str(path)
-        size = path.stat().st_size if path is not None and path.exists() else None
-        box = getattr(record, "box", None)
-        row = [getattr(record, "image_id", None), rel, int(getattr(record, "label", -1)),
-               None if box is None else [float(v) for v in box], size]
-        hasher.update(json.dumps(canonical(row)).encode())
-    return hasher.hexdigest()
 
 
 @dataclass(frozen=True)

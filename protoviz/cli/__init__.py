@@ -20,6 +20,7 @@ from protoviz.errors import ProtovizError
 # Order shown in `protoviz --help`, with the line shown there.
 COMMANDS: dict[str, str] = {
     "info": "describe a checkpoint (native or research format)",
+    "cards": "per-image 'this looks like that' figures and tables for images, folders or a dataset",
     "synth": "generate the synthetic part-annotated bird dataset",
     "train": "train a native ProtoPNet on a CUB-layout or ImageFolder dataset",
     "compare": "compare models on the same images; match their prototypes",
