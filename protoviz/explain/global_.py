@@ -60,7 +60,11 @@ class CharacteristicView:
 
     def images(self, batch: PassBatch, model: PrototypeModel) -> Iterator[Tensor]:
         unit, modified = to_device(model, batch.payload, self.config)  # (B, 3, H, W), (B, M, 3, H, W)
-        yield normalize(torch.cat([unit[:, None], modified], dim=1).flatten(0, 1), model.input_spec)
+        stacked = torch.cat([unit[:, None], modified], dim=1).flatten(0, 1)  # a fresh tensor: normalised in place
+        spec = model.input_spec
+        mean = torch.tensor(spec.mean, dtype=stacked.dtype, device=stacked.device).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std, dtype=stacked.dtype, device=stacked.device).view(1, 3, 1, 1)
+        yield stacked.sub_(mean).div_(std)
 
 
 @dataclass
