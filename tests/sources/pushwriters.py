@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 FieldInfo = tuple[float, float, float, float]  # ProtoPNet's proto_layer_rf_info: n, j, r, start
 
