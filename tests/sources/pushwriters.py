@@ -247,7 +247,7 @@ def pipnet_topk_table(model: torch.nn.Module, names: list[str], normalised: torc
     pooled = maps.flatten(2).amax(dim=2)
     size, width = normalised.shape[-1], maps.shape[-1]
     skip = round((size - patch) / (width - 1))
-    weights = model.classification_weight
+    weights = model.classification_weight.detach()
     rows, top = [], {}
     for p in range(maps.shape[1]):
         if float(weights[:, p].max()) <= 1e-5:
