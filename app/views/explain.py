@@ -136,6 +136,9 @@ def render_card(loaded: LoadedModel, explanation: ImageExplanation, evidence: Pr
         _picture(patch, panels.patch, "prototype patch")
         _picture(source, panels.source, "source image" if evidence.source is None
                  else f"source: {evidence.source.image_id}")
+        if evidence.source is not None and evidence.source.boxes_differ:
+            source.caption("The box the original push wrote is elsewhere: it was drawn before the push "
+                           "replaced the prototype. Shown: where the prototype itself fires.")
         numbers.markdown(
             f"**Prototype {evidence.index}** · class *{evidence.prototype_class_name}*  \n"
             f"similarity **{evidence.similarity:.3f}** × weight **{evidence.weight:+.3f}**  \n"
