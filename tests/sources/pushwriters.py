@@ -64,6 +64,7 @@ def protopnet_push(unit: torch.Tensor, labels: torch.Tensor, push_forward: Calla
                    activation: Callable[[np.ndarray], np.ndarray], class_of: np.ndarray, folder: Path | None,
                    epoch: int, field: FieldInfo, batch_size: int, png_style: str = "prefix",
                    eligible: np.ndarray | None = None, save_boxes: bool = True, minmax: bool = False,
+                   overlay: tuple[float, float] = (0.5, 0.3),
                    mean: tuple[float, ...] = (0.485, 0.456, 0.406), std: tuple[float, ...] = (0.229, 0.224, 0.225)
                    ) -> tuple[Pushed, np.ndarray]:
     """ProtoPNet's push_prototypes + update_prototypes_on_batch over ``unit`` (N, 3, H, W) in [0, 1].
@@ -71,7 +72,8 @@ def protopnet_push(unit: torch.Tensor, labels: torch.Tensor, push_forward: Calla
     push_forward: normalised images -> (latent to store (B, D, h, w), distances (B, P, h, w)) as numpy.
     activation: distances of one map -> the activation the push saves and draws boxes from.
     eligible: (P, C) bool (ProtoPool's class-to-prototype map); default one-hot of ``class_of``.
-    png_style: 'prefix' (prototype-imgJ.png) or 'suffix' (ST-ProtoPNet full: Jprototype-img.png).
+    png_style: 'prefix' (prototype-imgJ.png) or 'suffix' (ST-ProtoPNet: Jprototype-img.png); overlay: the
+    weights of picture and heatmap in the *_with_self_act pictures (ST-ProtoPNet: 0.75, 0.25).
     save_boxes False + minmax True: ProtoPool (no bb files; normalised pictures rescaled to [0, 1]).
     Returns what the push kept and the new prototype vectors (P, D).
     """
@@ -117,7 +119,7 @@ def protopnet_push(unit: torch.Tensor, labels: torch.Tensor, push_forward: Calla
             box = high_activation_crop(upsampled)
             rows[j] = (start + i, *box, y[i])
             if epoch_dir is not None:
-                _save_pictures(epoch_dir, j, png_style, act, picture, upsampled, rf, box)
+                _save_pictures(epoch_dir, j, png_style, act, picture, upsampled, rf, box, overlay)
     if epoch_dir is not None and save_boxes:
         np.save(epoch_dir / f"bb-receptive_field{epoch}.npy", rf_rows)
         np.save(epoch_dir / f"bb{epoch}.npy", rows)
@@ -128,7 +130,7 @@ def protopnet_push(unit: torch.Tensor, labels: torch.Tensor, push_forward: Calla
 
 
 def _save_pictures(folder: Path, j: int, style: str, act: np.ndarray, picture: np.ndarray, upsampled: np.ndarray,
-                   rf: tuple[int, int, int, int], box: tuple[int, int, int, int]) -> None:
+                   rf: tuple[int, int, int, int], box: tuple[int, int, int, int], weights: tuple[float, float]) -> None:
     def name(kind: str) -> str:
         return f"prototype-img{kind}{j}.png" if style == "prefix" else f"{j}prototype-img{kind}.png"
 
@@ -136,10 +138,12 @@ def _save_pictures(folder: Path, j: int, style: str, act: np.ndarray, picture: n
     plt.imsave(folder / name("-original"), picture, vmin=0.0, vmax=1.0)
     scaled = (upsampled - upsampled.min()) / (upsampled - upsampled.min()).max()
     heat = np.float32(cv2.applyColorMap(np.uint8(255 * scaled), cv2.COLORMAP_JET)) / 255
-    overlay = np.clip(0.5 * picture + 0.3 * heat[..., ::-1], 0, 1)
+    overlay = np.clip(weights[0] * picture + weights[1] * heat[..., ::-1], 0, 1)
     plt.imsave(folder / name("-original_with_self_act"), overlay, vmin=0.0, vmax=1.0)
     if (rf[1] - rf[0], rf[3] - rf[2]) != picture.shape[:2]:
         plt.imsave(folder / name("-receptive_field"), picture[rf[0]:rf[1], rf[2]:rf[3]], vmin=0.0, vmax=1.0)
+        plt.imsave(folder / name("-receptive_field_with_self_act"), overlay[rf[0]:rf[1], rf[2]:rf[3]],
+                   vmin=0.0, vmax=1.0)
     plt.imsave(folder / name(""), picture[box[0]:box[1], box[2]:box[3]], vmin=0.0, vmax=1.0)
 
 

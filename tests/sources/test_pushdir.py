@@ -185,7 +185,7 @@ def test_st_protopnet_folders(tmp_path: Path, variant: str) -> None:
     for name in ("trivial", "support"):  # ST-ProtoPNet's main.py pushes the trivial set first
         results[name], vectors = W.protopnet_push(unit, labels, W.st_forward(model, name), W.negative, cls,
                                                   tmp_path / "run" / f"img{name}", 1, field, batch_size=4,
-                                                  png_style="suffix" if variant == "full" else "prefix")
+                                                  png_style="suffix", overlay=(0.75, 0.25))
         with torch.no_grad():
             getattr(model, f"prototype_vectors_{name}").copy_(torch.from_numpy(vectors)[:, :, None, None])
     imported = import_push_folder(model, tmp_path / "run", data)

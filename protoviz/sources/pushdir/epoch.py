@@ -9,7 +9,7 @@ writes into ``img/epoch-N/`` (ST-ProtoPNet: ``imgsupport/epoch-N/`` and ``imgtri
 - ``bb-receptive_fieldN.npy``: the same with the receptive-field box of the chosen cell;
 - ``prototype-self-actJ.npy`` (h, w) float32: prototype J's activation on its image (log similarity;
   TesNet / ST: minus the push distance, i.e. the projection or cosine), whose argmax is the chosen cell;
-- PNG pictures (``prototype-imgJ.png`` ...; ST full: ``Jprototype-img.png`` ...), not needed here.
+- PNG pictures (``prototype-imgJ.png`` ...; ST-ProtoPNet: ``Jprototype-img.png`` ...), not needed here.
 
 The quirk: the push computes the boxes and the self-activation from the prototype *before* replacing it
 by the chosen patch, so ``bbN.npy``'s box can differ from where the pushed prototype fires. The image,
