@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         from protoviz.sources import attach_sources, import_push_folder
 
         imported = import_push_folder(model, args.push_dir, args.data, epoch=args.push_epoch,
-                                      batch_size=args.batch_size, progress=console_progress())
+                                      batch_size=args.batch_size, progress=console_progress(),
+                                      checkpoint_name=Path(args.input).name)
         model = attach_sources(model, imported.sources, "push-folder", args.data, push_dir=str(args.push_dir),
                                layout=imported.layout, epoch=imported.epoch)
         notes = imported.summary()

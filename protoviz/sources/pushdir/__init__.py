@@ -63,6 +63,7 @@ class PushImport:
     boxes_differ: int
     max_distance: float | None
     checks: dict[str, int] = field(default_factory=dict)
+    distance_kind: str | None = None
 
     def summary(self) -> list[str]:
         """Human-readable lines for the command line and the page."""
@@ -73,17 +74,20 @@ class PushImport:
             lines.append(f"{self.boxes_differ} boxes as written by the original push differ from where the pushed "
                          "prototype fires (the push draws them before replacing the prototype); both are kept")
         if self.max_distance is not None:
-            lines.append(f"largest latent distance between a prototype and its source patch: {self.max_distance:.3g}")
+            lines.append(f"largest latent distance ({self.distance_kind}) between a prototype and its source patch: "
+                         f"{self.max_distance:.3g}")
         lines += [f"{name}: {value}" for name, value in self.checks.items()]
         return lines + self.notes
 
 
 def import_push_folder(model: PrototypeModel, push_dir: str | Path, data_dir: str | Path, epoch: int | None = None,
-                       batch_size: int = 32, progress: Progress | None = None) -> PushImport:
+                       batch_size: int = 32, progress: Progress | None = None,
+                       checkpoint_name: str | None = None) -> PushImport:
     """Read the sources in ``push_dir`` (what the original wrote) against the push images in ``data_dir``.
 
     ``data_dir`` is the ImageFolder the push loader read (its order resolves image indices). ``epoch``
-    picks ``epoch-N`` (default: the one in the checkpoint's name, else the latest).
+    picks ``epoch-N``; by default the epoch in the checkpoint's file name (``checkpoint_name``, else the
+    file the model was imported from, e.g. ``10push0.7822.pth``), else the latest.
     """
     folder = Path(push_dir)
     if not folder.exists():
@@ -92,7 +96,7 @@ def import_push_folder(model: PrototypeModel, push_dir: str | Path, data_dir: st
         raise ModelError(f"no push-folder reader for the {model.family} family; use `protoviz project`")
     listing = imagefolder_images(data_dir)
     map_size = model.map_size()
-    hint = _epoch_hint(model) if epoch is None else None
+    hint = _epoch_hint(model, checkpoint_name) if epoch is None else None
     try:
         found = READERS[model.family](model, folder, listing, epoch if hint is None else hint, map_size)
     except CheckpointError:
@@ -108,10 +112,13 @@ def import_push_folder(model: PrototypeModel, push_dir: str | Path, data_dir: st
     distances = [s.distance for s in chosen if s.distance is not None]
     checks = _patch_checks(found, sources, map_size)
     return PushImport(sources, found.layout, found.folders, found.epoch, found.notes, len(chosen), agree,
-                      sum(int(s.boxes_differ) for s in chosen), max(distances) if distances else None, checks)
+                      sum(int(s.boxes_differ) for s in chosen), max(distances) if distances else None, checks,
+                      chosen[0].distance_kind if chosen else None)
 
 
-def _epoch_hint(model: PrototypeModel) -> int | None:
+def _epoch_hint(model: PrototypeModel, checkpoint_name: str | None) -> int | None:
+    if checkpoint_name:
+        return epoch_from_name(Path(checkpoint_name).name)
     for key in ("imported_from", "converted_from"):
         if model.metadata.get(key):
             return epoch_from_name(Path(str(model.metadata[key])).name)
