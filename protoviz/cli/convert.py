@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from protoviz.cli.load_options import add_load_options, load_hints
 from protoviz.data.classnames import is_placeholder, read_class_names, with_class_names
 from protoviz.device import pick_device
 from protoviz.errors import ConfigError
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     output = checked_output(args.output, args.force)
     if args.push_dir and not args.data:
         raise ConfigError("--push-dir needs --data, the image folder the push read (to resolve its image indices)")
-    model = load_model(args.input, family=args.family, device=pick_device(args.device))
+    model = load_model(args.input, family=args.family, device=pick_device(args.device), **load_hints(args))
     notes: list[str] = []
     if args.push_dir:
         from protoviz.sources import attach_sources, import_push_folder

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from protoviz.cli.convert import checked_output, names_from
+from protoviz.cli.load_options import add_load_options, load_hints
 from protoviz.device import pick_device
 from protoviz.models import load_model
 from protoviz.models.checkpoint import save_model
@@ -34,12 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     output = checked_output(args.output, args.force)
-    model = load_model(args.input, family=args.family, device=pick_device(args.device))
+    model = load_model(args.input, family=args.family, device=pick_device(args.device), **load_hints(args))
     projection = project_sources(model, args.data, batch_size=args.batch_size, progress=console_progress())
     model = attach_sources(model, projection.sources, "projection", args.data, images=len(projection.images))
     model = names_from(model, args.classes, None, args.data)

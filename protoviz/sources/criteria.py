@@ -12,7 +12,8 @@ protopnet      squared L2 (``log``/``linear``),   own class (argmax of the      
 tesnet         -projection  z . p/|p|             own class                        projection
 stprotopnet    full: -cos(z, p); cropped:         own class, each set on its own   cos (no ReLU) / projection
                -projection (``push_forward_*``)
-protopool      squared L2                         classes whose slots pick it      log / linear similarity
+protopool      squared L2                         classes whose slots pick it      log similarity / -d
+                                                  (argmax of each slot)
 prototree      L2 (``forward_partial``)           classes of every leaf under the  exp(-d)
                                                   node (both subtrees)
 pipnet         -softmax score (top patch; PIP-Net every image                      softmax map
@@ -150,10 +151,19 @@ def _protopool_distances(model: Any, latent: Tensor) -> Tensor:
     return squared_l2_distances(latent, model.prototype_vectors.flatten(1))
 
 
+def _protopool_activation(model: Any, x: Tensor) -> Tensor:
+    """What ProtoPool's push draws boxes from: log((d + 1) / (d + 1e-4)), or max_dist - d for ``linear``
+    (boxes are unchanged by the constant: -d)."""
+    from protoviz.models.protopnet import distance_to_log_similarity
+
+    distances = model.distance_maps(x)
+    return -distances if model.config.activation == "linear" else distance_to_log_similarity(distances)
+
+
 register_rule(PushRule(
     family="protopool", distance_kind="squared_l2", needs_latent=True,
     step_distances=lambda m, step: _protopool_distances(m, _latent(step)),
-    distance_maps=lambda m, x: m.distance_maps(x), activation_maps=lambda m, x: m.similarity_maps(x),
+    distance_maps=lambda m, x: m.distance_maps(x), activation_maps=_protopool_activation,
     eligible=lambda m: m.prototype_class_identity > 0))
 
 
