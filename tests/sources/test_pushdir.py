@@ -292,3 +292,11 @@ def test_malformed_pipnet_tables(tmp_path: Path, text: str, message: str) -> Non
     (tmp_path / "train_3_pipnet_prototypes_cub_topk.csv").write_text(text)
     with pytest.raises(CheckpointError, match=message):
         import_push_folder(model, tmp_path, data)
+
+
+def test_link_from_the_run_folder_to_another_img_folder_is_refused(tmp_path: Path) -> None:
+    model, run, data, _pushed = _pushed_protopnet(tmp_path)
+    os.replace(run / "img", tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", run / "img")
+    with pytest.raises(CheckpointError, match="leads outside the push folder"):
+        import_push_folder(model, run, data)

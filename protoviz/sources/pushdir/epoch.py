@@ -40,7 +40,7 @@ def read_epoch_layout(model: PrototypeModel, push_dir: Path, listing: FolderImag
         groups = model.prototype_groups()
         picks, folders, notes, used = [], [], [], None
         for name in ST_SETS:
-            base = push_dir / f"img{name}"
+            base = inside(push_dir, f"img{name}")
             if not base.is_dir():
                 raise CheckpointError(f"{push_dir}: an ST-ProtoPNet push folder holds imgsupport/ and imgtrivial/ "
                                       f"(the model folder of its main.py); img{name}/ is missing")
@@ -51,7 +51,7 @@ def read_epoch_layout(model: PrototypeModel, push_dir: Path, listing: FolderImag
             notes += found.notes
             folders.append(folder)
         return PushFolder("stprotopnet", folders, used, picks, notes)
-    base = push_dir / "img" if (push_dir / "img").is_dir() else push_dir
+    base = inside(push_dir, "img") if (push_dir / "img").is_dir() else push_dir
     folder, used = epoch_folder(base, epoch)
     return _read_one(folder, used, listing, model.num_prototypes, 0, model, map_size)
 

@@ -25,7 +25,7 @@ from protoviz.models.base import PrototypeModel
 from protoviz.sources.criteria import push_rule
 from protoviz.sources.describe import Pick
 from protoviz.sources.folder import FolderImages
-from protoviz.sources.pushdir.common import PushFolder, decode_raw, header_size, match_images, numbered
+from protoviz.sources.pushdir.common import PushFolder, decode_raw, header_size, inside, match_images, numbered
 
 TOLERANCE = 0.5 / 255
 UPSAMPLE_THRESHOLD = 0.98
@@ -38,7 +38,7 @@ def read_prototree_folder(model: PrototypeModel, push_dir: Path, listing: Folder
     folder = push_dir
     for part in FOLDER:
         if not numbered(folder, r"(\d+)_original_image\.png") and (folder / part).is_dir():
-            folder = folder / part
+            folder = inside(folder, part)
     originals = numbered(folder, r"(\d+)_original_image\.png")
     if not originals:
         raise CheckpointError(f"{push_dir}: no N_original_image.png files (ProtoTree's "
