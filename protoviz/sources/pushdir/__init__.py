@@ -30,7 +30,7 @@ from protoviz.models.base import PrototypeModel, PrototypeSource
 from protoviz.progress import Progress
 from protoviz.sources.describe import describe_sources
 from protoviz.sources.folder import FolderImages, imagefolder_images
-from protoviz.sources.pushdir.common import PushFolder
+from protoviz.sources.pushdir.common import MissingEpoch, PushFolder
 from protoviz.sources.pushdir.epoch import epoch_from_name, read_epoch_layout
 from protoviz.sources.pushdir.pipnet import read_pipnet_table
 from protoviz.sources.pushdir.protopool import read_protopool_folder
@@ -99,7 +99,7 @@ def import_push_folder(model: PrototypeModel, push_dir: str | Path, data_dir: st
     hint = _epoch_hint(model, checkpoint_name) if epoch is None else None
     try:
         found = READERS[model.family](model, folder, listing, epoch if hint is None else hint, map_size)
-    except CheckpointError:
+    except MissingEpoch:
         if hint is None:
             raise
         found = READERS[model.family](model, folder, listing, None, map_size)

@@ -18,6 +18,10 @@ from protoviz.sources.folder import FolderImages
 Box = tuple[int, int, int, int]
 
 
+class MissingEpoch(CheckpointError):
+    """The push folder has no results for the epoch asked for."""
+
+
 @dataclass
 class PushFolder:
     """What a reader found in a push folder: one :class:`Pick` per prototype it names, and notes."""

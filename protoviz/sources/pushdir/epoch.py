@@ -28,7 +28,7 @@ from protoviz.models.base import PrototypeModel
 from protoviz.sources.describe import Pick
 from protoviz.sources.folder import FolderImages
 from protoviz.sources.npyfile import read_npy
-from protoviz.sources.pushdir.common import PushFolder, checked_box, image_row, inside, numbered
+from protoviz.sources.pushdir.common import MissingEpoch, PushFolder, checked_box, image_row, inside, numbered
 
 ST_SETS = ("support", "trivial")
 
@@ -61,7 +61,7 @@ def epoch_folder(base: Path, epoch: int | None) -> tuple[Path, int | None]:
     own = _bb_epochs(base)
     if own:
         if epoch is not None and epoch not in own:
-            raise CheckpointError(f"{base} holds bb files for epochs {sorted(own)}, not {epoch}")
+            raise MissingEpoch(f"{base} holds bb files for epochs {sorted(own)}, not {epoch}")
         return base, epoch if epoch is not None else max(own)
     folders = numbered(base, r"epoch-(\d+)")
     pushed = {n: f for n, f in folders.items() if f.is_dir() and n in _bb_epochs(f)}
@@ -71,7 +71,7 @@ def epoch_folder(base: Path, epoch: int | None) -> tuple[Path, int | None]:
     if epoch is None:
         epoch = max(pushed)
     if epoch not in pushed:
-        raise CheckpointError(f"{base} has push results for epochs {sorted(pushed)}, not {epoch}")
+        raise MissingEpoch(f"{base} has push results for epochs {sorted(pushed)}, not {epoch}")
     return pushed[epoch], epoch
 
 
@@ -132,7 +132,8 @@ def _cell(path: Path | None, map_size: tuple[int, int]) -> tuple[int, int] | Non
         return None
     act = read_npy(path, 2, "f")
     if act.shape != map_size:
-        raise CheckpointError(f"{path}: activation map {act.shape} but the model's maps are {map_size}")
+        raise CheckpointError(f"{path}: activation map {act.shape} but the model's maps are {map_size} (did the push "
+                              "run at another image size than the model's input? state dicts do not record it)")
     flat = int(np.argmax(act))
     return flat // map_size[1], flat % map_size[1]
 

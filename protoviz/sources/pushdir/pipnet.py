@@ -18,7 +18,7 @@ from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
 from protoviz.sources.describe import Pick
 from protoviz.sources.folder import FolderImages
-from protoviz.sources.pushdir.common import PushFolder, checked_box, inside, numbered
+from protoviz.sources.pushdir.common import MissingEpoch, PushFolder, checked_box, inside, numbered
 
 HEADER = ["prototype", "img name", "h_min_224", "h_max_224", "w_min_224", "w_max_224"]
 MAX_CSV_BYTES = 256 * 1024 * 1024
@@ -74,7 +74,7 @@ def _table(push_dir: Path, epoch: int | None) -> tuple[Path, int | None]:
                               "CUB-200-2011 runs only); use `protoviz project` to find the top patches instead")
     used = epoch if epoch is not None else max(tables)
     if used not in tables:
-        raise CheckpointError(f"{push_dir} has top-k tables for epochs {sorted(tables)}, not {used}")
+        raise MissingEpoch(f"{push_dir} has top-k tables for epochs {sorted(tables)}, not {used}")
     return inside(push_dir, tables[used].name), used
 
 

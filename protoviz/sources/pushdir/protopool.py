@@ -92,7 +92,8 @@ def _cells_and_boxes(paths: list[Path], map_size: tuple[int, int],
     for path in paths:
         act = read_npy(path, 2, "f")
         if act.shape != map_size:
-            raise CheckpointError(f"{path}: activation map {act.shape} but the model's maps are {map_size}")
+            raise CheckpointError(f"{path}: activation map {act.shape} but the model's maps are {map_size} (did the push "
+                              "run at another image size than the model's input? state dicts do not record it)")
         acts.append(act.astype(np.float32))
     stack = torch.from_numpy(np.stack(acts))
     flat = stack.flatten(1).argmax(dim=1)
