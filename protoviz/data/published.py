@@ -49,7 +49,7 @@ def read_like_opencv(path: Path, limits: ImageLimits = DEFAULT_LIMITS) -> np.nda
             _check_size(header, path.name, limits)
     except ImageError:
         raise
-    except Exception as error:  # noqa: BLE001 - any header failure means "not an image"
+    except Exception as error:
         raise ImageError(f"{path.name}: not an image file ({error})") from error
     pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if pixels is None:
@@ -66,7 +66,7 @@ def read_like_torchvision(data: bytes | Path, label: str, limits: ImageLimits = 
         return image.convert("RGB")
     except ImageError:
         raise
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise ImageError(f"{label}: not a decodable image ({error})") from error
 
 

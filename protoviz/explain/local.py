@@ -220,7 +220,7 @@ def _explain_region(model: PrototypeModel, unit: Tensor, modified: Tensor, confi
     selected = _selection(model, prototypes, unit.device)
     first = model(normalize(unit, model.input_spec))
     original = first.similarity_maps[:, selected]  # (B, K, h, w)
-    boxes, _ = high_activation_masks(original, tuple(unit.shape[-2:]), config.percentile)
+    boxes, _ = high_activation_masks(original, (int(unit.shape[-2]), int(unit.shape[-1])), config.percentile)
     region = get_region(config.region)
     if region.weights is None:
         raise ConfigError(f"region {config.region!r} has no per-prototype weights")

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from protoviz.errors import ConfigError
-from protoviz.explain.params import IDENTITY, ModificationParams
+from protoviz.explain.params import ModificationParams
 
 TEXTURE_BACKENDS: tuple[str, ...] = ("auto", "torch", "opencv")
 _LUMA = (0.299, 0.587, 0.114)

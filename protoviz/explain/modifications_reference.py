@@ -9,6 +9,7 @@ The registered characteristics (:mod:`protoviz.explain.characteristics`) call th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import cv2
@@ -81,7 +82,7 @@ def reference_operations(params: ModificationParams,
     from protoviz.explain.characteristics import get_characteristic
 
     chosen = names if names is not None else (*PAPER_ORDER, IDENTITY)
-    return {name: (lambda im, c=get_characteristic(name): c.reference(im, params)) for name in chosen}
+    return {name: functools.partial(get_characteristic(name).reference, params=params) for name in chosen}
 
 
 def modify_reference(image: Image.Image, names: tuple[str, ...], params: ModificationParams,

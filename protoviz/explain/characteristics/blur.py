@@ -53,7 +53,7 @@ class Blur:
         params = context.params
         scale = context.scale.double().mean(dim=1)  # (B,)
         sigmas = params.blur_sigma * scale
-        size = max(1, int(math.ceil(params.blur_kernel * float(scale.max()))))
+        size = max(1, math.ceil(params.blur_kernel * float(scale.max())))
         return blur_tensor(unit, sigmas, size if size % 2 == 1 else size + 1)
 
     @staticmethod

@@ -11,7 +11,8 @@ def box_mask(context: RegionContext) -> Tensor:
     """(B, K, 1, H, W) float: 1 inside each prototype's ``config.percentile`` box of its upsampled map."""
     from protoviz.explain.local import high_activation_masks
 
-    _, inside = high_activation_masks(context.maps, tuple(context.unit.shape[-2:]), context.config.percentile)
+    size = (int(context.unit.shape[-2]), int(context.unit.shape[-1]))
+    _, inside = high_activation_masks(context.maps, size, context.config.percentile)
     return inside.to(context.unit.dtype)
 
 

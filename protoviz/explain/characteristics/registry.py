@@ -103,7 +103,7 @@ OPENCV_JPEG = Codec("opencv", 95)
 
 FastFunction = Callable[[Tensor, FastContext], Tensor]
 ReferenceFunction = Callable[[Image.Image, "ModificationParams"], Image.Image]
-PrepareFunction = Callable[[Tensor, FastContext], Tensor]
+PrepareFunction = Callable[[Tensor, FastContext], Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -154,10 +154,12 @@ def register_characteristic(name: str, label: str, parameters: tuple[str, ...] =
             raise ConfigError(f"characteristic names may not contain {COMBINE!r} or ':', got {name!r}")
         if not callable(getattr(cls, "fast", None)) or not callable(getattr(cls, "reference", None)):
             raise ConfigError(f"characteristic {name!r} needs static methods fast() and reference()")
+        fast: FastFunction = cls.fast  # type: ignore[attr-defined]
+        reference: ReferenceFunction = cls.reference  # type: ignore[attr-defined]
         _CHARACTERISTICS[name] = Characteristic(
-            name=name, label=label, description=(cls.__doc__ or "").strip(), fast_function=cls.fast,
-            reference_function=cls.reference, parameters=tuple(parameters), neutral=dict(neutral or {}),
-            published=published, paper=paper, prepare_function=getattr(cls, "prepare", None), source=source)
+            name=name, label=label, description=(cls.__doc__ or "").strip(), fast_function=fast,
+            reference_function=reference, parameters=tuple(parameters),
+            neutral=dict(neutral or {}), published=published, paper=paper, prepare_function=getattr(cls, "prepare", None), source=source)
         return cls
 
     return decorate
@@ -196,16 +198,23 @@ def neutral_version(base: Characteristic) -> Characteristic:
     def with_neutral(params: ModificationParams) -> ModificationParams:
         return dataclasses.replace(params, **dict(base.neutral))
 
+    def fast(unit: Tensor, context: FastContext) -> Tensor:
+        return base.fast_function(unit, dataclasses.replace(context, params=with_neutral(context.params)))
+
+    def reference(image: Image.Image, params: ModificationParams) -> Image.Image:
+        return base.reference_function(image, with_neutral(params))
+
+    prepare: PrepareFunction | None = None
+    if base.prepare_function is not None:
+        original = base.prepare_function
+
+        def prepare(unit: Tensor, context: FastContext) -> Tensor | None:
+            return original(unit, dataclasses.replace(context, params=with_neutral(context.params)))
+
     return dataclasses.replace(
         base, name=FLOOR_PREFIX + base.name, label=f"{base.label} (noise floor)",
         description=f"{base.label} at its neutral parameters {dict(base.neutral)}: what its path alone changes.",
-        fast_function=lambda unit, ctx: base.fast_function(unit, dataclasses.replace(ctx, params=with_neutral(
-            ctx.params))),
-        reference_function=lambda image, params: base.reference_function(image, with_neutral(params)),
-        prepare_function=(None if base.prepare_function is None else
-                          (lambda unit, ctx, f=base.prepare_function: f(unit, dataclasses.replace(
-                              ctx, params=with_neutral(ctx.params))))),
-        paper=False)
+        fast_function=fast, reference_function=reference, prepare_function=prepare, paper=False)
 
 
 def validate_names(names: tuple[str, ...]) -> tuple[str, ...]:
