@@ -156,8 +156,8 @@ def explain_units(model: PrototypeModel, unit: Tensor, modified: Tensor, config:
     if config.region != "whole":
         return _explain_region(model, unit, modified, config, prototypes, names)
     stacked = torch.cat([unit[:, None], modified], dim=1).flatten(0, 1)
-    output = model(_normalize_copy(stacked, model, keep_images))
-    maps = output.similarity_maps.view(batch, 1 + count, *output.similarity_maps.shape[1:])
+    similarity, logits = _forward_chunks(model, _normalize_copy(stacked, model, keep_images), batch)
+    maps = similarity.view(batch, 1 + count, *similarity.shape[1:])
     selected = _selection(model, prototypes, maps.device)
     maps = maps[:, :, selected]
     original, changed = maps[:, 0], maps[:, 1:]
@@ -167,9 +167,21 @@ def explain_units(model: PrototypeModel, unit: Tensor, modified: Tensor, config:
         characteristics=names, prototypes=selected.cpu(),
         similarities=values_at(original, index).float().cpu(), modified=values_at(changed, index).float().cpu(),
         locations=torch.stack([index // width, index % width], dim=-1).cpu(),
-        logits=output.logits.view(batch, 1 + count, -1)[:, 0].float().cpu(), config=config,
+        logits=logits.view(batch, 1 + count, -1)[:, 0].float().cpu(), config=config,
         unit=stacked.view(batch, 1 + count, *unit.shape[1:]).cpu() if keep_images else None,
         maps=original.float().cpu() if keep_images else None)
+
+
+def _forward_chunks(model: PrototypeModel, images: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """Similarity maps (N, P, h, w) and logits (N, C) of normalised images (N, 3, H, W). On the CPU the
+    forward runs ``chunk`` images at a time (the caller's batch: a CPU forward of 7 B images costs more
+    per image than 7 forwards of B, measured 2.9 vs 1.9 ms per 128 px image on the tiny demo model); on
+    an accelerator in one call."""
+    if images.device.type != "cpu" or images.shape[0] <= chunk:
+        output = model(images)
+        return output.similarity_maps, output.logits
+    outputs = [model(part) for part in images.split(max(1, chunk))]
+    return torch.cat([o.similarity_maps for o in outputs]), torch.cat([o.logits for o in outputs])
 
 
 def _normalize_copy(stacked: Tensor, model: PrototypeModel, keep: bool) -> Tensor:
