@@ -59,7 +59,7 @@ def dialled(params: ModificationParams, name: str, strength: float) -> Modificat
         raise ConfigError(f"no strength dial for {name!r}; dials exist for {', '.join(DIALS)}")
     if not 0.0 <= strength <= 1.0:
         raise ConfigError(f"strength must be in [0, 1], got {strength}")
-    values = {key: low + strength * (high - low) for key, (low, high) in DIALS[name].items()}
+    values: dict[str, Any] = {key: low + strength * (high - low) for key, (low, high) in DIALS[name].items()}
     return dataclasses.replace(params, **values)
 
 

@@ -115,6 +115,7 @@ def prototype_parts(model: PrototypeModel, dataset: ImageDataset, part_names: tu
     for batch in iterate_batches(dataset, model.input_spec, batch_size, with_masks=True):
         maps = model(batch.images.to(model.device)).similarity_maps.float()
         boxes = percentile_boxes(upsample_maps(maps, size), percentile).cpu()
+        assert batch.masks is not None  # the dataset has masks (checked above)
         histogram = _box_histograms(batch.masks, boxes, parts)  # (B, P, K)
         scores = maps.flatten(2).amax(2).double().cpu()  # (B, P)
         pool_s = torch.cat([best, scores.t()], dim=1)
@@ -221,7 +222,8 @@ def counterfactual_drops(model: PrototypeModel, cases: tuple[GroundTruthCase, ..
     from protoviz.data.synthetic import PART_NAMES, SyntheticConfig, class_rules, render_bird
     from protoviz.data.transforms import preprocess
 
-    config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in rules["config"].items()})
+    settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in rules["config"].items()}
+    config = SyntheticConfig(**settings)
     by_name = {rule.name: rule for rule in class_rules()}
     out: dict[int, dict[str, float]] = {}
     for case in cases:
@@ -256,7 +258,7 @@ def counterfactual_report(cases: tuple[GroundTruthCase, ...], drops: dict[int, d
         top = max(found, key=lambda k: found[k]) if found else None
         rows.append({"prototype": case.prototype, "class_name": case.class_name, "expected": list(case.expected),
                      "drops": found, "top": top, "hit": top in case.expected})
-    hits = sum(r["hit"] for r in rows)
+    hits = sum(1 for r in rows if r["hit"])
     return {"hits": hits, "cases": len(rows), "share": hits / max(len(rows), 1), "prototypes": rows}
 
 
