@@ -88,3 +88,14 @@ def test_explain_takes_registered_combined_and_floor_characteristics(tiny_checkp
     assert doc["characteristics"] == ["hue", "blur", "hue+shape", "floor:hue", "floor:blur", "floor:hue+shape"]
     assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
                  "--characteristics", "hue,sharpness"]) == 2
+
+
+def test_explain_records_each_characteristic_in_provenance(tiny_checkpoint: Path, tiny_data: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "prov"
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
+                 "--as", "published", "--limit", "2", "--device", "cpu"]) == 0
+    run = json.loads((out / "characteristics.json").read_text())["modifications"]
+    assert run["path"] == "published" and run["characteristics"]["hue"]["parameters"] == {"hue": 0.1}
+    assert run["characteristics"]["texture"]["stored_as"] == "JPEG quality 95 via OpenCV"
+    assert run["characteristics"]["contrast"]["stored_as"] == "JPEG quality 75 via Pillow"

@@ -286,3 +286,22 @@ def get_region(name: str) -> Region:
     if name not in _REGIONS:
         raise ConfigError(f"unknown region {name!r}; choose one of {', '.join(list_regions())}")
     return _REGIONS[name]
+
+
+def describe_run(config: ExplainConfig, device: Any) -> dict[str, Any]:
+    """What a run's characteristics are, for provenance: per name its parameters, source and (on the
+    published path) how each modified image was stored; the data path; the fast texture backend."""
+    from protoviz.explain.modifications_fast import texture_backend
+
+    published = config.path == "published"
+    record: dict[str, Any] = {"path": config.path, "region": config.region, "characteristics": {}}
+    for name in config.characteristics:
+        characteristic = get_characteristic(name)
+        record["characteristics"][name] = {
+            "parameters": characteristic.parameter_values(config.params), "source": characteristic.source,
+            **({"stored_as": characteristic.published.describe()} if published else {})}
+    if config.region in ("focus", "dual"):
+        record["heatmap_method"] = config.heatmap_method
+    if config.mode == "fast":
+        record["fast_texture_backend"] = texture_backend(config.fast_texture, device)
+    return record
