@@ -20,8 +20,8 @@ from PIL import Image
 
 from protoviz.device import run_with_oom_fallback
 from protoviz.errors import ConfigError, DatasetError
-from protoviz.explain.local import LocalExplanation, PreparedBatch, explain_units, prepare_cpu, to_device
 from protoviz.explain.characteristics import describe_run
+from protoviz.explain.local import LocalExplanation, PreparedBatch, explain_units, prepare_cpu, to_device
 from protoviz.explain.params import ExplainConfig
 from protoviz.models.base import PrototypeModel
 
