@@ -25,3 +25,7 @@ class ConfigError(ProtovizError):
 
 class ModelError(ProtovizError):
     """A model cannot do what was asked (wrong input shape, missing feature, needs a GPU)."""
+
+
+class WorkspaceError(ProtovizError):
+    """The workspace (PROTOVIZ_HOME) is unreadable, damaged, newer than this protoviz, full, or lacks an entry."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import add_user_model, available_models, get_model
+from app.state import add_user_model, available_models, get_model, remove_user_model
 from app.widgets import show_error
 from protoviz.errors import ProtovizError
 from protoviz.models.legacy import checkpoint_file
@@ -24,6 +24,14 @@ def model_card(name: str) -> None:
     with st.container(border=True):
         st.subheader(name)
         st.caption(f"{entry.origin} model · `{entry.path}`")
+        if entry.origin == "added" and st.button("Remove", key=f"models.remove.{name}", icon=":material/delete:",
+                                                 help="Forget this model and delete its kept copy"):
+            try:
+                remove_user_model(name)
+            except ProtovizError as error:
+                show_error(error)
+                return
+            st.rerun()
         try:
             loaded = get_model(name)
         except ProtovizError as error:
