@@ -90,3 +90,11 @@ def test_the_path_is_recorded_and_checked(cub_jpeg: Path) -> None:
     assert described["path"] == "published" and any("quality 95" in s for s in described["published"]["steps"])
     with pytest.raises(DatasetError, match="unknown data path"):
         dataset_for_path(clean, "jpeg")
+
+
+def test_the_published_path_has_its_own_dataset_fingerprint(cub_jpeg: Path) -> None:
+    from protoviz.fingerprint import dataset_fingerprint
+
+    clean = open_dataset(cub_jpeg, split="test")
+    assert dataset_fingerprint(clean) == dataset_fingerprint(open_dataset(cub_jpeg, split="test"))
+    assert dataset_fingerprint(published_dataset(clean)) != dataset_fingerprint(clean)
