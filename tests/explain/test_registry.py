@@ -162,3 +162,22 @@ def test_combination_applies_its_parts_in_order() -> None:
     fast = get_characteristic("hue+contrast").fast(unit, context)
     fast_by_hand = get_characteristic("contrast").fast(get_characteristic("hue").fast(unit, context), context)
     assert torch.allclose(fast, fast_by_hand)
+
+
+@pytest.mark.parametrize("method", __import__("protoviz.heatmaps.methods", fromlist=["list_methods"]).list_methods())
+def test_focus_and_dual_work_with_every_heatmap_method(method: str) -> None:
+    """focus blends with weight w (the normalised heatmap), dual with 1 - w: the two weights sum to one."""
+    model = _example("protopnet")
+    h, w = model.input_spec.image_size
+    image = _image(12, (h, w))
+    torch.manual_seed(0)  # smoothgrad draws its noise from the global generator
+    focus = explain_images(model, [image], ExplainConfig(names=("hue",), region="focus", heatmap_method=method),
+                           prototypes=[0, 2])
+    torch.manual_seed(0)
+    dual = explain_images(model, [image], ExplainConfig(names=("hue",), region="dual", heatmap_method=method),
+                          prototypes=[0, 2])
+    assert focus.weights is not None and dual.weights is not None
+    assert torch.allclose(focus.weights + dual.weights, torch.ones_like(focus.weights), atol=1e-6)
+    assert torch.isfinite(focus.deltas).all() and torch.isfinite(dual.deltas).all()
+    with pytest.raises(ConfigError):
+        ExplainConfig(region="focus", heatmap_method="nope")
