@@ -190,7 +190,11 @@ def render_decision_path(loaded: LoadedModel, explanation: ImageExplanation, slo
     rows = path.as_rows()
     st.dataframe({key: [row[key] for row in rows] for key in rows[0]} if rows else {}, hide_index=True)
     best = max(path.leaf_distribution)
-    st.caption(f"leaf node {path.leaf_position} predicts **{model.class_names[path.predicted_class]}** "
+    stem = f"{loaded.name}_{explanation.name.rsplit('.', 1)[0]}"
+    st.download_button("Decision path (JSON)", json.dumps(path.as_record(), indent=2).encode(),
+                       f"{stem}_decision_path.json", "application/json", key=f"{slot}.path.json",
+                       on_click="ignore", icon=":material/data_object:")
+    st.caption(f"leaf node {path.leaf_node} predicts **{model.class_names[path.predicted_class]}** "
                f"({best:.1%}); the probabilities above mix all leaves, weighted by their path probabilities.")
 
 

@@ -107,6 +107,7 @@ class ModelSummary:
     output_kind: str
     prototype_groups: dict[str, tuple[int, int]] = field(default_factory=dict)
     num_parameters: int = 0
+    settings: dict[str, str] = field(default_factory=dict)  # family-specific choices, e.g. ProtoPool's slots
 
     def as_rows(self) -> list[tuple[str, str]]:
         """Human-readable (name, value) rows."""
@@ -120,6 +121,7 @@ class ModelSummary:
             ("similarity map", f"{self.map_size[0]}x{self.map_size[1]}"),
             ("similarity", self.similarity),
             ("output", self.output_kind),
+            *self.settings.items(),
             ("prototype groups", groups or "-"),
             ("parameters", f"{self.num_parameters:,}"),
         ]
@@ -208,6 +210,17 @@ class PrototypeModel(nn.Module, ABC):
         """Class scores (B, C) from similarity maps (B, P, h, w) and their max-pool (B, P)."""
         return pooled @ self.class_weights.t()
 
+    @property
+    def logits_from_pooled(self) -> bool:
+        """False when the class scores are not a function of the similarity maps (ProtoPool's soft slots
+        mix distances before the activation): :meth:`logits_from_similarities` is then undefined and the
+        logits come only from :meth:`forward`."""
+        return True
+
+    def settings(self) -> dict[str, str]:
+        """Family-specific settings a user should see (name -> value), e.g. ProtoPool's slot mode."""
+        return {}
+
     def forward(self, x: Tensor) -> PrototypeOutput:  # type: ignore[override]
         """Normalised images (B, 3, H, W) -> :class:`PrototypeOutput`."""
         self._check_input(x)
@@ -238,6 +251,7 @@ class PrototypeModel(nn.Module, ABC):
             output_kind=self.output_kind,
             prototype_groups=self.prototype_groups(),
             num_parameters=sum(p.numel() for p in self.parameters()),
+            settings=self.settings(),
         )
 
     def _check_input(self, x: Tensor) -> None:

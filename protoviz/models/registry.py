@@ -53,21 +53,26 @@ def build_model(family: str, config: dict[str, Any]) -> PrototypeModel:
     return FAMILIES.get(family).from_config(config)
 
 
-def load_model(path: str | Path, family: str | None = None, device: str | torch.device | None = None) -> PrototypeModel:
+def load_model(path: str | Path, family: str | None = None, device: str | torch.device | None = None,
+               **hints: str | None) -> PrototypeModel:
     """Load any supported checkpoint into an eval-mode model on ``device`` (default: CPU).
 
     Native ``.safetensors`` files are read without pickle; research checkpoints go through the
     restricted importers in :mod:`protoviz.models.legacy`. ``family`` is a hint for files that two
-    families could have written (e.g. ProtoPNet and TesNet state dicts).
+    families could have written (e.g. ProtoPNet and TesNet state dicts); ``hints`` are the other facts a
+    file may not tell: ``slots`` (ProtoPool: soft | hard), ``activation`` (ProtoPNet, ProtoPool: log |
+    linear), ``backbone`` (PIP-Net: convnext_tiny_26 | convnext_tiny_13); see :mod:`protoviz.models.hints`.
     """
     from protoviz.models import checkpoint, legacy
+    from protoviz.models.hints import LoadHints, apply_to_native
 
+    load_hints = LoadHints.of(family=family, **hints)
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no such file or folder: {path}")
     target = torch.device(device) if device is not None else torch.device("cpu")
     if path.is_file() and checkpoint.is_safetensors(path):
-        model = checkpoint.load_native(path, device=target)
+        model = apply_to_native(checkpoint.load_native(path, device=target), load_hints, path.name)
     else:
-        model = legacy.load_legacy(path, family=family, device=target)
+        model = legacy.load_legacy(path, family=family, device=target, hints=load_hints)
     return model.eval()

@@ -9,6 +9,7 @@ PIP-Net ``checkpoints`` folder (net_trained_last, net_trained, ...), or a folder
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,19 +17,30 @@ import torch
 from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
 from protoviz.models.checkpoint import file_sha256
+from protoviz.models.hints import BACKBONE_HINTS, LoadHints, record_choice
 
 _FOLDER_CANDIDATES = ("net_trained_last", "net_trained", "net_pretrained", "best_model_push.pth", "best_model.pth")
 _SUFFIXES = (".pth", ".pt", ".tar", ".pkl", ".ckpt")
 
 
-def load_legacy(path: Path, family: str | None, device: torch.device) -> PrototypeModel:
-    """Load a research checkpoint (file or folder) as a :class:`PrototypeModel` on ``device``."""
-    from protoviz.models.legacy import detect
+def load_legacy(path: Path, family: str | None, device: torch.device, hints: LoadHints | None = None) -> PrototypeModel:
+    """Load a research checkpoint (file or folder) as a :class:`PrototypeModel` on ``device``.
+
+    ``hints``: what the file cannot tell (:mod:`protoviz.models.hints`); ``family`` overrides its family.
+    """
+    from protoviz.models.legacy import detect, pipnet
     from protoviz.models.legacy.unpickler import load_file
 
+    hints = replace(hints or LoadHints(), family=family or (hints.family if hints else None))
+    family = hints.family
     file = checkpoint_file(Path(path))
+    run_net = pipnet.run_folder_net(file) if hints.backbone is None else None
+    if run_net in BACKBONE_HINTS:
+        hints = replace(hints, backbone=run_net)
     obj = load_file(file, device="cpu")
-    model = detect.convert(obj, family, file.name)
+    model = detect.convert(obj, family, file.name, hints)
+    if run_net in BACKBONE_HINTS and "backbone" in model.metadata.get("load_hints", {}):
+        record_choice(model.metadata, "backbone", str(run_net), "read from the run folder's metadata/args.txt")
     model.metadata.update({"imported_from": str(file), "checkpoint_sha256": file_sha256(file),
                            "research_family": model.family})
     return model.to(device).eval()
