@@ -273,7 +273,7 @@ def prototype_box(local: LocalExplanation, image: int, column: int, percentile: 
         return tuple(int(v) for v in local.boxes[image, column].tolist())
     if local.maps is None or local.unit is None:
         raise ConfigError("prototype_box needs an explanation computed with keep_images=True")
-    size = tuple(local.unit.shape[-2:])
+    size = (int(local.unit.shape[-2]), int(local.unit.shape[-1]))
     boxes, _ = high_activation_masks(local.maps[image, column][None, None], size,
                                      local.config.percentile if percentile is None else percentile)
     return tuple(int(v) for v in boxes[0, 0].tolist())
