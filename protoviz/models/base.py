@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from protoviz.errors import ModelError
+from protoviz.models.labels import family_label, similarity_unit
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -108,21 +109,24 @@ class ModelSummary:
     prototype_groups: dict[str, tuple[int, int]] = field(default_factory=dict)
     num_parameters: int = 0
     settings: dict[str, str] = field(default_factory=dict)  # family-specific choices, e.g. ProtoPool's slots
+    family_label: str = ""  # the method's name, e.g. 'ST-ProtoPNet' for a native ProtoPNet with two sets
+    similarity_unit: str = ""  # what a similarity value means (protoviz.models.labels)
 
     def as_rows(self) -> list[tuple[str, str]]:
         """Human-readable (name, value) rows."""
         groups = ", ".join(f"{k} [{a}:{b})" for k, (a, b) in self.prototype_groups.items())
+        label = self.family_label or self.family
         return [
-            ("family", self.family),
+            ("family", label if label.lower() == self.family else f"{label} (protoviz family '{self.family}')"),
             ("backbone", self.backbone),
             ("input size", f"{self.input_size[0]}x{self.input_size[1]}"),
             ("prototypes (P)", str(self.num_prototypes)),
             ("classes (C)", str(self.num_classes)),
             ("similarity map", f"{self.map_size[0]}x{self.map_size[1]}"),
-            ("similarity", self.similarity),
+            ("similarity", f"{self.similarity}: {self.similarity_unit}" if self.similarity_unit else self.similarity),
             ("output", self.output_kind),
             *self.settings.items(),
-            ("prototype groups", groups or "-"),
+            ("prototype sets", groups or "-"),
             ("parameters", f"{self.num_parameters:,}"),
         ]
 
@@ -252,6 +256,8 @@ class PrototypeModel(nn.Module, ABC):
             prototype_groups=self.prototype_groups(),
             num_parameters=sum(p.numel() for p in self.parameters()),
             settings=self.settings(),
+            family_label=family_label(self.family, getattr(self, "config", None)),
+            similarity_unit=similarity_unit(self.similarity_kind),
         )
 
     def _check_input(self, x: Tensor) -> None:
