@@ -114,8 +114,8 @@ class View(Protocol):
     ``key`` must identify the images (equal keys are forwarded once) and views must pickle (no lambdas):
     consumers holding them travel between ranks.
 
-    ``includes_clean``: the view yields ONE tensor (B * (1 + V), 3, H, W), image-major, whose first image
-    of each group of 1 + V is the batch's own image. The engine then takes the clean maps from that
+    ``includes_clean``: the tensors the view yields, concatenated, are (B * (1 + V), 3, H, W), image-major:
+    the first image of each group of 1 + V is the batch's own image. The engine then takes the clean maps from that
     forward instead of forwarding the batch twice (unless latents are needed), and the consumer compares
     originals and variants computed in the same forward (so an identity variant gives exactly zero).
     """
@@ -294,7 +294,7 @@ class _Engine:
             if carrier is None:
                 maps, pooled, logits, latent = clean_forward(model, batch.images, needs.latent)
             else:
-                [stacked] = views[carrier.key]
+                stacked = torch.cat(views[carrier.key])
                 maps, latent = stacked.view(len(batch), -1, *stacked.shape[1:])[:, 0], None
                 pooled = maps.flatten(2).amax(dim=2)
                 logits = model.logits_from_similarities(maps, pooled) if model.logits_from_pooled else \

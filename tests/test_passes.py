@@ -102,7 +102,8 @@ def test_the_clean_maps_come_from_a_view_that_includes_them() -> None:
     pil = [Image.fromarray((im.permute(1, 2, 0).numpy() * 255).astype(np.uint8)) for im in images]
     consumer = GlobalAccumulator(view.config.characteristics, model.num_prototypes, view)
     run_pass(model, _prepared(model, pil, [0, 1, 2], 2, view.config), [consumer])
-    assert model.calls == [2 * 7, 1 * 7]  # originals and 6 modified versions in one forward, no separate clean one
+    # originals and their 6 modified versions, B images per forward on a CPU; no separate clean forward
+    assert model.calls == [2] * 7 + [1] * 7
     assert consumer.count == 3
 
 

@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "evaluate": "consistency, stability, accuracy ... of a model over a dataset",
     "trust": "sanity checks and faithfulness of the heatmap methods",
     "convert": "convert a research checkpoint to protoviz's .safetensors format",
+    "project": "find each prototype's source patch on a training set (no weight changes) and save the model "
+               "with its sources",
 }
 
 

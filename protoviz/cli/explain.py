@@ -1,4 +1,9 @@
-"""`protoviz explain CKPT --data DIR --mode fast|reference --out results/`: global characteristic importance.
+"""`protoviz explain CKPT --data DIR --mode fast|reference --as clean|published --out results/`: global
+characteristic importance.
+
+``--as published`` (the default with ``--mode reference``) reproduces Nauta et al.'s numbers: crops and
+every modified image are written and re-read as JPEG as their code did (see protoviz.data.published and
+the ``Codec`` of each registered characteristic); ``--as clean`` keeps everything in memory.
 
 Runs the global explanation (hue, shape, texture, contrast, saturation, brightness per prototype) over
 every image of a dataset split, printing progress, and writes ``characteristics.csv`` and
@@ -16,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from protoviz.data.datasets import open_dataset
+from protoviz.data.published import dataset_for_path
 from protoviz.device import pick_device
 from protoviz.distributed import ShardGroup, join, leave
 from protoviz.errors import ConfigError, ModelError
+from protoviz.explain.characteristics import list_characteristics
 from protoviz.explain.export import provenance, write_global
 from protoviz.explain.extras import agreement, redundancy
 from protoviz.explain.global_ import explain_shard
-from protoviz.explain.params import MODES, ExplainConfig, ModificationParams
+from protoviz.explain.params import CHARACTERISTICS, MODES, PATHS, ExplainConfig, ModificationParams
 from protoviz.models import load_model
 from protoviz.progress import console_progress
 
@@ -32,8 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a model checkpoint (.safetensors or a research format)")
     parser.add_argument("--data", default=None, help="dataset folder (CUB layout or ImageFolder); "
                                                      "default: the bundled synthetic test set")
-    parser.add_argument("--mode", default="fast", choices=MODES,
-                        help="fast: batched tensor ops on the device; reference: PIL/OpenCV as published")
+    parser.add_argument("--mode", default=None, choices=MODES,
+                        help="fast (default): batched tensor ops on the device; reference: PIL/OpenCV as published")
+    parser.add_argument("--as", dest="path", default=None, choices=PATHS,
+                        help="data path: 'clean' keeps images in memory (the better-founded numbers); 'published' "
+                             "writes and re-reads every crop and modified image as JPEG as the published code did "
+                             "(reproduces Nauta et al.'s numbers; implies --mode reference). Default: published "
+                             "with --mode reference, else clean")
+    parser.add_argument("--characteristics", default=None,
+                        help="comma-separated registered characteristics, combinations a+b, noise floors floor:a "
+                             f"(default: {','.join(CHARACTERISTICS)}; registered: {','.join(list_characteristics())})")
+    parser.add_argument("--floors", action="store_true",
+                        help="also run every characteristic at its neutral strength (a noise floor per characteristic)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     parser.add_argument("--split", default="test", choices=("test", "train", "all"))
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (each sent with 6 variants)")
@@ -68,6 +85,17 @@ def parse_params(items: list[str]) -> ModificationParams:
     return ModificationParams(**values)
 
 
+def resolve_path(mode: str | None, path: str | None) -> tuple[str, str]:
+    """(mode, data path) from the flags: ``--as published`` implies the reference mode, ``--mode
+    reference`` alone defaults to the published path (a paper's number), everything else is clean."""
+    if path == "published" and mode == "fast":
+        raise ConfigError("--as published re-encodes the reference modifications; use it with --mode reference "
+                          "(or without --mode)")
+    if path is None:
+        path = "published" if mode == "reference" else "clean"
+    return (mode or ("reference" if path == "published" else "fast")), path
+
+
 def _finite(value: float) -> float | None:
     """JSON has no NaN: a correlation of a constant vector is written as null."""
     return None if math.isnan(value) else float(value)
@@ -90,14 +118,17 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
         data = synthetic_dataset()
     else:
         data = Path(args.data)
-    dataset = open_dataset(data, split=args.split, crop_to_box=not args.no_crop)
-    config = ExplainConfig(mode=args.mode, noise_floor=args.noise_floor, params=parse_params(args.param))
+    mode, path = resolve_path(args.mode, args.path)
+    dataset = dataset_for_path(open_dataset(data, split=args.split, crop_to_box=not args.no_crop), path)
+    names = tuple(n.strip() for n in (args.characteristics or "").split(",") if n.strip()) or CHARACTERISTICS
+    config = ExplainConfig(mode=mode, path=path, names=names, noise_floor=args.noise_floor, floors=args.floors,
+                           params=parse_params(args.param))
     info = provenance(model, Path(args.checkpoint).stem, {**dataset.describe(), "limit": args.limit}, config.seed)
     progress: Any = None if args.quiet or not main else console_progress()
     result = explain_shard(model, dataset, config, args.batch_size, args.limit, progress, info, group=group)
     second = None
     if args.agreement_split:
-        other = open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop)
+        other = dataset_for_path(open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop), path)
         second = explain_shard(model, other, config, args.batch_size, args.limit, progress, group=group)
     if result is None:
         return 0
@@ -119,5 +150,5 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
               f"median Pearson {together.median_pearson:.2f} over {result.num_prototypes} prototypes")
     json_path.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
     print(f"wrote {csv_path} and {json_path} ({result.num_images} images, {result.num_prototypes} prototypes, "
-          f"mode {args.mode}; {len(flagged)} redundant pair(s) flagged)")
+          f"mode {mode}, {path} path; {len(flagged)} redundant pair(s) flagged)")
     return 0

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from protoviz.data.transforms import normalize
 from protoviz.errors import ConfigError, DatasetError
+from protoviz.explain.characteristics import describe_run
 from protoviz.explain.local import LocalExplanation, prepare_cpu, to_device, values_at
-from protoviz.explain.modifications_fast import texture_backend
 from protoviz.explain.params import ExplainConfig
 from protoviz.models.base import PrototypeModel
 from protoviz.passes import Needs, PassBatch, PassRecord, PassStep, run_pass
@@ -48,8 +48,10 @@ class ImageSource(Protocol):
 @dataclass(frozen=True)
 class CharacteristicView:
     """Each batch's images followed by their M modified versions (whole-image modifications of ``config``),
-    forwarded together as one (B * (1 + M), 3, H, W) tensor, so that an unchanged image gives exactly its
-    original similarity; the batch's payload is its :class:`~protoviz.explain.local.PreparedBatch`."""
+    (B * (1 + M), 3, H, W) image-major, forwarded as :func:`protoviz.explain.local.explain_units` does (one
+    call on an accelerator, B images per call on a CPU), so that the numbers equal the local explanation's
+    and an unchanged image gives exactly its original similarity; the batch's payload is its
+    :class:`~protoviz.explain.local.PreparedBatch`."""
 
     config: ExplainConfig
     includes_clean = True
@@ -64,7 +66,11 @@ class CharacteristicView:
         spec = model.input_spec
         mean = torch.tensor(spec.mean, dtype=stacked.dtype, device=stacked.device).view(1, 3, 1, 1)
         std = torch.tensor(spec.std, dtype=stacked.dtype, device=stacked.device).view(1, 3, 1, 1)
-        yield stacked.sub_(mean).div_(std)
+        stacked.sub_(mean).div_(std)
+        if stacked.device.type == "cpu":  # B images per forward, as explain_units: cheaper per image on a CPU
+            yield from stacked.split(max(1, len(batch)))
+        else:
+            yield stacked
 
 
 @dataclass
@@ -95,7 +101,7 @@ class GlobalAccumulator:
         """Add one pass batch: s_j(x) at l*_j of the clean maps, s_j(x_m) at the same cell of the modified."""
         if self.view is None:
             raise ConfigError("a global accumulator fed by a pass needs its CharacteristicView")
-        [stacked] = step.view(self.view)  # (B * (1 + M), P, h, w)
+        stacked = torch.cat(step.view(self.view))  # (B * (1 + M), P, h, w)
         grouped = stacked.view(step.maps.shape[0], -1, *stacked.shape[1:])  # (B, 1 + M, P, h, w)
         original, changed = grouped[:, 0], grouped[:, 1:]
         index = original.flatten(-2).argmax(dim=-1)  # (B, P): the first maximum
@@ -219,8 +225,7 @@ def explain_shard(model: PrototypeModel, source: ImageSource | Sequence[Image.Im
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     total = len(source) if limit is None else min(len(source), max(0, int(limit)))
-    if config.mode == "fast":
-        provenance = {**(provenance or {}), "fast_texture_backend": texture_backend(config.fast_texture, model.device)}
+    provenance = {**(provenance or {}), "modifications": describe_run(config, model.device)}
     positions = list(range(total))
     mine = positions if group is None else group.take(positions, batch_size)
     accumulator = GlobalAccumulator(config.characteristics, model.num_prototypes, CharacteristicView(config))

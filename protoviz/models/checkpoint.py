@@ -21,9 +21,11 @@ from safetensors.torch import save_file
 
 from protoviz.errors import CheckpointError, ProtovizError
 from protoviz.models.base import PrototypeModel, PrototypeSource
+from protoviz.models.source_record import source_from_record
 
 FORMAT_NAME = "protoviz"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: prototype sources may carry rf_box, push_box, distance, distance_kind, origin
+READABLE_VERSIONS: tuple[str, ...] = ("1", "2")
 _SOURCE_PREFIX = "protoviz.source."
 
 
@@ -73,9 +75,9 @@ def load_native(path: str | Path, device: torch.device | str = "cpu") -> Prototy
     if metadata.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path.name} is a safetensors file without protoviz metadata; "
                               "convert research checkpoints with `protoviz convert`")
-    if metadata.get("format_version") != FORMAT_VERSION:
+    if metadata.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path.name} has format version {metadata.get('format_version')!r}; "
-                              f"this protoviz reads version {FORMAT_VERSION}")
+                              f"this protoviz reads versions {', '.join(READABLE_VERSIONS)}")
     try:
         family = metadata["family"]
         config = json.loads(metadata["config"])
@@ -126,7 +128,12 @@ def state_dict_problems(expected: dict[str, torch.Tensor], found: dict[str, torc
 
 
 def _sources(metadata: dict[str, str], tensors: dict[str, torch.Tensor], num_prototypes: int) -> list[PrototypeSource | None]:
-    raw = json.loads(metadata.get("prototype_sources", "[]"))
+    try:
+        raw = json.loads(metadata.get("prototype_sources", "[]"))
+    except ValueError as error:
+        raise CheckpointError(f"the prototype_sources metadata is not valid JSON ({error})") from error
+    if not isinstance(raw, list):
+        raise CheckpointError("the prototype_sources metadata must be a JSON list")
     if raw and len(raw) != num_prototypes:
         raise CheckpointError(f"checkpoint lists {len(raw)} prototype sources for {num_prototypes} prototypes")
     sources: list[PrototypeSource | None] = []
@@ -136,16 +143,17 @@ def _sources(metadata: dict[str, str], tensors: dict[str, torch.Tensor], num_pro
             continue
         image = tensors.get(f"{_SOURCE_PREFIX}{j}.image")
         patch = tensors.get(f"{_SOURCE_PREFIX}{j}.patch")
-        location = item.get("map_location")
-        sources.append(PrototypeSource(
-            image_id=str(item["image_id"]),
-            box=tuple(int(v) for v in item["box"]),  # type: ignore[arg-type]
-            image_thumbnail=image.numpy() if image is not None else None,
-            patch_thumbnail=patch.numpy() if patch is not None else None,
-            map_location=tuple(location) if location else None,  # type: ignore[arg-type]
-            class_index=item.get("class_index"),
-        ))
+        sources.append(source_from_record(item, j, _thumbnail(image, j), _thumbnail(patch, j)))
     return sources
+
+
+def _thumbnail(tensor: torch.Tensor | None, index: int) -> np.ndarray | None:
+    if tensor is None:
+        return None
+    if tensor.dim() != 3 or tensor.shape[2] != 3 or tensor.dtype != torch.uint8:
+        raise CheckpointError(f"prototype source {index}: thumbnails must be (h, w, 3) uint8, "
+                              f"got {tuple(tensor.shape)} {tensor.dtype}")
+    return tensor.numpy()
 
 
 def file_sha256(path: Path) -> str:
