@@ -1,24 +1,29 @@
 """Session helpers shared by the Prototypes and Compare pages: the probe dataset, each model's pass
-over it (top-k patches, profiles, accuracy), and the per-prototype scores other work left in the session.
+over it (top-k patches, profiles, accuracy), and the scores other work left in the session.
 
-Results live in ``session_results("compare")``: ``datasets``, ``runs``, ``part_scores``,
-``characteristics``; the Why and Evaluate pages' namespaces are read, never written.
+Results live in ``session_results("compare")``: ``datasets``, ``runs``, ``evaluations``,
+``characteristics``; the Why and Evaluate pages' namespaces are read, never written. Scores join a
+model's row only when their :class:`~protoviz.provenance.RunKey` is the one this page would have made:
+same checkpoint, same dataset fingerprint and split, same images and settings.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from app.cache import LoadedModel
+from app.progress_bar import BarProgress
 from app.state import session_results
 from protoviz.compare.summary import CompareConfig, ModelRun, open_probe_dataset, probe_indices, scan_dataset
+from protoviz.provenance import DatasetIdentity, RunKey, dataset_identity, digest, selection_digest
 
 NAMESPACE = "compare"
 SYNTHETIC = "bundled synthetic test set"
 MAX_RUNS = 12  # passes kept per session (each holds crops, latents and profiles on the CPU)
+PART_METRICS = ("consistency", "stability")
 
 
 def dataset_widget(prefix: str) -> tuple[str | None, str, int | None]:
@@ -45,6 +50,14 @@ def open_dataset_cached(folder: str | None, split: str) -> Any:
     return datasets[key]
 
 
+def identity(dataset: Any) -> DatasetIdentity:
+    """The dataset's fingerprint and split, computed once per opened dataset in this session."""
+    known = session_results(NAMESPACE).setdefault("identities", {})
+    if id(dataset) not in known:
+        known[id(dataset)] = (dataset, dataset_identity(dataset))  # the dataset kept alive with its id
+    return known[id(dataset)][1]
+
+
 def run_key(loaded: LoadedModel, folder: str | None, split: str, config: CompareConfig) -> tuple[Any, ...]:
     """What a pass depends on: the model file, the images, and the pass parameters."""
     return (loaded.name, loaded.sha256, folder, split, config.max_images, config.seed, config.topk,
@@ -56,20 +69,18 @@ def stored_run(loaded: LoadedModel, folder: str | None, split: str, config: Comp
 
 
 def compute_run(loaded: LoadedModel, dataset: Any, folder: str | None, split: str, config: CompareConfig) -> ModelRun:
-    """The model's pass over the dataset, computed now with a progress bar (under the model's lock)."""
+    """The model's pass over the dataset, computed now with a progress bar (the model's lock is taken
+    per batch, so other sessions using the model are not held up for the whole pass)."""
     runs = session_results(NAMESPACE).setdefault("runs", {})
     key = run_key(loaded, folder, split, config)
     if key in runs:
         return runs[key]
     indices = probe_indices(len(dataset), config.max_images, config.seed)
-    bar = st.progress(0.0, text=f"{loaded.name}: scanning {len(indices)} images ...")
-
-    def progress(done: int, total: int | None) -> None:
-        bar.progress(min(1.0, done / max(1, total or done)), text=f"{loaded.name}: {done}/{total} images")
-
-    with loaded.lock:
-        run = scan_dataset(loaded.name, loaded.model, dataset, indices, config, progress)
-    bar.empty()
+    progress = BarProgress(loaded.name)
+    run = scan_dataset(loaded.name, loaded.model, dataset, indices, config, progress, lock=loaded.lock)
+    progress.close()
+    if run is None:  # only a torchrun shard returns None
+        raise RuntimeError("compare: a single-process pass returned no run")
     runs[key] = run
     while len(runs) > MAX_RUNS:  # forget the oldest passes first
         runs.pop(next(iter(runs)))
@@ -77,31 +88,45 @@ def compute_run(loaded: LoadedModel, dataset: Any, folder: str | None, split: st
 
 
 # ----- consistency / stability (protoviz.metrics) and characteristics (protoviz.explain) -------------
-def compute_part_scores(loaded: LoadedModel, dataset: Any, folder: str | None, split: str,
-                        config: CompareConfig) -> Any:
+def _part_config(config: CompareConfig) -> Any:
+    from protoviz.metrics.runner import EvaluationConfig
+
+    return EvaluationConfig(metrics=PART_METRICS, batch_size=config.batch_size)
+
+
+def part_scores_key(loaded: LoadedModel, dataset: Any, config: CompareConfig) -> RunKey:
+    """The key of consistency/stability with the default parameters over this page's probe images: the
+    only scores that may join this model's row."""
+    indices = probe_indices(len(dataset), config.max_images, config.seed)
+    ident = identity(dataset)
+    return RunKey(loaded.sha256, ident.fingerprint, ident.split, digest(_part_config(config).settings(indices)))
+
+
+def compute_part_scores(loaded: LoadedModel, dataset: Any, config: CompareConfig) -> Any:
     """Huang et al.'s consistency and stability over the same images as the pass (needs part annotations)."""
-    from protoviz.data.datasets import iterate_batches
-    from protoviz.metrics.consistency import class_mapping, part_scores
+    from protoviz.metrics.runner import evaluate
 
     dataset.require_parts("consistency and stability")
-    store = session_results(NAMESPACE).setdefault("part_scores", {})
-    key = run_key(loaded, folder, split, config)
+    store = session_results(NAMESPACE).setdefault("evaluations", {})
+    key = part_scores_key(loaded, dataset, config)
     if key not in store:
         indices = probe_indices(len(dataset), config.max_images, config.seed)
-        label_map, _ = class_mapping(loaded.model.class_names, dataset.class_names)
-        bar = st.progress(0.0, text=f"{loaded.name}: consistency and stability ...")
-        done = [0]
-
-        def progress(count: int) -> None:
-            done[0] += count
-            bar.progress(min(1.0, done[0] / len(indices)), text=f"{loaded.name}: {done[0]}/{len(indices)} images")
-
-        with loaded.lock:
-            batches = iterate_batches(dataset, loaded.model.input_spec, config.batch_size, indices=indices)
-            store[key] = part_scores(loaded.model, batches, dataset.part_names, label_map=label_map,
-                                     progress=progress)
-        bar.empty()
+        progress = BarProgress(f"{loaded.name}: consistency and stability")
+        store[key] = evaluate(loaded.model, dataset, _part_config(config), progress, lock=loaded.lock,
+                              indices=indices)
+        progress.close()
     return store[key]
+
+
+def characteristics_key(loaded: LoadedModel, dataset: Any, limit: int | None) -> RunKey:
+    """The key of the default global characteristics over the first ``limit`` images (see
+    :func:`compute_characteristics`)."""
+    from protoviz.explain.params import ExplainConfig
+
+    total = len(dataset) if limit is None else min(len(dataset), limit)
+    ident = identity(dataset)
+    settings = {"explain": ExplainConfig(), "images": selection_digest(range(total)), "image_count": total}
+    return RunKey(loaded.sha256, ident.fingerprint, ident.split, digest(settings))
 
 
 def compute_characteristics(loaded: LoadedModel, dataset: Any, limit: int | None) -> Any:
@@ -109,93 +134,102 @@ def compute_characteristics(loaded: LoadedModel, dataset: Any, limit: int | None
     from protoviz.explain.global_ import explain_dataset
 
     store = session_results(NAMESPACE).setdefault("characteristics", {})
-    key = (loaded.name, loaded.sha256, str(getattr(dataset, "root", "")), getattr(dataset, "split", ""), limit)
+    key = characteristics_key(loaded, dataset, limit)
     if key not in store:
-        bar = st.progress(0.0, text=f"{loaded.name}: characteristics ...")
-        with loaded.lock:
-            store[key] = explain_dataset(
-                loaded.model, dataset, limit=limit,
-                progress=lambda done, total: bar.progress(min(1.0, done / max(1, total)),
-                                                          text=f"{loaded.name}: {done}/{total} images"),
-                provenance={"checkpoint_sha256": loaded.sha256, "model": loaded.name})
-        bar.empty()
+        progress = BarProgress(f"{loaded.name}: characteristics")
+        store[key] = explain_dataset(loaded.model, dataset, limit=limit, progress=progress, lock=loaded.lock,
+                                     provenance={"checkpoint_sha256": loaded.sha256, "model": loaded.name})
+        progress.close()
     return store[key]
 
 
-def recorded_sha256(value: Any) -> str | None:
-    """The checkpoint hash a result recorded: ``model_sha256``, or in its provenance (flat or under 'model')."""
-    direct = getattr(value, "model_sha256", None)
-    if direct:
-        return str(direct)
-    provenance = getattr(value, "provenance", None)
-    if not isinstance(provenance, dict):
-        return None
-    model = provenance.get("model")
-    nested = model.get("checkpoint_sha256") if isinstance(model, dict) else None
-    return provenance.get("checkpoint_sha256") or provenance.get("sha256") or nested
+# ----- finding results by key ----------------------------------------------------------------------------
+def result_key(value: Any) -> RunKey | None:
+    """The key of a stored result: its pass provenance (``provenance`` or ``run``), or None."""
+    for name in ("provenance", "run"):
+        provenance = getattr(value, name, None)
+        key = getattr(provenance, "key", None)
+        if isinstance(key, RunKey):
+            return key
+    return None
 
 
-def _matches(value: Any, loaded: LoadedModel, key: Any) -> bool:
-    """Whether a stored result belongs to this model: by its recorded hash, else by the model's name in its key."""
-    recorded = recorded_sha256(value)
-    if recorded:
-        return recorded == loaded.sha256
-    parts = key if isinstance(key, tuple) else (key,)
-    return loaded.name in parts or (loaded.sha256 is not None and loaded.sha256 in parts)
-
-
-def session_scores(loaded: LoadedModel, kind: type) -> list[Any]:
-    """Every result of type ``kind`` (e.g. PartScores, GlobalExplanation) for this model in the session:
-    this page's own, then the Why and Evaluate pages' (one dict level deep)."""
+def session_found(kind: type) -> list[Any]:
+    """Every result of type ``kind`` in the session (this page's, then the Why and Evaluate pages'), oldest
+    first, one dict level deep."""
     found: list[Any] = []
     for namespace in (NAMESPACE, "why", "evaluate"):
-        for key, value in session_results(namespace).items():
-            items = value.items() if isinstance(value, dict) else [(key, value)]
-            for inner_key, item in items:
-                full_key = (key, *inner_key) if isinstance(inner_key, tuple) else (key, inner_key)
-                if isinstance(item, kind) and _matches(item, loaded, full_key) and \
-                        getattr(item, "num_prototypes", None) in (None, loaded.model.num_prototypes):
-                    found.append(item)
+        for value in session_results(namespace).values():
+            items = value.values() if isinstance(value, dict) else [value]
+            found += [item for item in items if isinstance(item, kind)]
     return found
 
 
-def prototype_part_facts(scores: Any, index: int) -> dict[str, Any]:
-    """One prototype's row of a PartScores: dominant part and frequency, consistent, stable fraction."""
-    stable = None if scores.stable_fraction is None else float(scores.stable_fraction[index])
-    return {"dominant part": scores.dominant_part_names()[index],
-            "dominant part frequency": float(scores.dominant_frequency[index]),
-            "consistent": bool(scores.consistent[index]),
-            "stable fraction": None if stable is None or np.isnan(stable) else stable,
-            "images": int(scores.n_images[index])}
+def keyed(kind: type, key: RunKey) -> Any | None:
+    """The latest result of type ``kind`` whose key equals ``key``, or None."""
+    matches = [item for item in session_found(kind) if key.complete and result_key(item) == key]
+    return matches[-1] if matches else None
 
 
-def model_scores(loaded: LoadedModel) -> dict[str, float]:
-    """Headline scores of this model computed this session: the Evaluate page's (consistency, stability,
-    purity ...), else consistency/stability computed here."""
-    from protoviz.metrics.consistency import PartScores
+def for_model(kind: type, loaded: LoadedModel) -> Any | None:
+    """The latest result of type ``kind`` made with this model file (any dataset), or None."""
+    matches = [item for item in session_found(kind) if (k := result_key(item)) is not None
+               and loaded.sha256 is not None and k.model_sha256 == loaded.sha256
+               and getattr(item, "num_prototypes", loaded.model.num_prototypes) == loaded.model.num_prototypes]
+    return matches[-1] if matches else None
+
+
+def model_scores(loaded: LoadedModel, key: RunKey) -> dict[str, float]:
+    """Headline scores (besides accuracy) of this model computed this session with exactly ``key``,
+    by column with its unit, e.g. ``{"consistency (%)": 62.5}``; empty when there are none."""
     from protoviz.metrics.runner import EvaluationResult
 
-    evaluations = session_scores(loaded, EvaluationResult)
-    if evaluations:
-        return {k: float(v) for k, v in evaluations[-1].scores.items() if isinstance(v, (int, float))}
-    parts = session_scores(loaded, PartScores)
-    if parts:
-        stability = parts[-1].stability
-        return {"consistency": parts[-1].consistency, **({} if stability is None else {"stability": stability})}
-    return {}
+    result = keyed(EvaluationResult, key)
+    if result is None:
+        return {}
+    units = result.units
+    return {f"{column} ({units[column]})": float(value) for column, value in result.scores.items()
+            if not column.endswith("accuracy")}
 
 
-def prototype_scores(loaded: LoadedModel, index: int) -> tuple[dict[str, Any], str] | None:
-    """One prototype's scores computed this session and where they came from, or None."""
-    from protoviz.metrics.consistency import PartScores
+@dataclass(frozen=True)
+class CardScores:
+    """What a prototype card shows: the model's consistency/stability (value, unit), the prototype's own
+    facts, and where they were computed (``origin``)."""
+
+    headline: dict[str, tuple[float, str]]
+    facts: dict[str, Any]
+    origin: str
+
+
+def prototype_scores(loaded: LoadedModel, index: int, key: RunKey | None) -> CardScores | None:
+    """One prototype's scores: from the result made with exactly ``key`` (this page's images) if there is
+    one, else from this model's latest result on any images, said so in ``origin``; or None."""
     from protoviz.metrics.runner import EvaluationResult
 
-    evaluations = session_scores(loaded, EvaluationResult)
-    if evaluations:
-        result = evaluations[-1]
-        return ({"dominant part": result.prototype_part(index) or "-", **result.prototype_scores(index)},
-                "Evaluate page")
-    parts = session_scores(loaded, PartScores)
-    if parts:
-        return prototype_part_facts(parts[-1], index), "computed here"
-    return None
+    result, origin = latest(EvaluationResult, loaded, key)
+    if result is None:
+        return None
+    facts = {"dominant part": result.prototype_part(index) or "-", **result.prototype_scores(index)}
+    headline = {c: (v, result.units[c]) for c, v in result.scores.items() if c in PART_METRICS}
+    return CardScores(headline, facts, origin)
+
+
+def latest(kind: type, loaded: LoadedModel, key: RunKey | None) -> tuple[Any | None, str]:
+    """The result of type ``kind`` with exactly ``key``, else this model's latest on other images, with
+    a caption saying which."""
+    result = keyed(kind, key) if key is not None else None
+    if result is not None:
+        return result, f"these images ({source_caption(result)})"
+    result = for_model(kind, loaded)
+    return result, "" if result is None else f"other images: {source_caption(result)}"
+
+
+def source_caption(result: Any) -> str:
+    """Where a result was computed, e.g. ``'test split of /data/CUB, 200 images'``."""
+    provenance = getattr(result, "provenance", None) or getattr(result, "run", None)
+    dataset = getattr(provenance, "dataset", None)
+    if dataset is None:
+        return "unknown images"
+    root = dataset.description.get("root", "an image list")
+    return f"{dataset.split or '?'} split of {root}, {getattr(provenance, 'images', '?')} images"

@@ -35,12 +35,13 @@ from protoviz.data.datasets import Batch, load_batch, open_dataset
 from protoviz.data.demo import synthetic_dataset
 from protoviz.device import describe_device, pick_device
 from protoviz.metrics.config import PartMetricConfig
-from protoviz.metrics.consistency import PartAccumulator, class_mapping, part_scores
+from protoviz.metrics.consistency import PartAccumulator, class_mapping
+from protoviz.metrics.noise import NoiseView, add_noise
 from protoviz.metrics.parts import prototype_classes, select_pairs
 from protoviz.metrics.runner import EvaluationConfig, evaluate, evaluation_indices
-from protoviz.metrics.stability import add_noise
 from protoviz.models import InputSpec, PrototypeModel, load_model
 from protoviz.models.protopnet import ProtoPNet, ProtoPNetConfig
+from protoviz.passes import run_pass
 
 
 def demo_or_random(path: str | None, class_names: tuple[str, ...]) -> tuple[PrototypeModel, str]:
@@ -97,8 +98,10 @@ def main() -> None:
     indices = evaluation_indices(len(data), args.images)
     batches = [load_batch(data, model.input_spec, indices[s:s + args.batch_size])
                for s in range(0, len(indices), args.batch_size)]
-    on_device = [Batch(b.images.to(device), b.unit, label_map[b.labels.to(device)], b.image_ids,
-                       b.parts.to(device), b.indices) for b in batches]
+    part_names = data.part_names or ()
+    parts = [b.parts.to(device) for b in batches if b.parts is not None]  # the synthetic set has parts
+    on_device = [Batch(b.images.to(device), b.unit, label_map[b.labels.to(device)], b.image_ids, p, b.indices)
+                 for b, p in zip(batches, parts, strict=True)]
     n = len(indices)
     config = PartMetricConfig()
 
@@ -106,7 +109,14 @@ def main() -> None:
         # interleaved: each repeat times the forward passes and then the metric, so load changes on a
         # shared machine hit both; the ratio is the median of the per-repeat ratios
         forward_fn = lambda: [model(b.images) for b in on_device]
-        metric_fn = lambda: part_scores(model, on_device, data.part_names, config)
+        relevance = prototype_classes(model).to(device)
+        noise = NoiseView(config.noise_std, config.noise_clip, config.seed, config.noise_draws)
+
+        def metric_fn() -> None:  # the pass engine with the part consumer, as evaluate() runs it
+            consumer = PartAccumulator(relevance, part_names, config, model.input_spec.image_size, noise)
+            run_pass(model, on_device, [consumer])
+            consumer.result()
+
         pairs = [(measure(forward_fn, device), measure(metric_fn, device)) for _ in range(args.repeats)]
         forward_s = statistics.median(f[0] for f, _ in pairs)
         metric_s = statistics.median(m[0] for _, m in pairs)
@@ -114,14 +124,13 @@ def main() -> None:
         cpu_ratio = statistics.median((2 * f[1]) / m[1] for f, m in pairs)
         clean = [model.similarity_maps(b.images) for b in on_device]
         noisy = [model.similarity_maps(add_noise(b.images, b.indices, 0, 0, 0.2, 0.25)) for b in on_device]
-        relevance = prototype_classes(model).to(device)
         maps_total = 2 * sum(int(select_pairs(b.labels, relevance)[0].numel()) for b in on_device)
 
         def post() -> None:
-            acc = PartAccumulator(relevance, data.part_names, config, model.input_spec.image_size, 1)
-            for b, c, z in zip(on_device, clean, noisy):
-                acc.update(b.labels, b.parts, c, [z])
-            acc.result(True)
+            acc = PartAccumulator(relevance, part_names, config, model.input_spec.image_size, noise)
+            for b, p, c, z in zip(on_device, parts, clean, noisy):
+                acc.add(b.labels, p, c, [z])
+            acc.result()
 
         clock = 1 if device.type == "cpu" else 0  # CPU time on a CPU, wall time (synchronised) on a GPU
         post_s = statistics.median(measure(post, device)[clock] for _ in range(args.repeats))
@@ -129,7 +138,7 @@ def main() -> None:
                                                      for b in on_device], device)[clock] for _ in range(args.repeats))
         image_idx, proto_idx = select_pairs(on_device[0].labels, relevance)
         sample = clean[0][image_idx, proto_idx][: args.reference_maps].float().cpu().numpy()
-        sample_parts = on_device[0].parts[image_idx][: args.reference_maps].cpu().numpy()
+        sample_parts = parts[0][image_idx][: args.reference_maps].cpu().numpy()
     size = model.input_spec.image_size[0]
     ref_ms = reference_loop_ms(sample, sample_parts, size, round(36 * size / 224))
     end_start = time.perf_counter()

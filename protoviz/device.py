@@ -1,8 +1,9 @@
-"""Choose the compute device and run batched work with an out-of-memory fallback."""
+"""Choose the compute device; slice work into batches. (The one out-of-memory fallback is the pass
+engine's, :mod:`protoviz.passes`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import torch
@@ -45,15 +46,3 @@ def batches(items: Sequence[T], batch_size: int) -> Iterator[Sequence[T]]:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     for start in range(0, len(items), batch_size):
         yield items[start:start + batch_size]
-
-
-def run_with_oom_fallback(fn: Callable[[int], T], batch_size: int, minimum: int = 1) -> T:
-    """Call ``fn(batch_size)``, halving the batch size on CUDA out-of-memory until ``minimum``."""
-    while True:
-        try:
-            return fn(batch_size)
-        except torch.OutOfMemoryError:
-            if batch_size <= minimum:
-                raise
-            torch.cuda.empty_cache()
-            batch_size = max(minimum, batch_size // 2)

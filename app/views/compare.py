@@ -20,6 +20,7 @@ from app.compare_runs import (
     dataset_widget,
     model_scores,
     open_dataset_cached,
+    part_scores_key,
     stored_run,
 )
 from app.state import available_models, get_model, session_results
@@ -152,18 +153,20 @@ def scores_section(models: list[LoadedModel], runs: list[ModelRun], dataset: Any
     if not runs:
         st.info("Press the button above: one batched pass per model over the same images.", icon=":material/info:")
         return
-    extra = {loaded.name: scores for loaded in models if (scores := model_scores(loaded))}
+    extra = {loaded.name: scores for loaded in models
+             if dataset is not None and (scores := model_scores(loaded, part_scores_key(loaded, dataset, config)))}
     rows = scores_table(runs, extra)
     st.dataframe(rows, hide_index=True, key="compare.scores")
     st.caption(f"{runs[0].num_images} images ({source[1]} split of "
                f"{source[0] or 'the bundled synthetic set'}; seed {config.seed}); labels: "
-               + "; ".join(f"{r.name}: {r.settings.get('labels')}" for r in runs))
+               + "; ".join(f"{r.name}: {r.settings.get('labels')}" for r in runs)
+               + ". Other scores join a row only when computed on these same images and settings.")
     has_parts = getattr(dataset, "has_parts", False)
     if has_parts and len(extra) < len(models):
         if st.button("Compute consistency and stability", key="compare.compute_parts"):
             try:
                 for loaded in models:
-                    compute_part_scores(loaded, dataset, source[0], source[1], config)
+                    compute_part_scores(loaded, dataset, config)
                 st.rerun()
             except ProtovizError as error:
                 show_error(error)

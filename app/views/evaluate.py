@@ -11,13 +11,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app.progress_bar import BarProgress
 from app.state import get_model, session_results
 from app.widgets import figure_downloads, model_picker, show_error
 from protoviz.data.datasets import ImageDataset, open_dataset
 from protoviz.errors import ProtovizError
 from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
 from protoviz.metrics.export import scores_csv, to_csv, to_json
-from protoviz.metrics.runner import METRICS, EvaluationConfig, EvaluationResult, evaluate
+from protoviz.metrics.registry import default_metrics, get_metric, list_metrics, metric_help
+from protoviz.metrics.runner import EvaluationConfig, EvaluationResult, evaluate
 from protoviz.viz.metrics import (
     best_frequency_histogram,
     deletion_curves_figure,
@@ -74,13 +76,14 @@ def load_dataset(folder: str | None, split: str, crop: bool) -> ImageDataset:
 
 def parameters(dataset: ImageDataset) -> EvaluationConfig:
     """Metric choice and parameters, with the help text of each."""
-    default = ["accuracy", "consistency", "stability"] if dataset.has_parts else ["accuracy", "region_stability"]
+    default = list(default_metrics(dataset))
     if not dataset.has_parts:
-        st.info(f"Part metrics (consistency, stability, purity) are unavailable: {dataset.parts_reason}. "
+        needing = ", ".join(m for m in list_metrics() if "parts" in get_metric(m).needs)
+        st.info(f"Part metrics ({needing}) are unavailable: {dataset.parts_reason}. "
                 "Region stability needs no parts.", icon=":material/info:")
-    metrics = st.multiselect("Metrics", list(METRICS), default=default, key="evaluate.metrics",
-                             format_func=lambda m: m.replace("_", " "),
-                             help="; ".join(f"{k}: {v}" for k, v in METRICS.items()))
+    metrics = st.multiselect("Metrics", list_metrics(), default=default, key="evaluate.metrics",
+                             format_func=lambda m: f"{m.replace('_', ' ')} ({get_metric(m).unit})",
+                             help="; ".join(f"{k}: {v}" for k, v in metric_help().items()))
     base = PartMetricConfig()
     with st.expander("Parameters (defaults = Huang et al.'s reference)"):
         a, b, c = st.columns(3)
@@ -111,27 +114,22 @@ def result_key(name: str, sha: str | None, source: tuple[Any, ...], config: Eval
 def run_models(names: list[str], dataset: ImageDataset, source: tuple[Any, ...], config: EvaluationConfig,
                ) -> dict[str, EvaluationResult]:
     """Evaluate each model (or reuse this session's result), with a progress bar."""
-    store = session_results(NAMESPACE)
+    store: dict[Any, Any] = session_results(NAMESPACE)
     results: dict[str, EvaluationResult] = {}
     for name in names:
         loaded = get_model(name)
         key = result_key(name, loaded.sha256, source, config)
         if key not in store:
-            bar = st.progress(0.0, text=f"{name}: starting ...")
-
-            def progress(done: int, total: int, stage: str, bar: Any = bar, name: str = name) -> None:
-                bar.progress(min(1.0, done / max(total, 1)), text=f"{name}: {stage} {done}/{total}")
-
-            with loaded.lock:
-                store[key] = evaluate(loaded.model, dataset, config, progress=progress)
-            bar.empty()
+            progress = BarProgress(name)
+            store[key] = evaluate(loaded.model, dataset, config, progress, lock=loaded.lock)  # locked per batch
+            progress.close()
         results[name] = store[key]
     return results
 
 
 def stored(names: list[str], source: tuple[Any, ...], config: EvaluationConfig) -> dict[str, EvaluationResult]:
     """Results already computed this session for these models, dataset and parameters."""
-    store = session_results(NAMESPACE)
+    store: dict[Any, Any] = session_results(NAMESPACE)
     found = {}
     for name in names:
         key = result_key(name, get_model(name).sha256, source, config)
@@ -140,15 +138,21 @@ def stored(names: list[str], source: tuple[Any, ...], config: EvaluationConfig) 
     return found
 
 
+def score_columns(result: EvaluationResult) -> dict[str, float]:
+    """Headline scores by column with its unit, e.g. ``{"accuracy (%)": 97.5, "purity (fraction)": 0.8}``."""
+    return {f"{k} ({result.units[k]})": v for k, v in result.scores.items()}
+
+
 def show_results(results: dict[str, EvaluationResult], config: EvaluationConfig) -> None:
     st.subheader("Scores")
-    st.dataframe(pd.DataFrame([{"model": n, **r.scores, "images": r.provenance["images_evaluated"],
-                                "seconds": r.provenance["seconds"]} for n, r in results.items()]),
+    st.dataframe(pd.DataFrame([{"model": n, **score_columns(r), "images": r.provenance.images,
+                                "seconds": round(r.provenance.seconds, 3)} for n, r in results.items()]),
                  hide_index=True, key="evaluate.scores")
-    first = next(iter(results.values()))
-    st.caption(f"half_size {config.parts.half_size:g} at 224 px = {first.provenance['half_size_pixels']} px at the "
-               f"model input · device {first.provenance['device']} · class matching: "
-               f"{first.provenance['class_matching']}")
+    first = next(iter(results.values())).provenance
+    st.caption(f"half_size {config.parts.half_size:g} at 224 px = {first.notes.get('half_size_pixels')} px at the "
+               f"model input · device {first.device} · class matching: {first.notes.get('class_matching')} · "
+               "% = share of images or prototypes (0-100); purity is a fraction (0-1); deletion/insertion AUC "
+               "are ratios to the clean similarity")
     downloads(results)
     with_parts = {n: r for n, r in results.items() if r.parts is not None}
     if with_parts:

@@ -19,14 +19,15 @@ import streamlit as st
 from app.cache import LoadedModel
 from app.compare_runs import (
     NAMESPACE,
+    characteristics_key,
     compute_characteristics,
     compute_part_scores,
     compute_run,
     dataset_widget,
-    model_scores,
+    latest,
     open_dataset_cached,
+    part_scores_key,
     prototype_scores,
-    session_scores,
     stored_run,
 )
 from app.state import available_models, get_model, session_results
@@ -202,34 +203,34 @@ def other_scores(loaded: LoadedModel, index: int, dataset: Any, source: tuple[st
 
     chars_col, parts_col = st.columns(2)
     with chars_col:
-        found = session_scores(loaded, GlobalExplanation)
-        if found:
-            result = found[-1]
+        chars_key = characteristics_key(loaded, dataset, config.max_images) if dataset is not None else None
+        result, origin = latest(GlobalExplanation, loaded, chars_key)
+        if result is not None:
             bars = score_bars(result.vector(index), f"characteristic importance ({result.num_images} images)")
             st.plotly_chart(bars, key="prototypes.characteristics")
             figure_downloads(bars, f"{loaded.name}_prototype{index}_characteristics",
                              key="prototypes.characteristics_figure")
-        else:
-            st.caption("Colour/shape/texture/contrast/saturation importance not computed yet.")
+            st.caption(f"Computed on {origin}.")
+        if result is None or (dataset is not None and not origin.startswith("these")):
+            st.caption("Colour/shape/texture/contrast/saturation importance not computed on these images yet.")
             if dataset is not None and st.button("Compute characteristics", key="prototypes.compute_chars"):
                 compute_characteristics(loaded, dataset, config.max_images)
                 st.rerun()
     with parts_col:
-        found_scores = prototype_scores(loaded, index)
-        if found_scores is not None:
-            facts, origin = found_scores
-            headline = model_scores(loaded)
-            st.markdown("**Model scores**: " + " · ".join(f"{k} {v:.1f}" for k, v in headline.items()
-                                                         if k in ("consistency", "stability")))
-            st.caption(f"This prototype ({origin}):")
-            st.dataframe({"property": list(facts), "value": [_text(v) for v in facts.values()]}, hide_index=True)
-        else:
-            st.caption("Consistency, stability and dominant part not computed yet.")
+        key = part_scores_key(loaded, dataset, config) if dataset is not None else None
+        found = prototype_scores(loaded, index, key)
+        if found is not None:
+            st.markdown("**Model scores**: " + " · ".join(f"{k} {v:.1f} {u}" for k, (v, u) in found.headline.items()))
+            st.caption(f"This prototype (computed on {found.origin}):")
+            st.dataframe({"property": list(found.facts), "value": [_text(v) for v in found.facts.values()]},
+                         hide_index=True)
+        if found is None or (dataset is not None and not found.origin.startswith("these")):
+            st.caption("Consistency, stability and dominant part not computed on these images yet.")
             has_parts = dataset is not None and getattr(dataset, "has_parts", False)
             if dataset is not None and not has_parts:
                 st.caption(f"Unavailable on this dataset: {getattr(dataset, 'parts_reason', 'no part annotations')}")
             if has_parts and st.button("Compute consistency and stability", key="prototypes.compute_parts"):
-                compute_part_scores(loaded, dataset, source[0], source[1], config)
+                compute_part_scores(loaded, dataset, config)
                 st.rerun()
 
 

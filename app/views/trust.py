@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app.cache import LoadedModel
+from app.progress_bar import BarProgress
 from app.state import get_model, session_results
 from app.widgets import figure_downloads, image_picker, model_picker, show_error
 from protoviz.data.transforms import denormalize, preprocess, to_uint8_image
@@ -72,14 +73,13 @@ def gather_images(loaded: LoadedModel, source: str, count: int) -> tuple[Any, An
 
 def run(loaded: LoadedModel, images: Any, masks: Any, names: list[str], config: TrustConfig,
         per_image: int) -> TrustReport:
-    bar = st.progress(0.0, text="Starting ...")
+    progress = BarProgress("Trust")
     with loaded.lock:
         indices = top_prototypes(loaded.model, images, per_image)
         report = evaluate_methods(loaded.model, images, indices, config, part_masks=masks, image_names=names,
-                                  model_name=loaded.name,
-                                  progress=lambda f, message: bar.progress(min(1.0, f), text=message))
+                                  model_name=loaded.name, progress=progress)
     report.provenance["model"] = loaded.provenance()
-    bar.empty()
+    progress.close()
     return report
 
 

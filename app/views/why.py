@@ -17,6 +17,7 @@ from typing import Any
 import streamlit as st
 
 from app.cache import LoadedModel
+from app.progress_bar import BarProgress
 from app.state import get_model, session_results
 from app.widgets import NamedImage, figure_downloads, image_picker, model_picker, show_error
 from protoviz.data.datasets import open_dataset
@@ -169,14 +170,10 @@ def run_global(loaded: LoadedModel, folder: str | None, split: str, limit: int |
         root = Path(folder).expanduser()
     dataset = open_dataset(root, split=split)
     info = provenance(loaded.model, loaded.name, {**dataset.describe(), "limit": limit}, config.seed)
-    bar = st.progress(0.0, text="Explaining ...")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"{done}/{total} images")
-    with loaded.lock:
-        result = explain_dataset(loaded.model, dataset, config, batch_size=batch, limit=limit, progress=progress,
-                                 provenance=info)
-    bar.empty()
+    progress = BarProgress("Explaining")
+    result = explain_dataset(loaded.model, dataset, config, batch_size=batch, limit=limit, progress=progress,
+                             provenance=info, lock=loaded.lock)
+    progress.close()
     return result
 
 

@@ -1,10 +1,10 @@
 """`protoviz compare A.safetensors B.safetensors --data DIR --report out.html`: models side by side.
 
-One batched pass per model over the same images gives accuracy, top-k patches per prototype and
+One batched pass per model over the same images gives accuracy (%), top-k patches per prototype and
 activation profiles; prototypes are matched against the first model (correlation + Hungarian) and
 near-duplicates flagged within each model. Without ``--data`` the bundled synthetic test set is
 generated into the cache folder and used. ``--images`` adds those images, explained by every model,
-to the report.
+to the report. Under ``torchrun`` the probe images are split over the ranks; rank 0 writes the result.
 """
 
 from __future__ import annotations
@@ -12,20 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from protoviz.compare.latent import latent_view
 from protoviz.compare.matching import DUPLICATE_THRESHOLD, PROFILE_HELP, PROFILE_KINDS, ProfileConfig
 from protoviz.compare.report import comparison_report
-from protoviz.compare.summary import CompareConfig, Comparison, compare_models, open_probe_dataset, scores_table
+from protoviz.compare.summary import (
+    ACCURACY_COLUMN,
+    CompareConfig,
+    Comparison,
+    compare_shard,
+    open_probe_dataset,
+    scores_table,
+)
 from protoviz.compare.topk import TopKConfig
 from protoviz.data.images import load_image
 from protoviz.device import pick_device
+from protoviz.distributed import ShardGroup, join, leave
 from protoviz.errors import ConfigError
 from protoviz.heatmaps import explain_image
 from protoviz.models import load_model
 from protoviz.models.base import PrototypeModel
+from protoviz.progress import console_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,37 +57,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "near-duplicates")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (under torchrun: auto, cpu "
+                                                         "or cuda; each rank takes cuda:LOCAL_RANK)")
     parser.add_argument("--images", nargs="*", type=Path, default=[],
                         help="images to show side by side in the report (predictions, top prototypes, heatmaps)")
     parser.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
     parser.add_argument("--json", type=Path, default=None, help="write scores, matches and the record as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if len(args.checkpoints) < 2:
         raise ConfigError("compare needs at least two checkpoints")
-    device = pick_device(args.device)
+    group = join(args.device)
+    try:
+        return _run(args, group)
+    finally:
+        leave(group)
+
+
+def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
+    device = group.device if group is not None else pick_device(args.device)
+    main = group is None or group.is_main
     models = {}
     for path in args.checkpoints:
         name = Path(path).stem
         while name in models:
             name += "'"
         models[name] = load_model(path, device=device)
-    dataset = _open(args.data, args.split)
+    dataset = _open(args.data, args.split, main)
     config = CompareConfig(
         topk=TopKConfig(k=args.k, per_image=args.per_image), profile=ProfileConfig(kind=args.profile),
         match_threshold=args.threshold, duplicate_correlation=args.duplicate_threshold,
         duplicate_cosine=args.duplicate_threshold, batch_size=args.batch_size, max_images=args.max_images,
         seed=args.seed,
     )
-    comparison = compare_models(models, dataset, config, progress=_progress)
-    print(file=sys.stderr)
+    progress = None if args.quiet or not main else console_progress()
+    comparison = compare_shard(models, dataset, config, progress, group)
+    if comparison is None:
+        return 0
     _print_summary(comparison)
     if args.report is not None:
         views = {run.name: latent_view(models[run.name], run.topk) for run in comparison.runs}
-        names = {name: list(model.class_names) for name, model in models.items()}
+        names: dict[str, Sequence[str]] = {name: list(model.class_names) for name, model in models.items()}
         comparison_report(comparison, names, views, _explain(models, args.images)).save(args.report)
         print(f"wrote {args.report}")
     if args.json is not None:
@@ -86,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(data: str | None, split: str) -> Any:
-    if data is None:
+def _open(data: str | None, split: str, main: bool) -> Any:
+    if data is None and main:
         print("using the bundled synthetic dataset (generated into the cache on first use)", file=sys.stderr)
     return open_probe_dataset(data, split)
 
@@ -101,13 +124,9 @@ def _explain(models: dict[str, PrototypeModel], paths: list[Path]) -> dict[str, 
     return {name: explain_image(model, images, top_k=3, names=labels) for name, model in models.items()}
 
 
-def _progress(name: str, done: int, total: int | None) -> None:
-    print(f"\r{name}: {done}/{total if total is not None else '?'} images", end="", file=sys.stderr)
-
-
 def _print_summary(comparison: Comparison) -> None:
     for row in scores_table(comparison.runs):
-        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+        acc = "-" if row[ACCURACY_COLUMN] is None else f"{row[ACCURACY_COLUMN]:.1f} %"
         print(f"{row['model']}: accuracy {acc} on {row['images']} images, {row['prototypes']} prototypes, "
               f"{row['near-duplicate pairs']} near-duplicate pairs")
     for (i, j), matching in comparison.matchings.items():

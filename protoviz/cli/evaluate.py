@@ -1,18 +1,24 @@
-"""`protoviz evaluate CKPT --data DIR`: dataset-wide scores (consistency, stability, accuracy, ...)."""
+"""`protoviz evaluate CKPT --data DIR`: dataset-wide scores (consistency, stability, accuracy, ...).
+
+The metric list, its help and the defaults come from the metric registry. Under ``torchrun`` the images
+are split over the ranks and rank 0 prints and writes the one result (see README).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from protoviz.data.datasets import KINDS, open_dataset
+from protoviz.data.datasets import KINDS, ImageDataset, open_dataset
 from protoviz.device import pick_device
+from protoviz.distributed import ShardGroup, join, leave
 from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
 from protoviz.metrics.export import to_csv, to_json
-from protoviz.metrics.runner import METRICS, EvaluationConfig, evaluate
+from protoviz.metrics.registry import default_metrics, metric_help
+from protoviz.metrics.runner import EvaluationConfig, EvaluationResult, evaluate_shard
 from protoviz.models import load_model
+from protoviz.progress import console_progress
 
 SYNTHETIC = "synthetic"
 
@@ -20,8 +26,9 @@ SYNTHETIC = "synthetic"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="consistency, stability, accuracy ... of a model over a dataset",
-        description="Dataset-wide scores of a prototype model. Defaults reproduce Huang et al.'s reference.",
-        epilog="metrics: " + "; ".join(f"{k}: {v}" for k, v in METRICS.items()))
+        description="Dataset-wide scores of a prototype model. Defaults reproduce Huang et al.'s reference. "
+                    "Run under torchrun to split the images over several processes or GPUs.",
+        epilog="metrics: " + "; ".join(f"{k}: {v}" for k, v in metric_help().items()))
     parser.add_argument("checkpoint", help="a .safetensors file or a research checkpoint")
     parser.add_argument("--data", required=True,
                         help=f"dataset folder (CUB layout, Stanford Cars/Dogs, ImageFolder) or '{SYNTHETIC}' for the "
@@ -32,12 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use the whole image, with part coordinates scaled to the resized image, instead of "
                              "cropping each image to its bounding box first as the reference does (the default)")
     parser.add_argument("--metrics", default=None,
-                        help="comma-separated (default: accuracy,consistency,stability with parts, "
-                             "accuracy,region_stability without)")
+                        help="comma-separated (default: the registry's defaults the dataset allows: "
+                             "accuracy,consistency,stability with parts, accuracy,region_stability without)")
     parser.add_argument("--json", type=Path, default=None, help="write scores, per-prototype results and provenance")
     parser.add_argument("--csv", type=Path, default=None, help="write one row per prototype")
     parser.add_argument("--limit", type=int, default=None, help="evaluate N images evenly spaced over the dataset")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (under torchrun: auto, cpu "
+                                                         "or cuda; each rank takes cuda:LOCAL_RANK)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--family", default=None, help="family hint for ambiguous checkpoints")
     defaults = PartMetricConfig()
@@ -52,55 +60,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-class ProgressPrinter:
-    """Prints `stage: done/total (rate img/s)` to stderr, in place on a terminal, else every 10%."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet, self.start, self.last = quiet, time.perf_counter(), (None, -1)
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int, stage: str) -> None:
-        if self.quiet:
-            return
-        decile = 10 * done // max(total, 1)
-        if not self.tty and (stage, decile) == self.last and done != total:
-            return
-        self.last = (stage, decile)
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        line = f"{stage}: {done}/{total} ({rate:.1f}/s)"
-        print(("\r" + line) if self.tty else line, end="\n" if (done == total or not self.tty) else "",
-              file=sys.stderr, flush=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    device = pick_device(args.device)
-    model = load_model(args.checkpoint, family=args.family, device=device)
-    if args.data == SYNTHETIC:
+def open_data(data: str, kind: str, split: str, crop: bool) -> ImageDataset:
+    """The dataset at ``data``, or the bundled synthetic set for ``'synthetic'``."""
+    if data == SYNTHETIC:
         from protoviz.data.demo import synthetic_dataset
 
         folder = synthetic_dataset()
     else:
-        folder = Path(args.data).expanduser()
-    dataset = open_dataset(folder, kind=args.kind, split=args.split, crop_to_box=args.crop)
+        folder = Path(data).expanduser()
+    return open_dataset(folder, kind=kind, split=split, crop_to_box=crop)
+
+
+def config_from(args: argparse.Namespace, dataset: ImageDataset) -> EvaluationConfig:
     if args.metrics:
         metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     else:
-        metrics = ("accuracy", "consistency", "stability") if dataset.has_parts else ("accuracy", "region_stability")
+        metrics = default_metrics(dataset)
     parts = PartMetricConfig(half_size=args.half_size, mu=args.mu, noise_std=args.noise_std,
                              noise_clip=args.noise_clip if args.noise_clip and args.noise_clip > 0 else None,
                              seed=args.seed, noise_draws=args.draws, merge_left_right=args.merge_left_right)
-    config = EvaluationConfig(metrics=metrics, parts=parts, batch_size=args.batch_size, limit=args.limit)
-    if not dataset.has_parts and not args.quiet:
+    return EvaluationConfig(metrics=metrics, parts=parts, batch_size=args.batch_size, limit=args.limit)
+
+
+def run(args: argparse.Namespace) -> int:
+    group = join(args.device)
+    try:
+        return _run(args, group)
+    finally:
+        leave(group)
+
+
+def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
+    device = group.device if group is not None else pick_device(args.device)
+    main = group is None or group.is_main
+    model = load_model(args.checkpoint, family=args.family, device=device)
+    dataset = open_data(args.data, args.kind, args.split, args.crop)
+    config = config_from(args, dataset)
+    if not dataset.has_parts and not args.quiet and main:
         print(f"note: part metrics unavailable: {dataset.parts_reason}", file=sys.stderr)
-    result = evaluate(model, dataset, config, progress=ProgressPrinter(args.quiet))
-    name = Path(args.checkpoint).name
+    progress = None if args.quiet or not main else console_progress()
+    result = evaluate_shard(model, dataset, config, progress, group=group)
+    if result is not None:
+        write(result, Path(args.checkpoint).name, dataset, args)
+    return 0
+
+
+def write(result: EvaluationResult, name: str, dataset: ImageDataset, args: argparse.Namespace) -> None:
+    """Print the scores with their units; write the JSON and CSV files asked for."""
+    prov = result.provenance
+    ranks = f", {prov.world_size} ranks" if prov.world_size > 1 else ""
+    print(f"{name} on {dataset.root} ({dataset.kind}, {dataset.split}, {prov.images} images, {prov.device}{ranks})")
     width = max(len(k) for k in result.scores)
-    print(f"{name} on {dataset.root} ({dataset.kind}, {dataset.split}, {result.provenance['images_evaluated']} images,"
-          f" {result.provenance['device']})")
+    units = result.units
     for key, value in result.scores.items():
-        print(f"  {key:<{width}}  {value:.4f}")
+        print(f"  {key:<{width}}  {value:.4f} {units[key]}")
     if args.json:
         args.json.write_text(to_json({name: result}), encoding="utf-8")
     if args.csv:
         args.csv.write_text(to_csv({name: result}), encoding="utf-8")
-    return 0

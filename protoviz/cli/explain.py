@@ -8,7 +8,8 @@ the ``Codec`` of each registered characteristic); ``--as clean`` keeps everythin
 Runs the global explanation (hue, shape, texture, contrast, saturation, brightness per prototype) over
 every image of a dataset split, printing progress, and writes ``characteristics.csv`` and
 ``characteristics.json`` (with parameters, mode, seed, model, versions, device) into ``--out``. Without
-``--data`` the bundled synthetic test set is generated into the cache folder and used.
+``--data`` the bundled synthetic test set is generated into the cache folder and used. Under ``torchrun``
+the images are split over the ranks; rank 0 merges the sums and writes the files.
 """
 
 from __future__ import annotations
@@ -16,20 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
 from protoviz.data.datasets import open_dataset
 from protoviz.data.published import dataset_for_path
 from protoviz.device import pick_device
+from protoviz.distributed import ShardGroup, join, leave
 from protoviz.errors import ConfigError, ModelError
 from protoviz.explain.characteristics import list_characteristics
 from protoviz.explain.export import provenance, write_global
 from protoviz.explain.extras import agreement, redundancy
-from protoviz.explain.global_ import explain_dataset
+from protoviz.explain.global_ import explain_shard
 from protoviz.explain.params import CHARACTERISTICS, MODES, PATHS, ExplainConfig, ModificationParams
 from protoviz.models import load_model
+from protoviz.progress import console_progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", choices=("test", "train", "all"))
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (each sent with 6 variants)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (under torchrun: auto, cpu "
+                                                         "or cuda; each rank takes cuda:LOCAL_RANK)")
     parser.add_argument("--family", default=None, help="family hint for ambiguous research checkpoints")
     parser.add_argument("--noise-floor", action="store_true", help="also run the identity modification")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -65,18 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "global explanations (e.g. train vs test)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
-
-
-def _printer(quiet: bool) -> object:
-    start = time.perf_counter()
-
-    def show(done: int, total: int) -> None:
-        if quiet:
-            return
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        end = "\n" if done >= total else "\r"
-        print(f"explain: {done}/{total} images ({rate:.1f} images/s)", end=end, file=sys.stderr, flush=True)
-    return show
 
 
 def parse_params(items: list[str]) -> ModificationParams:
@@ -111,7 +102,16 @@ def _finite(value: float) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = pick_device(args.device)
+    group = join(args.device)
+    try:
+        return _run(args, group)
+    finally:
+        leave(group)
+
+
+def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
+    device = group.device if group is not None else pick_device(args.device)
+    main = group is None or group.is_main
     model = load_model(args.checkpoint, family=args.family, device=device)
     if args.data is None:
         from protoviz.data.demo import synthetic_dataset
@@ -124,8 +124,14 @@ def run(args: argparse.Namespace) -> int:
     config = ExplainConfig(mode=mode, path=path, names=names, noise_floor=args.noise_floor, floors=args.floors,
                            params=parse_params(args.param))
     info = provenance(model, Path(args.checkpoint).stem, {**dataset.describe(), "limit": args.limit}, config.seed)
-    result = explain_dataset(model, dataset, config, batch_size=args.batch_size, limit=args.limit,
-                             progress=_printer(args.quiet), provenance=info)
+    progress: Any = None if args.quiet or not main else console_progress()
+    result = explain_shard(model, dataset, config, args.batch_size, args.limit, progress, info, group=group)
+    second = None
+    if args.agreement_split:
+        other = dataset_for_path(open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop), path)
+        second = explain_shard(model, other, config, args.batch_size, args.limit, progress, group=group)
+    if result is None:
+        return 0
     csv_path, json_path = write_global(result, args.out, model)
     try:
         flagged = [vars(pair) for pair in redundancy(result, model)]
@@ -133,10 +139,7 @@ def run(args: argparse.Namespace) -> int:
         flagged = []
     document = json.loads(json_path.read_text(encoding="utf-8"))
     document["redundant_pairs"] = flagged
-    if args.agreement_split:
-        other = dataset_for_path(open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop), path)
-        second = explain_dataset(model, other, config, batch_size=args.batch_size, limit=args.limit,
-                                 progress=_printer(args.quiet))
+    if second is not None:
         together = agreement(result, second)
         document["agreement"] = {"split": args.agreement_split, "images": second.num_images,
                                  "median_pearson": _finite(together.median_pearson),

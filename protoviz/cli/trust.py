@@ -75,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     images, masks, names = gather_images(model, args.data, args.split, args.images)
     tracker = console_progress(unit="% of the checks")
 
-    def progress(fraction: float, message: str) -> None:
-        del message  # the stage names change within a method; one stage keeps the rate and time left honest
-        tracker(round(100 * min(1.0, max(0.0, fraction))), 100, "trust")
+    def progress(done: int, total: int | None, stage: str = "") -> None:
+        del stage  # the stage names change within a method; one stage keeps the rate and time left honest
+        tracker(100 * done // max(total or 1, 1), 100, "trust")
 
     indices = top_prototypes(model, images, args.prototypes)
     report = evaluate_methods(model, images, indices, config, part_masks=masks,

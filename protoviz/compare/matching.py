@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from protoviz.compare.scan import PassStep, ProgressFn, run_pass
 from protoviz.errors import ConfigError
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Needs, PassStep, run_pass
+from protoviz.progress import Progress
 
 PROFILE_KINDS = ("parts", "map", "max")
 PROFILE_HELP: dict[str, str] = {
@@ -57,21 +58,32 @@ class ProfileConfig:
 
 
 class ProfileAccumulator:
-    """Collects activation profiles (P, N) or (P, N * grid^2) during a pass, on the CPU."""
+    """Collects activation profiles (P, N) or (P, N * grid^2) during a pass, on the CPU, in dataset order
+    whatever order (or rank) the images came in; a consumer of :func:`protoviz.passes.run_pass`."""
 
-    needs_latent = False
+    needs = Needs()
 
     def __init__(self, config: ProfileConfig = ProfileConfig()):
         self.config = config
-        self._parts: list[Tensor] = []
+        self._parts: list[Tensor] = []  # (P, B, G) per batch, G = 1 ('max') or grid^2 ('map', 'parts')
+        self._indices: list[Tensor] = []  # (B,) dataset positions per batch
 
     def update(self, step: PassStep) -> None:
-        self._parts.append(profile_of(step.maps, self.config).double().cpu())
+        batch = step.maps.shape[0]
+        part = profile_of(step.maps, self.config).reshape(-1, batch, 1 if self.config.kind == "max" else
+                                                           self.config.grid ** 2)  # (P, B, G), image-major
+        self._parts.append(part.double().cpu())
+        self._indices.append(step.indices.cpu())
+
+    def merge(self, other: ProfileAccumulator) -> None:
+        self._parts += other._parts
+        self._indices += other._indices
 
     def result(self) -> Tensor:
         if not self._parts:
             raise ConfigError("no batch was scanned: the profiles are empty")
-        return torch.cat(self._parts, dim=1)
+        order = torch.cat(self._indices).argsort(stable=True)
+        return torch.cat(self._parts, dim=1)[:, order].flatten(1)
 
 
 def profile_of(maps: Tensor, config: ProfileConfig = ProfileConfig()) -> Tensor:
@@ -86,10 +98,10 @@ def profile_of(maps: Tensor, config: ProfileConfig = ProfileConfig()) -> Tensor:
 
 
 def activation_profiles(model: PrototypeModel, batches: Iterable[Any], config: ProfileConfig = ProfileConfig(),
-                        total: int | None = None, progress: ProgressFn | None = None) -> Tensor:
+                        total: int | None = None, progress: Progress | None = None) -> Tensor:
     """Activation profiles of the model's prototypes over the probe images: (P, N) or (P, N * grid^2)."""
     accumulator = ProfileAccumulator(config)
-    run_pass(model, batches, [accumulator], total=total, progress=progress)
+    run_pass(model, batches, [accumulator], progress, total=total, stage="activation profiles")
     return accumulator.result()
 
 

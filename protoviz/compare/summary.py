@@ -8,13 +8,11 @@ first (reference) model.
 
 from __future__ import annotations
 
-import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -27,14 +25,16 @@ from protoviz.compare.matching import (
     match_prototypes,
     near_duplicates,
 )
-from protoviz.compare.scan import PredictionAccumulator, ProgressFn, run_pass
 from protoviz.compare.topk import TopKAccumulator, TopKConfig, TopKPatches
-from protoviz.device import describe_device
+from protoviz.distributed import ShardGroup
 from protoviz.errors import ConfigError, DatasetError, ModelError
+from protoviz.metrics.accuracy import AccuracyAccumulator
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Consumer, PassRecord, run_pass
+from protoviz.progress import Progress
+from protoviz.provenance import DatasetIdentity, Provenance, dataset_identity, model_identity, selection_digest
 
-ModelProgress = Callable[[str, int, int | None], None]
-"""Called with (model name, images done, total images or None)."""
+ACCURACY_COLUMN = "accuracy (%)"
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,18 @@ class CompareConfig:
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
 
+    def settings(self, indices: Sequence[int]) -> dict[str, Any]:
+        """What a model's pass results depend on: the pass parameters and the images (not the batch size)."""
+        data = self.as_record()
+        for name in ("batch_size", "max_images", "seed"):
+            data.pop(name)
+        return {**data, "images": selection_digest(indices), "image_count": len(indices)}
+
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One model's pass: accuracy (None without labels), top-k patches, profiles (P, N'), near-duplicates,
-    and the CompareConfig it was made with (``settings``)."""
+    """One model's pass: accuracy in % (None without usable labels), top-k patches, profiles (P, N'),
+    near-duplicates, the CompareConfig it was made with (``settings``) and the pass's ``provenance``."""
 
     name: str
     accuracy: float | None
@@ -80,6 +87,7 @@ class ModelRun:
     duplicates: list[DuplicatePair]
     info: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True)
@@ -95,12 +103,7 @@ class Comparison:
 
 def model_info(name: str, model: PrototypeModel) -> dict[str, Any]:
     """What identifies a model in a result: name, family, sizes, checkpoint hash."""
-    return {
-        "name": name, "family": model.family, "backbone": model.backbone_name,
-        "similarity": model.similarity_kind, "prototypes": model.num_prototypes, "classes": model.num_classes,
-        "input_size": list(model.input_spec.image_size),
-        "checkpoint_sha256": model.metadata.get("checkpoint_sha256"),
-    }
+    return {**model_identity(model), "name": name}
 
 
 def probe_indices(count: int, max_images: int | None, seed: int) -> list[int]:
@@ -118,7 +121,7 @@ def dataset_label_map(model: PrototypeModel, dataset: Any) -> tuple[Tensor | Non
 
     names = getattr(dataset, "class_names", None)
     if names is None:
-        return None, "dataset labels used as model classes"
+        return torch.arange(model.num_classes), "dataset labels used as model classes"
     try:
         return class_mapping(model.class_names, names)
     except DatasetError as error:
@@ -126,18 +129,27 @@ def dataset_label_map(model: PrototypeModel, dataset: Any) -> tuple[Tensor | Non
 
 
 def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareConfig,
-               total: int | None = None, progress: ProgressFn | None = None,
-               label_map: Tensor | None = None, labels_note: str | None = None) -> ModelRun:
+               total: int | None = None, progress: Progress | None = None,
+               label_map: Tensor | None = None, labels_note: str | None = None, *, lock: Any = None,
+               record: PassRecord | None = None, group: ShardGroup | None = None) -> ModelRun | None:
     """One pass of ``model`` over ``batches`` giving accuracy, top-k patches and profiles together.
 
     ``label_map`` (C_data,) maps the batches' dataset labels to model classes for the accuracy; a
-    ``labels_note`` starting with 'no accuracy' means the labels cannot be used.
+    ``labels_note`` starting with 'no accuracy' means the labels cannot be used. ``lock`` is held around
+    each batch's forward. With ``group`` (a torchrun shard) rank 0 returns the merged run, others None.
     """
-    ignore = labels_note is not None and labels_note.startswith("no accuracy")
-    predictions = PredictionAccumulator(label_map=label_map, ignore_labels=ignore)
-    topk = TopKAccumulator(config.topk)
-    profiles = ProfileAccumulator(config.profile)
-    count = run_pass(model, batches, [predictions, topk, profiles], total=total, progress=progress)
+    use_labels = label_map is not None and not (labels_note or "").startswith("no accuracy")
+    accuracy = AccuracyAccumulator(model.num_classes, model.device) if use_labels else None
+    topk, profiles = TopKAccumulator(config.topk), ProfileAccumulator(config.profile)
+    consumers: list[Consumer] = [topk, profiles]
+    if accuracy is not None:
+        consumers.append(accuracy)
+    report = run_pass(model, batches, consumers, progress, total=total, stage=name, lock=lock,
+                      label_map=label_map if use_labels else None, record=record, group=group)
+    if group is not None and not group.is_main:
+        return None
+    if report.images == 0:
+        raise ConfigError("the image stream was empty: nothing to scan")
     profile = profiles.result()
     try:
         embeddings: Tensor | None = model.prototype_embeddings.detach().cpu()
@@ -146,43 +158,58 @@ def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareCo
     duplicates = near_duplicates(profile, embeddings, config.duplicate_correlation, config.duplicate_cosine,
                                  require_both=config.duplicate_require_both,
                                  scale_invariant=model.similarity_kind == "cosine")
-    return ModelRun(name=name, accuracy=predictions.accuracy(), num_images=count, topk=topk.result(),
-                    profiles=profile, duplicates=duplicates, info=model_info(name, model),
-                    settings={**config.as_record(), "labels": labels_note or "dataset labels"})
+    return ModelRun(name=name, accuracy=None if accuracy is None else accuracy.result().top1,
+                    num_images=report.images, topk=topk.result(), profiles=profile, duplicates=duplicates,
+                    info=model_info(name, model), settings={**config.as_record(), "labels": labels_note or
+                                                            "dataset labels"},
+                    provenance=report.provenance)
 
 
 def compare_models(models: dict[str, PrototypeModel], dataset: Any, config: CompareConfig = CompareConfig(),
-                   progress: ModelProgress | None = None) -> Comparison:
+                   progress: Progress | None = None) -> Comparison:
     """Scan every model over the same images of ``dataset`` (a protoviz ImageDataset) and match the
-    prototypes of each model with those of the first."""
+    prototypes of each model with those of the first. ``progress``'s stage is the model's name."""
+    comparison = compare_shard(models, dataset, config, progress)
+    if comparison is None:
+        raise ConfigError("compare: no result on a single process")  # cannot happen without a group
+    return comparison
+
+
+def compare_shard(models: dict[str, PrototypeModel], dataset: Any, config: CompareConfig,
+                  progress: Progress | None = None, group: ShardGroup | None = None) -> Comparison | None:
+    """:func:`compare_models` as one rank of a torchrun job: rank 0 returns the comparison, others None."""
     if not models:
         raise ConfigError("compare needs at least one model")
     indices = probe_indices(len(dataset), config.max_images, config.seed)
-    runs = []
-    for name, model in models.items():
-        report = None if progress is None else (lambda done, total, n=name: progress(n, done, total))
-        runs.append(scan_dataset(name, model, dataset, indices, config, report))
-    return comparison_from_runs(runs, models, dataset, indices, config)
+    runs = [scan_dataset(name, model, dataset, indices, config, progress, group=group)
+            for name, model in models.items()]
+    if group is not None and not group.is_main:
+        return None
+    return comparison_from_runs([r for r in runs if r is not None], models, dataset, indices, config)
 
 
 def scan_dataset(name: str, model: PrototypeModel, dataset: Any, indices: list[int], config: CompareConfig,
-                 progress: ProgressFn | None = None) -> ModelRun:
+                 progress: Progress | None = None, *, lock: Any = None,
+                 group: ShardGroup | None = None) -> ModelRun | None:
     """:func:`scan_model` over the images ``indices`` of a protoviz ImageDataset, in the model's own
-    preprocessing, with its labels matched to the model's classes."""
+    preprocessing, with its labels matched to the model's classes (rank 0's share and the merge under
+    torchrun; the other ranks return None)."""
     from protoviz.data.datasets import iterate_batches
 
     label_map, note = dataset_label_map(model, dataset)
-    batches = iterate_batches(dataset, model.input_spec, config.batch_size, indices=indices)
-    return scan_model(name, model, batches, config, total=len(indices), progress=progress, label_map=label_map,
-                      labels_note=note)
+    mine = indices if group is None else group.take(indices, config.batch_size)
+    batches = iterate_batches(dataset, model.input_spec, config.batch_size, indices=mine)
+    record = PassRecord(dataset_identity(dataset), config.settings(indices), config.seed, config.batch_size,
+                        {"labels": note})
+    return scan_model(name, model, batches, config, total=len(mine), progress=progress, label_map=label_map,
+                      labels_note=note, lock=lock, record=record, group=group)
 
 
 def comparison_from_runs(runs: list[ModelRun], models: dict[str, PrototypeModel], dataset: Any, indices: list[int],
                          config: CompareConfig) -> Comparison:
     """Match the runs (made over the same ``indices`` of ``dataset``) and record how it was made."""
-    describe = getattr(dataset, "describe", None)
-    record = reproducibility_record(models, describe() if callable(describe) else {"images": len(dataset)},
-                                    {**config.as_record(), "probe_images": len(indices)}, config.seed)
+    record = reproducibility_record(runs, dataset_identity(dataset), {**config.as_record(),
+                                                                     "probe_images": len(indices)})
     return Comparison(runs=runs, matchings=match_runs(runs, config.match_threshold), indices=indices,
                       config=config, record=record)
 
@@ -205,13 +232,14 @@ def match_runs(runs: Sequence[ModelRun], threshold: float) -> dict[tuple[int, in
 
 
 def scores_table(runs: Sequence[ModelRun], extra: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
-    """One row per model: name, accuracy, images, prototypes, near-duplicate pairs, plus ``extra[name]``
-    scores (e.g. consistency, stability) where computed."""
+    """One row per model: name, accuracy (%), images, prototypes, near-duplicate pairs, plus ``extra[name]``
+    scores (e.g. ``{"consistency (%)": 62.5}``, columns named with their unit) where computed on the same
+    images and settings."""
     rows = []
     for run in runs:
         flagged = {i for pair in run.duplicates for i in (pair.a, pair.b)}
         rows.append({
-            "model": run.name, "accuracy": run.accuracy, "images": run.num_images,
+            "model": run.name, ACCURACY_COLUMN: run.accuracy, "images": run.num_images,
             "prototypes": run.info["prototypes"], "near-duplicate pairs": len(run.duplicates),
             "prototypes in duplicates": len(flagged), **(extra or {}).get(run.name, {}),
             "sha256": (run.info.get("checkpoint_sha256") or "")[:12],
@@ -219,18 +247,10 @@ def scores_table(runs: Sequence[ModelRun], extra: dict[str, dict[str, float]] | 
     return rows
 
 
-def reproducibility_record(models: dict[str, PrototypeModel], dataset: dict[str, Any], parameters: dict[str, Any],
-                           seed: int | None) -> dict[str, Any]:
-    """Models (with checkpoint sha256), dataset, parameters, seed, device and library versions."""
-    import torchvision
-
-    import protoviz
-
-    devices = sorted({describe_device(model.device) for model in models.values()})
-    return {
-        "models": [model_info(name, model) for name, model in models.items()],
-        "dataset": dataset, "parameters": parameters, "seed": seed, "device": ", ".join(devices),
-        "versions": {"protoviz": protoviz.__version__, "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-    }
+def reproducibility_record(runs: Sequence[ModelRun], dataset: DatasetIdentity,
+                           parameters: dict[str, Any]) -> dict[str, Any]:
+    """The comparison's parameters and dataset, and each model's pass provenance (model with checkpoint
+    sha256, settings, seed, device, versions, images)."""
+    return {"dataset": {"fingerprint": dataset.fingerprint, "split": dataset.split, **dict(dataset.description)},
+            "parameters": parameters,
+            "runs": {run.name: run.provenance.to_dict() if run.provenance is not None else run.info for run in runs}}

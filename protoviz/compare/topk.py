@@ -25,9 +25,10 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from protoviz.compare.scan import PassStep, ProgressFn, run_pass
 from protoviz.errors import ConfigError
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Needs, PassStep, run_pass
+from protoviz.progress import Progress
 
 PER_IMAGE = ("best", "all")
 
@@ -77,13 +78,17 @@ class TopKPatches:
 
 
 class TopKAccumulator:
-    """Running per-prototype top-k merge fed by :func:`protoviz.compare.scan.run_pass`."""
+    """Running per-prototype top-k merge, a consumer of :func:`protoviz.passes.run_pass`; shards of a
+    pass merge by the same cut (ties between equal similarities may then pick other patches)."""
 
     def __init__(self, config: TopKConfig = TopKConfig()):
         self.config = config
-        self.needs_latent = config.keep_latents
         self._state: dict[str, Tensor] | None = None
         self.count = 0
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(latent=self.config.keep_latents, unit=self.config.thumbnail_size > 0)
 
     def _init_state(self, step: PassStep) -> dict[str, Tensor]:
         num, k, device = step.maps.shape[1], self.config.k, step.maps.device
@@ -121,7 +126,8 @@ class TopKAccumulator:
             image_in_batch, pos = cand, cand_pos.gather(1, cand)
         old = order.clamp(max=k - 1)
         cells = torch.stack([pos // w, pos % w], dim=-1)
-        boxes = cell_boxes(cells, (h, w), tuple(step.unit.shape[-2:]), self.config.box_scale)
+        size = (int(step.images.shape[-2]), int(step.images.shape[-1]))
+        boxes = cell_boxes(cells, (h, w), size, self.config.box_scale)
         new_state = {
             "values": values,
             "images": torch.where(is_new, step.indices[image_in_batch], state["images"].gather(1, old)),
@@ -133,7 +139,7 @@ class TopKAccumulator:
             latents = _reorder(state["latents"], old)
             latents[rows] = step.latent.permute(0, 2, 3, 1)[image_in_batch[rows], cells[rows][:, 0], cells[rows][:, 1]]
             new_state["latents"] = latents
-        if "thumbnails" in state:
+        if "thumbnails" in state and step.unit is not None:
             new_state["thumbnails"] = self._merge_thumbnails(state["thumbnails"], old, is_new, rows, image_in_batch,
                                                              boxes, step.unit)
         self._state = new_state
@@ -150,6 +156,22 @@ class TopKAccumulator:
             crops = roi_align(unit, rois, output_size=(size, size), aligned=True)
             thumbs[rows] = (crops.clamp(0, 1) * 255).round().to(torch.uint8)
         return thumbs
+
+    def merge(self, other: TopKAccumulator) -> None:
+        """Keep the best k of both accumulators' patches per prototype."""
+        self.count += other.count
+        if other._state is None:
+            return
+        if self._state is None:
+            self._state = dict(other._state)
+            return
+        device = self._state["values"].device
+        theirs = {name: value.to(device) for name, value in other._state.items()}
+        values, order = torch.cat([self._state["values"], theirs["values"]], dim=1).topk(self.config.k, dim=1)
+        rows = torch.arange(order.shape[0], device=device).unsqueeze(1)
+        self._state = {name: torch.cat([mine, theirs[name]], dim=1)[rows, order]
+                       for name, mine in self._state.items() if name in theirs}
+        self._state["values"] = values
 
     def result(self) -> TopKPatches:
         """The top-k so far, on the CPU."""
@@ -196,8 +218,8 @@ def cell_boxes(cells: Tensor, map_size: tuple[int, int], image_size: tuple[int, 
 
 
 def topk_patches(model: PrototypeModel, batches: Iterable[Any], config: TopKConfig = TopKConfig(),
-                 total: int | None = None, progress: ProgressFn | None = None) -> TopKPatches:
+                 total: int | None = None, progress: Progress | None = None) -> TopKPatches:
     """Top-k most activating patches of each of the model's P prototypes over ``batches``."""
     accumulator = TopKAccumulator(config)
-    run_pass(model, batches, [accumulator], total=total, progress=progress)
+    run_pass(model, batches, [accumulator], progress, total=total, stage="top-k patches")
     return accumulator.result()

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -27,6 +27,7 @@ from PIL import Image
 
 from protoviz.data import synthetic_draw as draw
 from protoviz.errors import ConfigError, DatasetError, ProtovizError
+from protoviz.progress import Progress
 
 PART_NAMES: tuple[str, ...] = ("head", "beak", "eye", "body", "wing", "tail", "legs", "crest")
 """Part names; part id k (1-based, as in parts.txt and the masks) names PART_NAMES[k - 1]."""
@@ -322,11 +323,11 @@ def _rules_json(config: SyntheticConfig) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def generate_dataset(root: Path, config: SyntheticConfig, progress: bool | Callable[[int, int], None] = False,
+def generate_dataset(root: Path, config: SyntheticConfig, progress: bool | Progress = False,
                      overwrite: bool = False) -> Path:
     """Write the dataset in the CUB-200-2011 layout under `root`, plus masks/<relpath> (uint8 part ids)
-    and class_rules.json; returns `root`. `progress`: True prints `done/total` to stderr, or a callback
-    `(done, total)`. A non-empty `root` raises DatasetError unless `overwrite`."""
+    and class_rules.json; returns `root`. `progress`: True prints `done/total` to stderr, or a
+    :class:`~protoviz.progress.Progress`. A non-empty `root` raises DatasetError unless `overwrite`."""
     root = Path(root)
     _prepare_root(root, overwrite)
     rules = class_rules()
@@ -347,7 +348,7 @@ def generate_dataset(root: Path, config: SyntheticConfig, progress: bool | Calla
         if progress is True and (i % max(1, total // 20) == 0 or i == total):
             print(f"synthetic: {i}/{total} images", file=sys.stderr)
         elif callable(progress):
-            progress(i, total)
+            progress(i, total, "synthetic images")
     files = {"images.txt": lines["images"], "image_class_labels.txt": lines["labels"],
              "train_test_split.txt": lines["split"], "bounding_boxes.txt": lines["boxes"],
              "classes.txt": [f"{r.class_id} {r.name}" for r in rules],

@@ -10,34 +10,30 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-import protoviz
 from protoviz.device import describe_device
 from protoviz.explain.global_ import GlobalExplanation
 from protoviz.explain.local import LocalExplanation
 from protoviz.models.base import PrototypeModel
+from protoviz.provenance import library_versions, model_identity
 from protoviz.tables import csv_text, write_csv
 
 
 def provenance(model: PrototypeModel, model_name: str | None = None, dataset: dict[str, Any] | None = None,
                seed: int = 0) -> dict[str, Any]:
     """How a result was made: model, dataset, software versions, device, time."""
+    identity = model_identity(model)
     return {
-        "model": {"name": model_name or model.metadata.get("name") or model.family, "family": model.family,
-                  "backbone": model.backbone_name, "similarity": model.similarity_kind,
-                  "checkpoint_sha256": model.metadata.get("checkpoint_sha256"),
-                  "num_prototypes": model.num_prototypes, "input_size": list(model.input_spec.image_size)},
+        "model": {**identity, "name": model_name or identity["name"] or model.family,
+                  "num_prototypes": model.num_prototypes},
         "dataset": dataset,
         "seed": seed,
-        "versions": {"protoviz": getattr(protoviz, "__version__", "unknown"), "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": library_versions(),
         "device": describe_device(model.device),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

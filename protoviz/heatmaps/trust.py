@@ -30,8 +30,8 @@ from protoviz.heatmaps.methods import HeatmapOptions, compute_heatmaps
 from protoviz.heatmaps.methods.randomise import parameterised_layers, randomised_copy
 from protoviz.heatmaps.methods.registry import prototype_rows
 from protoviz.models.base import PrototypeModel
+from protoviz.progress import Progress
 
-Progress = Callable[[float, str], None]
 MethodLike = str | Callable[[PrototypeModel, Tensor, Tensor], Tensor]
 
 
@@ -147,7 +147,7 @@ def randomisation_check(method: MethodLike, model: PrototypeModel, images: Tenso
     rhos = []
     for i, names in enumerate(layers):
         if progress:
-            progress(i / len(layers), f"randomisation: {labels[i]}")
+            progress(i, len(layers), f"randomisation: {labels[i]}")
         maps = run_method(method, randomised_copy(model, names, config.seed), images, indices, options)
         rhos.append(spearman(reference, maps).cpu().numpy())
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")

@@ -25,7 +25,6 @@ from protoviz.heatmaps.trust import (
     MaskRelevance,
     PerturbationConfig,
     PerturbationCurves,
-    Progress,
     RandomisationConfig,
     RandomisationResult,
     assign_prototype_parts,
@@ -34,6 +33,7 @@ from protoviz.heatmaps.trust import (
     randomisation_check,
 )
 from protoviz.models.base import PrototypeModel
+from protoviz.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,10 @@ def top_prototypes(model: PrototypeModel, images: Tensor, k: int) -> Tensor:
     return pooled.topk(min(k, pooled.shape[1]), dim=1).indices
 
 
+def _permille(fraction: float) -> int:
+    return round(1000 * min(1.0, max(0.0, fraction)))
+
+
 def evaluate_methods(model: PrototypeModel, images: Tensor, prototype_indices: Tensor | Sequence[int],
                      config: TrustConfig | None = None, part_masks: Tensor | None = None,
                      prototype_parts: Tensor | None = None, image_names: Sequence[str] | None = None,
@@ -154,7 +158,7 @@ def evaluate_methods(model: PrototypeModel, images: Tensor, prototype_indices: T
     part_masks: (B, H, W) part ids at the model's input size (0 = background) to add mask relevance;
     prototype_parts: (B, K) the part each prototype is about, else assigned by
     :func:`~protoviz.heatmaps.trust.assign_prototype_parts` over these images.
-    progress(fraction, message) is called as the work advances.
+    ``progress(done, 1000, stage)`` is called as the work advances (``done`` in thousandths of the whole).
     """
     config = config or TrustConfig()
     images = images.to(model.device)
@@ -174,24 +178,24 @@ def evaluate_methods(model: PrototypeModel, images: Tensor, prototype_indices: T
     results: dict[str, MethodTrust] = {}
     n = len(config.methods)
     for i, name in enumerate(config.methods):
-        def step(fraction: float, message: str, i: int = i, name: str = name) -> None:
+        def step(done: int, total: int | None, stage: str = "", i: int = i, name: str = name) -> None:
             if progress:
-                progress((i + 0.1 + 0.6 * fraction) / n, f"{name}: {message}")
+                progress(_permille((i + 0.1 + 0.6 * done / max(total or 1, 1)) / n), 1000, f"{name}: {stage}")
 
-        step(0.0, "maps")
+        step(0, 1, "maps")
         start = time.perf_counter()
         maps = compute_heatmaps(name, model, images, indices, config.options)
         seconds = time.perf_counter() - start
         randomisation = randomisation_check(name, model, images, indices, config.randomisation, config.options, step)
         if progress:
-            progress((i + 0.75) / n, f"{name}: deletion / insertion curves")
+            progress(_permille((i + 0.75) / n), 1000, f"{name}: deletion / insertion curves")
         curves = perturbation_curves(model, images, indices, maps, config.perturbation, config.options.batch_rows)
         relevance = None
         if parts is not None and part_masks is not None:
             relevance = mask_relevance(maps, part_masks.to(maps.device), parts, get_method(name).signed)
         results[name] = MethodTrust(name, maps.float().cpu().numpy(), randomisation, curves, relevance, seconds)
     if progress:
-        progress(1.0, "done")
+        progress(1000, 1000, "done")
     names = list(image_names) if image_names is not None else [f"image {b}" for b in range(images.shape[0])]
     provenance = {"config": config.to_dict(), "device": str(images.device), "torch": torch.__version__,
                   "python": platform.python_version(), "model_family": model.family,

@@ -14,33 +14,37 @@ map's first maximum).
 With merge_left_right, 'left X' and 'right X' become one part X: hit when either side is hit, visible
 when either side is visible (so f_p[X] counts images, not sides).
 
-Only per-prototype counts are kept ((P, K) integers), so memory does not grow with the dataset.
+Only per-prototype counts are kept ((P, K) integers), so memory does not grow with the dataset, and the
+counts of shards of a pass add up exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from protoviz.data.datasets import Batch
 from protoviz.errors import DatasetError
 from protoviz.metrics.config import PartMetricConfig
+from protoviz.metrics.noise import NoiseView
 from protoviz.metrics.parts import (
     merge_matrix,
     merge_parts,
     part_hits,
     peak_locations,
-    prototype_classes,
     scaled_half_size,
     select_pairs,
 )
-from protoviz.metrics.stability import add_noise
-from protoviz.models.base import PrototypeModel
+from protoviz.metrics.registry import Metric, register_metric
+from protoviz.metrics.score import PERCENT, Score
+from protoviz.passes import Needs, PassStep
+
+if TYPE_CHECKING:
+    from protoviz.metrics.runner import EvaluationRun
 
 
 @dataclass(frozen=True)
@@ -66,40 +70,56 @@ class PartScores:
     half_size_pixels: tuple[int, int]
     config: PartMetricConfig = field(default_factory=PartMetricConfig)
 
+    @property
+    def num_prototypes(self) -> int:
+        return len(self.consistent)
+
     def dominant_part_names(self) -> list[str]:
         """Name of each prototype's most frequent part ('-' where it never hit a part)."""
         return [self.part_names[k] if f > 0 else "-" for k, f in zip(self.dominant_part, self.dominant_frequency)]
 
 
 class PartAccumulator:
-    """Per-prototype part-hit counts over batches; ``result()`` gives :class:`PartScores`."""
+    """Per-prototype part-hit counts over batches (a pass consumer); ``result()`` gives :class:`PartScores`.
+
+    relevance: (P, C) bool, the classes each prototype is evaluated on. noise: the noisy copies whose
+    part vectors are compared with the clean ones (stability), or None (consistency only).
+    """
 
     def __init__(self, relevance: Tensor, part_names: Sequence[str], config: PartMetricConfig,
-                 input_size: tuple[int, int], draws: int):
-        self.relevance, self.config, self.input_size = relevance, config, input_size
+                 input_size: tuple[int, int], noise: NoiseView | None = None):
+        self.relevance, self.config, self.input_size, self.noise = relevance, config, input_size, noise
         self.half = scaled_half_size(config.half_size, input_size, config.reference_size)
-        self.merge, names = merge_matrix(part_names) if config.merge_left_right else (None, tuple(part_names))
+        self.merge_matrix: Tensor | None
+        self.merge_matrix, names = merge_matrix(part_names) if config.merge_left_right else (None, tuple(part_names))
         self.part_names = tuple(names)
         num_prototypes, num_parts, device = relevance.shape[0], len(self.part_names), relevance.device
         self.hits = torch.zeros(num_prototypes, num_parts, dtype=torch.int64, device=device)
         self.visible = torch.zeros_like(self.hits)
         self.images = torch.zeros(num_prototypes, dtype=torch.int64, device=device)
+        draws = noise.draws if noise is not None else 0
         self.stable = torch.zeros(draws, num_prototypes, dtype=torch.int64, device=device)
 
-    def pairs(self, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """(image, prototype) index pairs of a batch with model-class labels (B,)."""
-        return select_pairs(labels, self.relevance)
+    @property
+    def needs(self) -> Needs:
+        return Needs(views=(self.noise,) if self.noise is not None else ())
 
     def vectors(self, maps: Tensor, parts: Tensor, image_idx: Tensor, proto_idx: Tensor) -> Tensor:
         """o_p(x) for each pair: maps (B, P, h, w), parts (B, K, 3) -> (n, M) bool."""
         peaks = peak_locations(maps[image_idx, proto_idx], self.input_size)
-        return merge_parts(part_hits(peaks, parts[image_idx], self.half, self.input_size), self.merge)
+        return merge_parts(part_hits(peaks, parts[image_idx], self.half, self.input_size), self.merge_matrix)
 
-    def update(self, labels: Tensor, parts: Tensor, clean_maps: Tensor, noisy_maps: Sequence[Tensor] = ()) -> None:
+    def update(self, step: PassStep) -> None:
+        if step.parts is None or step.labels is None:
+            raise DatasetError("consistency needs part annotations and labels; this batch has none")
+        noisy = step.view(self.noise) if self.noise is not None else ()
+        self.add(step.labels, step.parts, step.maps, noisy)
+
+    def add(self, labels: Tensor, parts: Tensor, clean_maps: Tensor, noisy_maps: Sequence[Tensor] = ()) -> None:
         """labels (B,) model classes, parts (B, K, 3), maps (B, P, h, w) on one device."""
-        image_idx, proto_idx = self.pairs(labels)
+        image_idx, proto_idx = select_pairs(labels, self.relevance)
         clean = self.vectors(clean_maps, parts, image_idx, proto_idx)
-        visible = merge_parts(parts[image_idx, :, 2] > 0, self.merge)
+        visible = merge_parts(parts[image_idx, :, 2] > 0, self.merge_matrix)
         self.hits.index_add_(0, proto_idx, clean.long())
         self.visible.index_add_(0, proto_idx, visible.long())
         self.images.index_add_(0, proto_idx, torch.ones_like(proto_idx))
@@ -107,7 +127,12 @@ class PartAccumulator:
             same = (self.vectors(noisy, parts, image_idx, proto_idx) == clean).all(dim=1)
             self.stable[draw].index_add_(0, proto_idx, same.long())
 
-    def result(self, with_stability: bool) -> PartScores:
+    def merge(self, other: PartAccumulator) -> None:
+        for name in ("hits", "visible", "images", "stable"):
+            mine = getattr(self, name)
+            mine += getattr(other, name).to(mine.device)
+
+    def result(self) -> PartScores:
         hits, visible = self.hits.cpu().numpy(), self.visible.cpu().numpy()
         images = self.images.cpu().numpy()
         freq = hits / np.maximum(1, visible)
@@ -117,7 +142,7 @@ class PartAccumulator:
         stability = spread = None
         per_draw: list[float] = []
         stable_fraction = None
-        if with_stability:
+        if self.noise is not None:
             has = images > 0
             fractions = self.stable.cpu().numpy() / np.maximum(images, 1)[None, :]
             per_draw = [float(100 * f[has].mean()) if has.any() else float("nan") for f in fractions]
@@ -144,46 +169,37 @@ def class_mapping(model_classes: Sequence[str], dataset_classes: Sequence[str]) 
                        f"the model {len(model_classes)} ({', '.join(model_classes[:3])}, ...); they cannot be matched")
 
 
-@torch.inference_mode()
-def part_scores(model: PrototypeModel, batches: Iterable[Batch], part_names: Sequence[str],
-                config: PartMetricConfig | None = None, stability: bool = True,
-                label_map: Tensor | None = None, progress: Callable[[int], None] | None = None) -> PartScores:
-    """Consistency (and stability) of ``model`` over a stream of batches with parts.
-
-    One clean forward pass per batch, plus ``config.noise_draws`` noisy passes when ``stability``.
-    ``label_map`` maps dataset labels to model classes (default: identity). ``progress(n)`` is called
-    with the number of images of each finished batch.
-    """
-    config = config or PartMetricConfig()
-    device = model.device
-    accumulator = PartAccumulator(prototype_classes(model).to(device), part_names, config,
-                                  model.input_spec.image_size, config.noise_draws if stability else 0)
-    for batch in batches:
-        if batch.parts is None:
-            raise DatasetError("consistency needs part annotations; this batch has none")
-        images = batch.images.to(device)
-        labels = batch.labels.to(device) if label_map is None else label_map.to(device)[batch.labels.to(device)]
-        clean = model.similarity_maps(images)
-        noisy = [model.similarity_maps(add_noise(images, batch.indices, config.seed, d, config.noise_std,
-                                                 config.noise_clip)) for d in range(accumulator.stable.shape[0])]
-        accumulator.update(labels, batch.parts.to(device), clean, noisy)
-        if progress is not None:
-            progress(len(batch.indices))
-    return accumulator.result(with_stability=stability)
+def part_consumer(run: EvaluationRun) -> PartAccumulator:
+    """The one part-count consumer consistency and stability share in an evaluation (with the noisy
+    copies when stability was asked for)."""
+    def make() -> PartAccumulator:
+        noise = run.noise_view() if run.wants("stability") else None
+        return PartAccumulator(run.relevance, run.dataset.part_names or (), run.config.parts,
+                               run.model.input_spec.image_size, noise)
+    return run.shared("parts", make)
 
 
-def scores_table(scores: PartScores, class_names: Sequence[str], relevance: np.ndarray) -> list[dict[str, Any]]:
-    """One row per prototype: classes, images, dominant part and frequency, consistent, stable fraction."""
+def part_rows(scores: PartScores) -> tuple[dict[str, Any], ...]:
+    """Per prototype: images, dominant part and frequency, consistent, stable fraction, f[part] columns."""
     names = scores.dominant_part_names()
     rows = []
-    for p in range(len(scores.consistent)):
-        row: dict[str, Any] = {
-            "prototype": p, "classes": ";".join(class_names[c] for c in np.flatnonzero(relevance[p])),
-            "images": int(scores.n_images[p]), "dominant_part": names[p],
-            "dominant_frequency": float(scores.dominant_frequency[p]), "consistent": bool(scores.consistent[p]),
-        }
+    for p in range(scores.num_prototypes):
+        row: dict[str, Any] = {"images": int(scores.n_images[p]), "dominant_part": names[p],
+                               "dominant_frequency": float(scores.dominant_frequency[p]),
+                               "consistent": bool(scores.consistent[p])}
         if scores.stable_fraction is not None:
             row["stable_fraction"] = float(scores.stable_fraction[p])
         row.update({f"f[{name}]": float(v) for name, v in zip(scores.part_names, scores.frequencies[p])})
         rows.append(row)
-    return rows
+    return tuple(rows)
+
+
+@register_metric("consistency", unit=PERCENT, needs={"labels", "parts"}, default=True,
+                 description="Huang et al.: share of prototypes whose region holds one part in >= mu of their "
+                             "class's images")
+class ConsistencyMetric(Metric):
+    def consumer(self, run: EvaluationRun) -> PartAccumulator:
+        return part_consumer(run)
+
+    def score(self, run: EvaluationRun, state: PartScores) -> Score:
+        return Score("consistency", state.consistency, PERCENT, rows=part_rows(state), details=state)

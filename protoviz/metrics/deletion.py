@@ -14,15 +14,27 @@ similarity drops as soon as the top pixels go) and a high insertion AUC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from protoviz.data.datasets import load_batch
 from protoviz.heatmaps.upsample import upsample_maps
+from protoviz.metrics.parts import select_pairs
+from protoviz.metrics.registry import Metric, register_metric
+from protoviz.metrics.score import RATIO, Score
 from protoviz.models.base import PrototypeModel
+from protoviz.progress import Progress
+
+if TYPE_CHECKING:
+    from protoviz.metrics.runner import EvaluationRun
+
+STAGE = "deletion/insertion curves"
 
 
 @dataclass(frozen=True)
@@ -68,15 +80,19 @@ def step_masks(heatmaps: Tensor, steps: int) -> Tensor:
 @torch.inference_mode()
 def deletion_insertion(model: PrototypeModel, images: Tensor, prototypes: Tensor, indices: Sequence[int],
                        steps: int = 10, batch_size: int = 32, clean_maps: Tensor | None = None,
-                       progress: Callable[[int], None] | None = None) -> DeletionCurves:
+                       progress: Progress | None = None,
+                       lock: AbstractContextManager[Any] | None = None) -> DeletionCurves:
     """Curves for pairs (images[i], prototypes[i]): images (n, 3, H, W) normalised on the model's device,
-    prototypes (n,) indices, indices (n,) their dataset positions. ``clean_maps`` (n, h, w) saves a pass."""
+    prototypes (n,) indices, indices (n,) their dataset positions. ``clean_maps`` (n, h, w) saves a pass.
+    ``progress(pairs done, 2 n, stage)`` after each chunk (deletion, then insertion); ``lock`` is held
+    around each forward."""
     height, width = images.shape[-2:]
+    guard = lock if lock is not None else nullcontext()
     if clean_maps is None:
-        clean_maps = _maps_of(model, images, prototypes, batch_size)
+        clean_maps = _maps_of(model, images, prototypes, batch_size, guard)
     masks = step_masks(upsample_maps(clean_maps, (height, width)), steps)  # (n, S + 1, H, W)
     per_chunk = max(1, batch_size // (steps + 1))  # pairs whose S + 1 step images fill one batch
-    curves = []
+    curves, done, total = [], 0, 2 * images.shape[0]
     for keep_original in (False, True):  # deletion: masked -> baseline; insertion: masked -> original
         rows = []
         for start in range(0, images.shape[0], per_chunk):
@@ -84,10 +100,11 @@ def deletion_insertion(model: PrototypeModel, images: Tensor, prototypes: Tensor
             original = images[start:start + per_chunk, None]  # (m, 1, 3, H, W)
             stack = torch.where(on, original, 0.0) if keep_original else torch.where(on, 0.0, original)
             protos = prototypes[start:start + per_chunk].repeat_interleave(steps + 1)
-            scores = _maps_of(model, stack.flatten(0, 1), protos, batch_size).flatten(1).amax(1)
+            scores = _maps_of(model, stack.flatten(0, 1), protos, batch_size, guard).flatten(1).amax(1)
             rows.append(scores.view(-1, steps + 1))
+            done += int(on.shape[0])
             if progress is not None:
-                progress(int(on.shape[0]))
+                progress(done, total, STAGE)
         curves.append(torch.cat(rows).double().cpu().numpy())
     fractions = np.linspace(0.0, 1.0, steps + 1)
     deletion, insertion = curves
@@ -97,10 +114,41 @@ def deletion_insertion(model: PrototypeModel, images: Tensor, prototypes: Tensor
                           prototypes.cpu().numpy())
 
 
-def _maps_of(model: PrototypeModel, images: Tensor, prototypes: Tensor, batch_size: int) -> Tensor:
+def _maps_of(model: PrototypeModel, images: Tensor, prototypes: Tensor, batch_size: int,
+             lock: AbstractContextManager[Any]) -> Tensor:
     """Each image's map of its own prototype: (n, 3, H, W), (n,) -> (n, h, w)."""
     out = []
     for start in range(0, images.shape[0], batch_size):
-        maps = model.similarity_maps(images[start:start + batch_size])
+        with lock:
+            maps = model.similarity_maps(images[start:start + batch_size])
         out.append(maps[torch.arange(maps.shape[0], device=maps.device), prototypes[start:start + batch_size]])
     return torch.cat(out)
+
+
+def chosen_images(labels: np.ndarray, indices: Sequence[int], per_class: int) -> list[int]:
+    """The first ``per_class`` evaluated images of each class (labels (N,) of the whole dataset), sorted."""
+    positions = np.asarray(indices)
+    picked = labels[positions]
+    return sorted(int(i) for c in np.unique(picked) for i in positions[picked == c][:per_class])
+
+
+@register_metric("deletion", unit=RATIO, needs={"labels", "model"},
+                 description="deletion/insertion AUC of a prototype's similarity in its own heatmap order")
+class DeletionMetric(Metric):
+    """Curves for each prototype on the first ``deletion_images_per_class`` evaluated images of its
+    classes, after the shared pass (its own forwards, on the main rank of a sharded run)."""
+
+    def score(self, run: EvaluationRun, state: None) -> Score:
+        model, config = run.model, run.config
+        batch = load_batch(run.dataset, model.input_spec,
+                           chosen_images(run.dataset.labels, run.indices, config.deletion_images_per_class))
+        image_idx, proto_idx = select_pairs(run.label_map[batch.labels.to(model.device)], run.relevance)
+        images = batch.images.to(model.device)[image_idx]
+        curves = deletion_insertion(model, images, proto_idx, [batch.indices[i] for i in image_idx.tolist()],
+                                    config.deletion_steps, config.batch_size, progress=run.progress, lock=run.lock)
+        rel_del, rel_ins = curves.per_prototype(run.relevance.shape[0])
+        deletion = float(np.nanmean(rel_del)) if np.isfinite(rel_del).any() else float("nan")
+        insertion = float(np.nanmean(rel_ins)) if np.isfinite(rel_ins).any() else float("nan")
+        rows = tuple({"deletion_auc": float(d), "insertion_auc": float(i)} for d, i in zip(rel_del, rel_ins))
+        return Score("deletion", deletion, RATIO, column="deletion_auc", extra={"insertion_auc": insertion},
+                     rows=rows, details=curves)

@@ -1,4 +1,5 @@
-"""Evaluation results as JSON (scores, per-prototype rows, provenance) and CSV (one row per prototype)."""
+"""Evaluation results as JSON (scores with units, per-prototype rows, provenance) and CSV (one row per
+prototype; the headline scores with their unit in the column name)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def _clean(value: Any) -> Any:
 
 def result_dict(result: EvaluationResult, name: str | None = None) -> dict[str, Any]:
     """Everything a result file holds: model name, scores, provenance, per-prototype rows, curves."""
-    data: dict[str, Any] = {"model_name": name, "scores": result.scores, "provenance": result.provenance,
+    units = result.units
+    scores = {column: {"value": value, "unit": units[column]} for column, value in result.scores.items()}
+    data: dict[str, Any] = {"model_name": name, "scores": scores, "provenance": result.provenance.to_dict(),
                             "prototypes": result.prototypes}
     if result.parts is not None:
         data["parts"] = {"names": list(result.parts.part_names), "frequencies": result.parts.frequencies,
@@ -52,5 +55,6 @@ def to_csv(results: dict[str, EvaluationResult]) -> str:
 
 
 def scores_csv(results: dict[str, EvaluationResult]) -> str:
-    """One row per model with its headline scores."""
-    return csv_text([{"model": name, **r.scores} for name, r in results.items()])
+    """One row per model with its headline scores, e.g. a column ``accuracy (%)``."""
+    return csv_text([{"model": name, **{f"{k} ({r.units[k]})": v for k, v in r.scores.items()}}
+                     for name, r in results.items()])

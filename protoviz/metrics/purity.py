@@ -1,4 +1,4 @@
-"""PIP-Net's part purity, and the share of a prototype's high-activation region on the object.
+"""PIP-Net's part purity: how often a prototype's top patches hold the same annotated part.
 
 Part purity (Nauta et al., PIP-Net), as protoviz computes it:
 1. For each prototype p, its top-k images over the whole evaluated set (k = 10) by p's pooled
@@ -12,23 +12,25 @@ Part purity (Nauta et al., PIP-Net), as protoviz computes it:
    patches holding that part) / (number of patches). The score is the mean over prototypes with a
    positive class weight (prototypes the classifier uses), as a fraction in [0, 1].
 
-Object overlap (datasets with part masks, e.g. the synthetic set, or uncropped images with boxes): for
-p and each image of p's classes, the share of the high-activation region (>= the 95th percentile of the
-upsampled map) that lies on the object (part mask > 0, else inside the box); per prototype the mean
-over images, the score 100 * the mean over prototypes with images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from protoviz.metrics.parts import merge_matrix, merge_parts, peak_locations, scaled_half_size
-from protoviz.metrics.stability import high_activation_masks
+from protoviz.metrics.registry import Metric, register_metric
+from protoviz.metrics.score import FRACTION, Score
+from protoviz.passes import Needs, PassStep
+
+if TYPE_CHECKING:
+    from protoviz.metrics.runner import EvaluationRun
 
 
 def patch_hits(peaks: Tensor, parts: Tensor, half: tuple[int, int], input_size: tuple[int, int]) -> Tensor:
@@ -58,19 +60,28 @@ class Purity:
 
 
 class PurityAccumulator:
-    """Keeps each prototype's top-k (score, image, part hits) while batches stream by."""
+    """Keeps each prototype's top-k (score, image, part hits) while batches stream by (a pass consumer).
+
+    used: (P,) bool, the prototypes the classifier uses (the score averages over them).
+    """
+
+    needs = Needs()
 
     def __init__(self, num_prototypes: int, part_names: Sequence[str], input_size: tuple[int, int],
                  device: torch.device, used: Tensor, top_k: int = 10, patch_size: float = 32.0):
         self.input_size, self.top_k, self.used = input_size, top_k, used.cpu().numpy()
         self.half = scaled_half_size(patch_size / 2, input_size)
-        self.merge, self.part_names = merge_matrix(part_names)
+        self.merge_matrix, self.part_names = merge_matrix(part_names)
         shape = (num_prototypes, top_k)
         self.scores = torch.full(shape, -torch.inf, dtype=torch.float64, device=device)
         self.images = torch.full(shape, -1, dtype=torch.long, device=device)
         self.hits = torch.zeros(*shape, len(self.part_names), dtype=torch.bool, device=device)
 
-    def update(self, maps: Tensor, pooled: Tensor, parts: Tensor, indices: Sequence[int]) -> None:
+    def update(self, step: PassStep) -> None:
+        if step.parts is not None:
+            self.add(step.maps, step.pooled, step.parts, step.indices)
+
+    def add(self, maps: Tensor, pooled: Tensor, parts: Tensor, indices: Sequence[int] | Tensor) -> None:
         """maps (B, P, h, w), pooled (B, P), parts (B, K, 3), dataset indices (B,)."""
         batch_scores = pooled.t().double()  # (P, B)
         threshold = self.scores[:, -1:]  # the current k-th best of each prototype
@@ -80,14 +91,23 @@ class PurityAccumulator:
         batch_hits = torch.zeros(*batch_scores.shape, len(self.part_names), dtype=torch.bool, device=maps.device)
         peaks = peak_locations(maps[image_idx, proto_idx], self.input_size)
         hits = patch_hits(peaks, parts[image_idx], self.half, self.input_size)
-        batch_hits[proto_idx, image_idx] = merge_parts(hits, self.merge)
-        ids = torch.as_tensor(list(indices), device=maps.device).expand_as(batch_scores)
+        batch_hits[proto_idx, image_idx] = merge_parts(hits, self.merge_matrix)
+        ids = torch.as_tensor(indices, device=maps.device).expand_as(batch_scores)
         scores = torch.cat([self.scores, batch_scores.masked_fill(batch_scores <= threshold, -torch.inf)], dim=1)
+        self._keep_best(scores, torch.cat([self.images, ids], dim=1), torch.cat([self.hits, batch_hits], dim=1))
+
+    def _keep_best(self, scores: Tensor, images: Tensor, hits: Tensor) -> None:
+        """Keep the top-k of candidates (P, n), (P, n), (P, n, M) per prototype."""
         order = scores.topk(self.top_k, dim=1, sorted=True).indices  # (P, k)
         self.scores = scores.gather(1, order)
-        self.images = torch.cat([self.images, ids], dim=1).gather(1, order)
-        all_hits = torch.cat([self.hits, batch_hits], dim=1)
-        self.hits = all_hits.gather(1, order[..., None].expand(-1, -1, all_hits.shape[2]))
+        self.images = images.gather(1, order)
+        self.hits = hits.gather(1, order[..., None].expand(-1, -1, hits.shape[2]))
+
+    def merge(self, other: PurityAccumulator) -> None:
+        device = self.scores.device
+        self._keep_best(torch.cat([self.scores, other.scores.to(device)], dim=1),
+                        torch.cat([self.images, other.images.to(device)], dim=1),
+                        torch.cat([self.hits, other.hits.to(device)], dim=1))
 
     def result(self) -> Purity:
         valid = torch.isfinite(self.scores)  # (P, k)
@@ -101,43 +121,17 @@ class PurityAccumulator:
                       self.half)
 
 
-@dataclass(frozen=True)
-class ObjectOverlap:
-    """score (0-100); per prototype ``share`` (P,) mean share of the region on the object (NaN without images)."""
+@register_metric("purity", unit=FRACTION, needs={"parts"},
+                 description="PIP-Net: share of a prototype's top-10 patches holding its most frequent part")
+class PurityMetric(Metric):
+    def consumer(self, run: EvaluationRun) -> PurityAccumulator:
+        model, config = run.model, run.config
+        used = model.class_weights.detach().t().gt(0).any(dim=1)
+        return PurityAccumulator(run.relevance.shape[0], run.dataset.part_names or (), model.input_spec.image_size,
+                                 model.device, used, config.purity_top_k, config.purity_patch_size)
 
-    score: float
-    share: np.ndarray
-    n_images: np.ndarray
-
-
-def box_masks(boxes: Tensor, input_size: tuple[int, int]) -> Tensor:
-    """(B, 4) (x0, y0, x1, y1) boxes in input pixels -> (B, H, W) bool, pixel (r, c) inside when
-    y0 <= r + 0.5 < y1 and x0 <= c + 0.5 < x1 (pixel centres); a NaN box gives an empty mask."""
-    height, width = input_size
-    rows = torch.arange(height, device=boxes.device, dtype=boxes.dtype)[None, :, None] + 0.5
-    cols = torch.arange(width, device=boxes.device, dtype=boxes.dtype)[None, None, :] + 0.5
-    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
-    return (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
-
-
-class ObjectOverlapAccumulator:
-    """Sums the on-object share of each prototype's high-activation region over its classes' images."""
-
-    def __init__(self, num_prototypes: int, input_size: tuple[int, int], device: torch.device):
-        self.input_size = input_size
-        self.total = torch.zeros(num_prototypes, dtype=torch.float64, device=device)
-        self.count = torch.zeros(num_prototypes, dtype=torch.int64, device=device)
-
-    def update(self, image_idx: Tensor, proto_idx: Tensor, maps: Tensor, objects: Tensor) -> None:
-        """Pairs (n,) into maps (B, P, h, w); objects (B, H, W) bool, True on the object."""
-        regions = high_activation_masks(maps[image_idx, proto_idx], self.input_size)
-        on_object = (regions & objects[image_idx]).flatten(1).sum(1).double()
-        share = on_object / regions.flatten(1).sum(1).clamp(min=1).double()
-        self.total.index_add_(0, proto_idx, share)
-        self.count.index_add_(0, proto_idx, torch.ones_like(proto_idx))
-
-    def result(self) -> ObjectOverlap:
-        count = self.count.cpu().numpy()
-        share = np.where(count > 0, self.total.cpu().numpy() / np.maximum(count, 1), np.nan)
-        score = float(100 * np.nanmean(share)) if (count > 0).any() else float("nan")
-        return ObjectOverlap(score, share, count)
+    def score(self, run: EvaluationRun, state: Purity) -> Score:
+        rows = tuple({"purity": float(state.purity[p]),
+                      "purity_part": state.part_names[state.part[p]] if state.patches[p] else "-"}
+                     for p in range(len(state.purity)))
+        return Score("purity", state.score, FRACTION, rows=rows, details=state)

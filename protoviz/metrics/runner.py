@@ -1,47 +1,38 @@
-"""Run several metrics over a dataset with shared forward passes: one clean pass (accuracy,
-consistency, purity, object overlap, the clean half of stability) plus one pass per noise draw.
+"""Evaluate any registered metrics over a dataset in one shared pass of :func:`protoviz.passes.run_pass`.
 
-``evaluate(model, dataset, EvaluationConfig(...))`` -> :class:`EvaluationResult` with headline scores,
-per-prototype rows and a provenance record (every parameter, seed, model, dataset, device, versions).
+``evaluate(model, dataset, EvaluationConfig(...))`` -> :class:`EvaluationResult`: one typed
+:class:`~protoviz.metrics.score.Score` per metric (value, unit, spread, per-prototype rows), the merged
+per-prototype table and the pass's :class:`~protoviz.provenance.Provenance`. Each metric puts at most one
+consumer on the pass (metrics reading the same counts share one); noisy copies for stability and region
+stability are one shared view. ``evaluate_shard`` runs the same as one rank of a torchrun job.
 """
 
 from __future__ import annotations
 
 import math
-import platform
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, TypeVar
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from protoviz.data.datasets import Batch, ImageDataset, iterate_batches, load_batch
-from protoviz.device import describe_device
+from protoviz.data.datasets import ImageDataset, iterate_batches
+from protoviz.distributed import ShardGroup
 from protoviz.errors import ConfigError
-from protoviz.metrics.accuracy import Accuracy, AccuracyAccumulator
 from protoviz.metrics.config import PartMetricConfig
-from protoviz.metrics.consistency import PartAccumulator, PartScores, class_mapping
-from protoviz.metrics.deletion import DeletionCurves, deletion_insertion
-from protoviz.metrics.parts import prototype_classes, select_pairs
-from protoviz.metrics.purity import ObjectOverlap, ObjectOverlapAccumulator, Purity, PurityAccumulator, box_masks
-from protoviz.metrics.stability import RegionStability, RegionStabilityAccumulator, add_noise
+from protoviz.metrics.consistency import class_mapping
+from protoviz.metrics.noise import NoiseView
+from protoviz.metrics.parts import prototype_classes
+from protoviz.metrics.registry import Metric, get_metric, list_metrics
+from protoviz.metrics.score import Score
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Consumer, PassRecord, run_pass
+from protoviz.progress import Progress
+from protoviz.provenance import Provenance, dataset_identity, selection_digest
 
-METRICS: dict[str, str] = {
-    "accuracy": "top-1 accuracy (and class-balanced) of the model on the dataset",
-    "consistency": "Huang et al.: share of prototypes whose region holds one part in >= mu of their class's images",
-    "stability": "Huang et al.: share of images whose part vector is unchanged under Gaussian noise",
-    "region_stability": "IoU of the 95th-percentile region with and without noise (needs no parts)",
-    "purity": "PIP-Net: share of a prototype's top-10 patches holding its most frequent part",
-    "object_overlap": "share of the 95th-percentile region on the object (needs part masks)",
-    "deletion": "deletion/insertion AUC of a prototype's similarity in its own heatmap order",
-}
-PART_METRICS = ("consistency", "stability", "purity")
-NOISE_METRICS = ("stability", "region_stability")
-ProgressFn = Callable[[int, int, str], None]
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -60,9 +51,10 @@ class EvaluationConfig:
     deletion_images_per_class: int = 2
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in METRICS]
+        known = list_metrics()
+        unknown = [m for m in self.metrics if m not in known]
         if unknown or not self.metrics:
-            raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+            raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(known)}")
         if self.batch_size < 1 or (self.limit is not None and self.limit < 1):
             raise ConfigError(f"batch_size and limit must be >= 1, got {self.batch_size} and {self.limit}")
         if self.purity_top_k < 1 or self.deletion_steps < 1 or self.deletion_images_per_class < 1:
@@ -73,24 +65,112 @@ class EvaluationConfig:
         data["metrics"] = list(self.metrics)
         return data
 
+    def settings(self, indices: Sequence[int]) -> dict[str, Any]:
+        """What the numbers depend on: every parameter and the images chosen, not the metrics asked for
+        (a score does not change with its neighbours) nor the batch size (results do not depend on it)."""
+        data = self.to_dict()
+        for name in ("metrics", "batch_size", "limit"):
+            data.pop(name)
+        return {**data, "images": selection_digest(indices), "image_count": len(indices)}
+
+
+def evaluation_indices(count: int, limit: int | None) -> list[int]:
+    """All indices, or ``limit`` indices evenly spaced over [0, count) (so every class appears when the
+    dataset is sorted by class and limit >= classes)."""
+    if limit is None or limit >= count:
+        return list(range(count))
+    return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
+
+
+@dataclass
+class EvaluationRun:
+    """What the metrics of one evaluation share: model, dataset, config, the evaluated positions, the
+    label map (C_data,) and prototype relevance (P, C) on the model's device, progress, the model's lock."""
+
+    model: PrototypeModel
+    dataset: ImageDataset
+    config: EvaluationConfig
+    metrics: tuple[str, ...]
+    indices: list[int]
+    label_map: Tensor
+    class_match: str
+    relevance: Tensor
+    progress: Progress | None = None
+    lock: Any = None
+    consumers: dict[str, Any] = field(default_factory=dict)
+
+    def wants(self, metric: str) -> bool:
+        return metric in self.metrics
+
+    def shared(self, key: str, make: Callable[[], C]) -> C:
+        """The consumer stored under ``key``, made by ``make()`` the first time (so metrics share it)."""
+        if key not in self.consumers:
+            self.consumers[key] = make()
+        return self.consumers[key]  # type: ignore[no-any-return]
+
+    def noise_view(self) -> NoiseView:
+        """The noisy copies of this evaluation (one view, forwarded once for every metric that reads it)."""
+        parts = self.config.parts
+        return NoiseView(parts.noise_std, parts.noise_clip, parts.seed, parts.noise_draws)
+
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Headline ``scores``, one row per prototype in ``prototypes``, and ``provenance``."""
+    """One :class:`Score` per metric in ``results`` (registry order), one row per prototype in
+    ``prototypes`` (every metric's columns), and the pass's ``provenance``."""
 
-    scores: dict[str, float]
+    results: dict[str, Score]
     prototypes: list[dict[str, Any]]
-    provenance: dict[str, Any]
-    parts: PartScores | None = None
-    accuracy: Accuracy | None = None
-    region: RegionStability | None = None
-    purity: Purity | None = None
-    overlap: ObjectOverlap | None = None
-    deletion: DeletionCurves | None = None
+    provenance: Provenance
+
+    @cached_property
+    def scores(self) -> dict[str, float]:
+        """Every headline number by column (``accuracy``, ``balanced_accuracy``, ``stability_spread`` ...)."""
+        return {k: v for score in self.results.values() for k, v in score.headline().items()}
+
+    @property
+    def units(self) -> dict[str, str]:
+        """Column of :attr:`scores` -> its unit."""
+        return {k: score.unit for score in self.results.values() for k in score.headline()}
+
+    def details(self, *metrics: str) -> Any:
+        """The full result of the first of ``metrics`` that ran (e.g. PartScores), or None."""
+        for name in metrics:
+            if name in self.results:
+                return self.results[name].details
+        return None
+
+    @property
+    def parts(self) -> Any:
+        return self.details("consistency", "stability")
+
+    @property
+    def accuracy(self) -> Any:
+        return self.details("accuracy")
+
+    @property
+    def region(self) -> Any:
+        return self.details("region_stability")
+
+    @property
+    def purity(self) -> Any:
+        return self.details("purity")
+
+    @property
+    def overlap(self) -> Any:
+        return self.details("object_overlap")
+
+    @property
+    def deletion(self) -> Any:
+        return self.details("deletion")
 
     @property
     def model_sha256(self) -> str | None:
-        return self.provenance["model"].get("checkpoint_sha256")
+        return self.provenance.model_sha256
+
+    @property
+    def num_prototypes(self) -> int:
+        return len(self.prototypes)
 
     def prototype_part(self, index: int) -> str | None:
         """Name of prototype ``index``'s most frequent part, None without part results or part hits."""
@@ -106,212 +186,81 @@ class EvaluationResult:
                 and not isinstance(v, bool) and not k.startswith("f[") and math.isfinite(float(v))}
 
 
-def evaluation_indices(count: int, limit: int | None) -> list[int]:
-    """All indices, or ``limit`` indices evenly spaced over [0, count) (so every class appears when the
-    dataset is sorted by class and limit >= classes)."""
-    if limit is None or limit >= count:
-        return list(range(count))
-    return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
-
-
-class _Run:
-    """The accumulators of one evaluation and the per-batch work that feeds them."""
-
-    def __init__(self, model: PrototypeModel, dataset: ImageDataset, config: EvaluationConfig):
-        self.model, self.config, self.metrics = model, config, set(config.metrics)
-        for metric in self.metrics & set(PART_METRICS):
-            dataset.require_parts(metric)
-        if "object_overlap" in self.metrics and not (dataset.has_masks or dataset.has_object_boxes):
-            raise ConfigError("object_overlap needs part masks (the synthetic set has them) or bounding boxes of "
-                              f"uncropped images; {dataset.root} has neither (with boxes, turn cropping off)")
-        device, size = model.device, model.input_spec.image_size
-        self.label_map, self.class_match = class_mapping(model.class_names, dataset.class_names)
-        self.label_map = self.label_map.to(device)
-        self.relevance = prototype_classes(model).to(device)
-        self.draws = config.parts.noise_draws if self.metrics & set(NOISE_METRICS) else 0
-        num_p = self.relevance.shape[0]
-        self.accuracy = AccuracyAccumulator(model.num_classes, device) if "accuracy" in self.metrics else None
-        needs_parts = self.metrics & {"consistency", "stability"}
-        self.parts = PartAccumulator(self.relevance, dataset.part_names or (), config.parts, size,
-                                     self.draws if "stability" in self.metrics else 0) if needs_parts else None
-        self.region = (RegionStabilityAccumulator(num_p, self.draws, size, device)
-                       if "region_stability" in self.metrics else None)
-        used = model.class_weights.detach().t().gt(0).any(dim=1)
-        self.purity = (PurityAccumulator(num_p, dataset.part_names or (), size, device, used, config.purity_top_k,
-                                         config.purity_patch_size) if "purity" in self.metrics else None)
-        self.overlap = ObjectOverlapAccumulator(num_p, size, device) if "object_overlap" in self.metrics else None
-
-    def process(self, batch: Batch) -> None:
-        """Forward passes for one batch, then every accumulator; halves the batch on out-of-memory."""
-        try:
-            self._process(batch)
-        except torch.OutOfMemoryError:
-            if len(batch.indices) < 2:
-                raise
-            torch.cuda.empty_cache()
-            half = len(batch.indices) // 2
-            for part in (_slice(batch, 0, half), _slice(batch, half, len(batch.indices))):
-                self.process(part)
-
-    def _process(self, batch: Batch) -> None:
-        device, parts_cfg = self.model.device, self.config.parts
-        images = batch.images.to(device)
-        labels = self.label_map[batch.labels.to(device)]
-        out = self.model(images)
-        noisy = [self.model.similarity_maps(add_noise(images, batch.indices, parts_cfg.seed, d, parts_cfg.noise_std,
-                                                      parts_cfg.noise_clip)) for d in range(self.draws)]
-        maps = out.similarity_maps
-        parts = batch.parts.to(device) if batch.parts is not None else None
-        if self.accuracy is not None:
-            self.accuracy.update(out.logits, labels)
-        if self.parts is not None and parts is not None:
-            self.parts.update(labels, parts, maps, noisy if self.parts.stable.shape[0] else ())
-        if self.region is not None or self.overlap is not None:
-            image_idx, proto_idx = select_pairs(labels, self.relevance)
-            if self.region is not None:
-                self.region.update(image_idx, proto_idx, maps, noisy)
-            if self.overlap is not None:
-                self.overlap.update(image_idx, proto_idx, maps, self._objects(batch))
-        if self.purity is not None and parts is not None:
-            self.purity.update(maps, out.max_similarities, parts, batch.indices)
-
-
-    def _objects(self, batch: Batch) -> Tensor:
-        """(B, H, W) bool object pixels: the part mask where there is one, else the box."""
-        device = self.model.device
-        if batch.masks is not None:
-            return batch.masks.to(device) > 0
-        if batch.boxes is None:
-            raise ConfigError("object_overlap: this batch has neither part masks nor boxes")
-        return box_masks(batch.boxes.to(device), self.model.input_spec.image_size)
-
-
-def _slice(batch: Batch, start: int, stop: int) -> Batch:
-    def cut(t: Tensor | None) -> Tensor | None:
-        return None if t is None else t[start:stop]
-    return Batch(batch.images[start:stop], batch.unit[start:stop], batch.labels[start:stop],
-                 batch.image_ids[start:stop], cut(batch.parts), batch.indices[start:stop], cut(batch.masks),
-                 cut(batch.boxes))
-
-
-@torch.inference_mode()
 def evaluate(model: PrototypeModel, dataset: ImageDataset, config: EvaluationConfig = EvaluationConfig(),
-             progress: ProgressFn | None = None) -> EvaluationResult:
-    """Evaluate ``model`` on ``dataset``; ``progress(done, total, stage)`` after each batch."""
-    started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
-    model.eval()
-    run = _Run(model, dataset, config)
-    indices = evaluation_indices(len(dataset), config.limit)
-    done = 0
-    for batch in iterate_batches(dataset, model.input_spec, config.batch_size, indices,
-                                 with_masks=run.overlap is not None):
-        run.process(batch)
-        done += len(batch.indices)
-        if progress is not None:
-            progress(done, len(indices), "forward passes")
-    deletion = None
-    if "deletion" in run.metrics:
-        deletion = _deletion(model, dataset, config, run, indices, progress)
-    return _result(model, dataset, config, run, deletion, len(indices), started, time.perf_counter() - clock)
+             progress: Progress | None = None, *, lock: Any = None,
+             indices: Sequence[int] | None = None) -> EvaluationResult:
+    """Evaluate ``model`` on ``dataset`` (all images, ``config.limit`` spread over it, or ``indices``).
+
+    ``progress(done, total, stage)`` after each batch; ``lock`` is held around each batch's forwards.
+    """
+    result = evaluate_shard(model, dataset, config, progress, lock=lock, indices=indices)
+    assert result is not None  # one process is its own main rank
+    return result
 
 
-def _deletion(model: PrototypeModel, dataset: ImageDataset, config: EvaluationConfig, run: _Run,
-              indices: Sequence[int], progress: ProgressFn | None) -> DeletionCurves:
-    """Curves for each prototype on the first ``deletion_images_per_class`` evaluated images of its classes."""
-    labels = dataset.labels[np.asarray(indices)]
-    chosen = [i for c in np.unique(labels) for i in np.asarray(indices)[labels == c][:config.deletion_images_per_class]]
-    batch = load_batch(dataset, model.input_spec, sorted(chosen))
-    device = model.device
-    image_idx, proto_idx = select_pairs(run.label_map[batch.labels.to(device)], run.relevance)
-    total = int(image_idx.numel()) * 2
-    state = {"done": 0}
+def evaluate_shard(model: PrototypeModel, dataset: ImageDataset, config: EvaluationConfig,
+                   progress: Progress | None = None, *, lock: Any = None, indices: Sequence[int] | None = None,
+                   group: ShardGroup | None = None) -> EvaluationResult | None:
+    """:func:`evaluate` as one rank of a torchrun job: this rank's share of the batches, the consumers
+    merged on rank 0, which returns the result (the other ranks return None)."""
+    metrics = [get_metric(m).cls() for m in list_metrics() if m in config.metrics]
+    for metric in metrics:
+        if (error := metric.info.unavailable(dataset)) is not None:
+            raise error
+    chosen = list(indices) if indices is not None else evaluation_indices(len(dataset), config.limit)
+    run = _open_run(model, dataset, config, chosen, progress, lock)
+    consumers: dict[str, Consumer | None] = {m.info.name: m.consumer(run) for m in metrics}
+    unique = list({id(c): c for c in consumers.values() if c is not None}.values())
+    mine = chosen if group is None else group.take(chosen, config.batch_size)
+    objects = any("objects" in m.info.needs for m in metrics)
+    batches = iterate_batches(dataset, model.input_spec, config.batch_size, mine, with_masks=objects)
+    record = PassRecord(dataset_identity(dataset), config.settings(chosen), config.parts.seed, config.batch_size,
+                        _notes(run))
+    report = run_pass(model, batches, unique, progress, total=len(mine), lock=lock, label_map=run.label_map,
+                      record=record, group=group)
+    if group is not None and not group.is_main:
+        return None
+    states = {id(c): c.result() for c in unique}
+    provenance = report.provenance
+    results = {m.info.name: _stamp(m, run, states, consumers, provenance) for m in metrics}
+    return EvaluationResult(results, _rows(model, run.relevance, results.values()), provenance)
 
-    def step(n: int) -> None:
-        state["done"] += n
-        if progress is not None:
-            progress(state["done"], total, "deletion/insertion curves")
 
-    images = batch.images.to(device)[image_idx]
-    return deletion_insertion(model, images, proto_idx, [batch.indices[i] for i in image_idx.tolist()],
-                              config.deletion_steps, config.batch_size, progress=step)
+def _open_run(model: PrototypeModel, dataset: ImageDataset, config: EvaluationConfig, indices: list[int],
+              progress: Progress | None, lock: Any) -> EvaluationRun:
+    label_map, match = class_mapping(model.class_names, dataset.class_names)
+    return EvaluationRun(model, dataset, config, tuple(config.metrics), indices, label_map.to(model.device), match,
+                         prototype_classes(model).to(model.device), progress, lock)
 
 
-def _result(model: PrototypeModel, dataset: ImageDataset, config: EvaluationConfig, run: _Run,
-            deletion: DeletionCurves | None, images: int, started: str, seconds: float) -> EvaluationResult:
-    scores: dict[str, float] = {}
-    relevance = run.relevance.cpu().numpy()
+def _notes(run: EvaluationRun) -> dict[str, Any]:
+    from protoviz.metrics.parts import scaled_half_size
+
+    parts = run.config.parts
+    half = scaled_half_size(parts.half_size, run.model.input_spec.image_size, parts.reference_size)
+    return {"metrics": list(run.metrics), "class_matching": run.class_match, "half_size_pixels": list(half),
+            "half_size_rule": "round half up of half_size * (H, W) / reference_size"}
+
+
+def _stamp(metric: Metric, run: EvaluationRun, states: dict[int, Any], consumers: dict[str, Consumer | None],
+           provenance: Provenance) -> Score:
+    consumer = consumers[metric.info.name]
+    state = None if consumer is None else states[id(consumer)]
+    score = metric.score(run, state)
+    if score.unit != metric.info.unit:
+        raise ConfigError(f"metric {metric.info.name} registered unit {metric.info.unit!r} but scored {score.unit!r}")
+    from dataclasses import replace
+
+    return replace(score, provenance=provenance)
+
+
+def _rows(model: PrototypeModel, relevance: Tensor, scores: Any) -> list[dict[str, Any]]:
+    """One row per prototype: its index and classes, then every score's columns (in metric order)."""
+    classes = relevance.cpu().numpy()
+    names = model.class_names
     rows: list[dict[str, Any]] = [{"prototype": p, "classes": ";".join(
-        _class_name(model, c) for c in np.flatnonzero(relevance[p]))} for p in range(relevance.shape[0])]
-    accuracy = run.accuracy.result() if run.accuracy is not None else None
-    if accuracy is not None:
-        scores.update(accuracy=accuracy.top1, balanced_accuracy=accuracy.balanced)
-    parts = run.parts.result("stability" in run.metrics) if run.parts is not None else None
-    if parts is not None:
-        _add_part_rows(rows, parts, scores, run.metrics)
-    region = run.region.result() if run.region is not None else None
-    if region is not None:
-        scores.update(region_stability=region.score, region_stability_spread=region.spread)
-        for row, value in zip(rows, region.iou):
-            row["region_iou"] = float(value)
-    purity = run.purity.result() if run.purity is not None else None
-    if purity is not None:
-        scores["purity"] = purity.score
-        for p, row in enumerate(rows):
-            row.update(purity=float(purity.purity[p]), purity_part=purity.part_names[purity.part[p]]
-                       if purity.patches[p] else "-")
-    overlap = run.overlap.result() if run.overlap is not None else None
-    if overlap is not None:
-        scores["object_overlap"] = overlap.score
-        for row, value in zip(rows, overlap.share):
-            row["object_overlap"] = float(value)
-    if deletion is not None:
-        rel_del, rel_ins = deletion.per_prototype(len(rows))
-        scores.update(deletion_auc=float(np.nanmean(rel_del)) if np.isfinite(rel_del).any() else float("nan"),
-                      insertion_auc=float(np.nanmean(rel_ins)) if np.isfinite(rel_ins).any() else float("nan"))
-        for row, d, i in zip(rows, rel_del, rel_ins):
-            row.update(deletion_auc=float(d), insertion_auc=float(i))
-    provenance = _provenance(model, dataset, config, run, images, started, seconds)
-    return EvaluationResult(scores, rows, provenance, parts, accuracy, region, purity, overlap, deletion)
-
-
-def _class_name(model: PrototypeModel, index: int) -> str:
-    return model.class_names[index] if index < len(model.class_names) else str(index)
-
-
-def _add_part_rows(rows: list[dict[str, Any]], parts: PartScores, scores: dict[str, float], metrics: set[str]) -> None:
-    if "consistency" in metrics:
-        scores["consistency"] = parts.consistency
-    if parts.stability is not None:
-        scores.update(stability=parts.stability, stability_spread=parts.stability_spread or 0.0)
-    names = parts.dominant_part_names()
-    for p, row in enumerate(rows):
-        row.update(images=int(parts.n_images[p]), dominant_part=names[p],
-                   dominant_frequency=float(parts.dominant_frequency[p]), consistent=bool(parts.consistent[p]))
-        if parts.stable_fraction is not None:
-            row["stable_fraction"] = float(parts.stable_fraction[p])
-        row.update({f"f[{name}]": float(v) for name, v in zip(parts.part_names, parts.frequencies[p])})
-
-
-def _provenance(model: PrototypeModel, dataset: ImageDataset, config: EvaluationConfig, run: _Run, images: int,
-                started: str, seconds: float) -> dict[str, Any]:
-    import cv2
-    import torchvision
-
-    import protoviz
-
-    half = run.parts.half if run.parts is not None else None
-    return {
-        "started": started, "seconds": round(seconds, 3), "images_evaluated": images,
-        "config": config.to_dict(), "seed": config.parts.seed,
-        "half_size_pixels": list(half) if half else None,
-        "half_size_rule": "round half up of half_size * (H, W) / reference_size",
-        "model": {"family": model.family, "backbone": model.backbone_name, "similarity": model.similarity_kind,
-                  "input_size": list(model.input_spec.image_size), "prototypes": model.num_prototypes,
-                  "classes": model.num_classes, "checkpoint_sha256": model.metadata.get("checkpoint_sha256"),
-                  "metadata": {k: v for k, v in model.metadata.items() if isinstance(v, (str, int, float, bool))}},
-        "dataset": dataset.describe(), "class_matching": run.class_match,
-        "device": describe_device(model.device), "batch_size": config.batch_size,
-        "versions": {"protoviz": protoviz.__version__, "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
-                     "python": platform.python_version()},
-    }
+        names[c] if c < len(names) else str(c) for c in np.flatnonzero(classes[p]))} for p in range(classes.shape[0])]
+    for score in scores:
+        for row, extra in zip(rows, score.rows):
+            row.update(extra)
+    return rows

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from protoviz.compare.scan import PassStep
 from protoviz.errors import ModelError
 from protoviz.models.base import PrototypeModel
 from protoviz.models.tesnet import projection_similarity
+from protoviz.passes import PassStep
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from protoviz.compare.scan import PassStep, run_pass
 from protoviz.data.datasets import iterate_batches
 from protoviz.errors import ConfigError, DatasetError
 from protoviz.models.base import PrototypeModel, PrototypeSource
+from protoviz.passes import Needs, PassStep, run_pass
 from protoviz.progress import Progress
 from protoviz.sources.criteria import PushRule, push_rule
 from protoviz.sources.describe import Pick, describe_sources
@@ -51,7 +51,7 @@ class ProjectionAccumulator:
     def __init__(self, model: PrototypeModel, rule: PushRule | None = None):
         self.model = model
         self.rule = rule or push_rule(model)
-        self.needs_latent = self.rule.needs_latent
+        self.needs = Needs(latent=self.rule.needs_latent)
         self.allowed = self.rule.eligible(model).to(model.device)  # (P, C) bool
         self.everyone = bool(self.allowed.all())
         count = model.num_prototypes
@@ -135,12 +135,8 @@ def project_sources(model: PrototypeModel, data_dir: str | Path, batch_size: int
                            f"{model.num_classes} classes; the projection needs the folder the model was trained on")
     dataset = listing.dataset()
 
-    def report(done: int, total: int | None) -> None:
-        if progress is not None:
-            progress(done, total, "projection")
-
-    run_pass(model, iterate_batches(dataset, model.input_spec, batch_size), [accumulator], total=len(dataset),
-             progress=report)
+    run_pass(model, iterate_batches(dataset, model.input_spec, batch_size), [accumulator], progress,
+             total=len(dataset), stage="projection")
     result = accumulator.result()
     picks = [Pick(prototype=j, image_index=int(result.image[j]), location=(int(result.cell[j, 0]), int(result.cell[j, 1])))
              for j in range(model.num_prototypes) if int(result.image[j]) >= 0]

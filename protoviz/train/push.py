@@ -8,8 +8,6 @@ bicubically to the input size, as OpenCV's INTER_CUBIC; `protoviz.heatmaps`) and
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from PIL import Image
@@ -19,15 +17,14 @@ from protoviz.heatmaps.boxes import percentile_boxes
 from protoviz.heatmaps.upsample import upsample_maps
 from protoviz.models.base import PrototypeSource
 from protoviz.models.protopnet import ProtoPNet
+from protoviz.progress import Progress
 from protoviz.train.data import ImageTensors, to_model_input
 from protoviz.train.losses import set_distances
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 @torch.no_grad()
 def nearest_own_class_patches(model: ProtoPNet, data: ImageTensors, batch_size: int,
-                              progress: ProgressFn | None = None) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+                              progress: Progress | None = None) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
     """For every prototype, its nearest latent patch among the images of its own class.
 
     Returns (distance (P,), image index (P,) into ``data``, flat map location (P,) = row * w + col, and
@@ -63,13 +60,13 @@ def nearest_own_class_patches(model: ProtoPNet, data: ImageTensors, batch_size: 
             best_image[a:b] = torch.where(better, start + flat // (h * w), best_image[a:b])
             best_loc[a:b] = torch.where(better, flat % (h * w), best_loc[a:b])
         if progress is not None:
-            progress("push", step + 1, steps)
+            progress(step + 1, steps, "push")
     return best, best_image, best_loc, vectors
 
 
 @torch.no_grad()
 def push_prototypes(model: ProtoPNet, data: ImageTensors, batch_size: int = 64, image_thumbnail: int = 96,
-                    patch_thumbnail: int = 64, progress: ProgressFn | None = None) -> list[PrototypeSource | None]:
+                    patch_thumbnail: int = 64, progress: Progress | None = None) -> list[PrototypeSource | None]:
     """Replace each prototype by its nearest own-class latent patch in ``data``; set and return its sources.
 
     The model is left in eval mode. A prototype whose class has no image in ``data`` keeps its vector and

@@ -19,11 +19,11 @@ from torch import Tensor, nn
 
 from protoviz.data.transforms import normalize
 from protoviz.models.protopnet import ProtoPNet
+from protoviz.progress import Progress
 from protoviz.train.config import TrainConfig
 from protoviz.train.data import ImageTensors, augment, to_model_input, to_unit
 from protoviz.train.losses import off_class_l1, protopnet_loss
 
-ProgressFn = Callable[[str, int, int], None]
 STAGES = ("pretrain", "warm", "joint", "last_layer")
 
 
@@ -89,7 +89,7 @@ def shuffled_batches(data: ImageTensors, batch_size: int, generator: torch.Gener
 
 
 def train_epoch(model: ProtoPNet, data: ImageTensors, optimizer: torch.optim.Optimizer, stage: str, epoch: int,
-                config: TrainConfig, generator: torch.Generator, progress: ProgressFn | None = None) -> EpochStats:
+                config: TrainConfig, generator: torch.Generator, progress: Progress | None = None) -> EpochStats:
     """One epoch of the warm-up or joint stage (augmented, model in train mode)."""
     model.train()
     freeze_for(model, stage)
@@ -107,7 +107,7 @@ def train_epoch(model: ProtoPNet, data: ImageTensors, optimizer: torch.optim.Opt
                               correct / len(index)]).detach().double().cpu()
         sums += values * len(index)
         if progress is not None:
-            progress(stage, step + 1, steps)
+            progress(step + 1, steps, stage)
     loss, ce, cluster, sep, l1, acc = (sums / len(data)).tolist()
     return EpochStats(stage, epoch, loss, ce, cluster, sep, l1, acc)
 
@@ -129,7 +129,7 @@ def backbone_channels(model: ProtoPNet) -> int:
 
 
 def pretrain_backbone(model: ProtoPNet, data: ImageTensors, config: TrainConfig, generator: torch.Generator,
-                      progress: ProgressFn | None = None, record: Callable[[EpochStats], None] | None = None) -> None:
+                      progress: Progress | None = None, record: Callable[[EpochStats], None] | None = None) -> None:
     """The pre-training stage: ``config.pretrain_epochs`` of backbone + temporary GAP-linear head with CE."""
     if config.pretrain_epochs == 0:
         return
@@ -155,7 +155,7 @@ def pretrain_backbone(model: ProtoPNet, data: ImageTensors, config: TrainConfig,
             acc = (logits.argmax(dim=1) == labels).double().mean()
             sums += torch.stack([loss.detach().double(), acc]).cpu() * len(index)
             if progress is not None:
-                progress("pretrain", step + 1, steps)
+                progress(step + 1, steps, "pretrain")
         loss_m, acc_m = (sums / len(data)).tolist()
         if record is not None:
             record(EpochStats("pretrain", epoch, loss_m, loss_m, 0.0, 0.0, 0.0, acc_m))
@@ -173,7 +173,7 @@ def pooled_similarities(model: ProtoPNet, data: ImageTensors, batch_size: int) -
 
 
 def train_last_layer(model: ProtoPNet, data: ImageTensors, config: TrainConfig, generator: torch.Generator,
-                     progress: ProgressFn | None = None) -> list[EpochStats]:
+                     progress: Progress | None = None) -> list[EpochStats]:
     """The last-layer stage: CE + ``l1`` * L1(off-class weights), on the pooled similarities computed once."""
     freeze_for(model, "last_layer")
     pooled = pooled_similarities(model, data, config.push_batch_size)
@@ -195,7 +195,7 @@ def train_last_layer(model: ProtoPNet, data: ImageTensors, config: TrainConfig, 
             acc = (logits.argmax(dim=1) == labels[index]).double().mean()
             sums += torch.stack([loss.detach().double(), ce.detach().double(), acc]).cpu() * len(index)
             if progress is not None:
-                progress("last_layer", step + 1, steps)
+                progress(step + 1, steps, "last_layer")
         loss_m, ce_m, acc_m = (sums / len(data)).tolist()
         l1 = float(off_class_l1(model).detach())
         history.append(EpochStats("last_layer", epoch, loss_m, ce_m, 0.0, 0.0, l1, acc_m))

@@ -13,12 +13,12 @@ import torch
 from protoviz.device import pick_device
 from protoviz.models.base import PrototypeSource
 from protoviz.models.protopnet import ProtoPNet
+from protoviz.progress import Progress
 from protoviz.train.config import TrainConfig
 from protoviz.train.data import ImageTensors, to_model_input
 from protoviz.train.push import push_prototypes
 from protoviz.train.stages import EpochStats, pretrain_backbone, train_epoch, train_last_layer, trainable_groups
 
-ProgressFn = Callable[[str, int, int], None]
 LogFn = Callable[[str], None]
 
 
@@ -40,13 +40,15 @@ class TrainResult:
 
 
 class ProgressPrinter:
-    """A one-line progress bar on a stream: ``progress(stage, step, total)``; ``log(line)`` ends the line."""
+    """A one-line progress bar on a stream, a :class:`~protoviz.progress.Progress` (``progress(step, total,
+    stage)``); ``log(line)`` ends the line."""
 
     def __init__(self, stream=sys.stderr, width: int = 30):
         self.stream = stream
         self.width = width
 
-    def __call__(self, stage: str, step: int, total: int) -> None:
+    def __call__(self, step: int, total: int | None, stage: str = "") -> None:
+        total = total or step
         filled = self.width * step // max(total, 1)
         self.stream.write(f"\r{stage:<10} [{'#' * filled}{'.' * (self.width - filled)}] {step}/{total}")
         self.stream.flush()
@@ -56,7 +58,7 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-def train_protopnet(model: ProtoPNet, data: ImageTensors, config: TrainConfig, progress: ProgressFn | None = None,
+def train_protopnet(model: ProtoPNet, data: ImageTensors, config: TrainConfig, progress: Progress | None = None,
                     log: LogFn | None = None, validation: ImageTensors | None = None) -> TrainResult:
     """Train ``model`` on ``data`` through ProtoPNet's stages; the model ends pushed, in eval mode, on the
     configured device, with ``prototype_sources`` set (when at least one push ran).
@@ -99,7 +101,7 @@ def train_protopnet(model: ProtoPNet, data: ImageTensors, config: TrainConfig, p
 
 
 def _push_and_tune(model: ProtoPNet, data: ImageTensors, config: TrainConfig, generator: torch.Generator,
-                   progress: ProgressFn | None, record: Callable[[EpochStats], None]) -> list[PrototypeSource | None]:
+                   progress: Progress | None, record: Callable[[EpochStats], None]) -> list[PrototypeSource | None]:
     sources = push_prototypes(model, data, config.push_batch_size, config.image_thumbnail, config.patch_thumbnail,
                               progress)
     for stats in train_last_layer(model, data, config, generator, progress):

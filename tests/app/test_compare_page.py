@@ -25,7 +25,7 @@ def page_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _scores(app: AppTest):
     """The scores table (the dataframe with a 'model' and an 'accuracy' column)."""
-    return next(d.value for d in app.dataframe if {"model", "accuracy"} <= set(d.value.columns))
+    return next(d.value for d in app.dataframe if {"model", "accuracy (%)"} <= set(d.value.columns))
 
 
 def _errors(app: AppTest) -> list[str]:
@@ -68,7 +68,7 @@ def test_dataset_pass_matching_and_report(app_env: None, model_dir: Path, page_d
     assert _errors(app) == []
     table = _scores(app)
     assert list(table["model"]) == ["eight_a", "eight_b"] and list(table["images"]) == [12, 12]
-    assert all(0.0 <= a <= 1.0 for a in table["accuracy"])
+    assert all(0.0 <= a <= 100.0 for a in table["accuracy (%)"])  # percent, like the Evaluate page
     metrics = {m.label: m.value for m in app.metric}
     assert int(metrics["matched pairs"]) + int(metrics["no counterpart in eight_b"]) == 8
     assert app.radio(key="compare.profile").value == "parts"  # matching measures parts by default
@@ -76,10 +76,23 @@ def test_dataset_pass_matching_and_report(app_env: None, model_dir: Path, page_d
     assert any(c.value.startswith("Two prototypes are flagged as near-duplicates when their 'parts' activation "
                                   "profiles over the 12 probe images correlate above r = 0.99") and
                "and their prototype vectors' centred cosine is above 0.99" in c.value for c in app.caption)
+    # an Evaluate-page result of the same model on other images (all 16, not these 12) must not join the row
+    from protoviz.data.datasets import open_dataset
+    from protoviz.metrics.runner import EvaluationConfig, evaluate
+    from protoviz.models import load_model
+
+    elsewhere = evaluate(load_model(model_dir / "eight_a.safetensors"), open_dataset(page_dataset),
+                         EvaluationConfig(metrics=("accuracy", "consistency", "stability")))
+    app.session_state["protoviz.results.evaluate"] = {("eight_a", "all images"): elsewhere}
+    app.run()
+    table = _scores(app)
+    assert "consistency (%)" not in table.columns and list(table["images"]) == [12, 12]
+    accuracy = dict(zip(table["model"], table["accuracy (%)"]))["eight_a"]
     app.button(key="compare.compute_parts").click().run()
     assert _errors(app) == []
     table = _scores(app)
-    assert {"consistency", "stability"} <= set(table.columns)
+    assert {"consistency (%)", "stability (%)"} <= set(table.columns)
+    assert dict(zip(table["model"], table["accuracy (%)"]))["eight_a"] == accuracy  # never overwritten
     app.button(key="compare.build_report").click().run()
     assert _errors(app) == []
     assert any("self-contained" in c.value for c in app.caption)

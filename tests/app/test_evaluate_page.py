@@ -43,7 +43,7 @@ def test_run_two_models_shows_scores_tables_and_keeps_results(eval_env: Path) ->
     assert not at.exception and not at.error
     scores = at.dataframe[0].value
     assert list(scores["model"]) == ["tiny8_a", "tiny8_b"]
-    assert {"consistency", "stability", "accuracy"} <= set(scores.columns)
+    assert {"consistency (%)", "stability (%)", "accuracy (%)"} <= set(scores.columns)  # units shown
     table = at.dataframe[1].value
     assert len(table) == 16 and "dominant_part" in table.columns
     stored = [k for k in at.session_state["protoviz.results.evaluate"] if k != "datasets"]

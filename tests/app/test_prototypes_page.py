@@ -88,22 +88,31 @@ def test_a_link_opens_the_card_of_a_prototype(app_env: None) -> None:
     assert _errors(app) == [] and app.subheader[0].value == "Prototype 0 · class class_0"
 
 
-def test_the_card_shows_the_evaluate_pages_results(app_env: None, model_dir: Path) -> None:
+def _result(sha: str, scores: dict[str, float], rows: list[dict]) -> object:
+    """An Evaluate-page result of model ``sha`` on some dataset (scores in %)."""
     from protoviz.metrics.runner import EvaluationResult
+    from protoviz.metrics.score import Score
+    from protoviz.provenance import DatasetIdentity, Provenance
 
+    provenance = Provenance(sha, {"checkpoint_sha256": sha}, DatasetIdentity("fp", "test", {"root": "/data/x"}),
+                            {}, 0, "cpu", {}, 6, 8, 8, 0, 1, "now", 1.0)
+    results = {name: Score(name, value, "%", provenance=provenance) for name, value in scores.items()}
+    return EvaluationResult(results, rows, provenance)
+
+
+def test_the_card_shows_the_evaluate_pages_results(app_env: None, model_dir: Path) -> None:
     sha = file_sha256(model_dir / "tiny_log.safetensors")
     rows = [{"prototype": j, "consistent": j % 2 == 0, "dominant frequency": j / 10} for j in range(6)]
-    result = EvaluationResult(scores={"consistency": 42.0, "stability": 77.0}, prototypes=rows,
-                              provenance={"model": {"checkpoint_sha256": sha}})
-    other = EvaluationResult(scores={"consistency": 1.0}, prototypes=rows,
-                             provenance={"model": {"checkpoint_sha256": "another model"}})
+    result = _result(sha, {"consistency": 42.0, "stability": 77.0}, rows)
+    other = _result("another model", {"consistency": 1.0}, rows)
     app = AppTest.from_file(PAGE, default_timeout=60)
     app.session_state["protoviz.results.evaluate"] = {("tiny_log", sha, "x"): result, ("other",): other}
     app.query_params["model"] = "tiny_log"
     app.query_params["prototype"] = "3"
     app.run()
     assert _errors(app) == []
-    assert any(m.value == "**Model scores**: consistency 42.0 · stability 77.0" for m in app.markdown)
+    assert any(m.value == "**Model scores**: consistency 42.0 % · stability 77.0 %" for m in app.markdown)
+    assert any("other images: test split of /data/x, 6 images" in c.value for c in app.caption)  # said where
     table = next(d.value for d in app.dataframe if "property" in d.value.columns)
     assert dict(zip(table["property"], table["value"]))["dominant frequency"] == "0.300"
 

@@ -44,7 +44,7 @@ def test_state_api(app_env: None, model_dir: Path, tmp_path: Path) -> None:
     assert "models: tiny_cosine,tiny_log" in text
     assert "samples: sample_a.png,sample_b.png" in text
     assert "device: cpu" in text
-    assert "same object: True lock: lock" in text
+    assert "same object: True lock: ModelLock" in text  # a lock whose waits end
     assert any("no model named 'absent'" in e.value for e in at.error)
     at.run()
     assert "runs: 2" in [m.value for m in at.markdown]

@@ -74,11 +74,14 @@ def test_report_escapes_text() -> None:
 def test_scores_table_lists_each_model(tiny_dataset: Path, two_checkpoints: tuple[Path, Path]) -> None:
     models = {p.stem: load_model(p) for p in two_checkpoints}
     comparison = compare_models(models, open_dataset(tiny_dataset), CompareConfig(batch_size=8))
-    rows = scores_table(comparison.runs, {"first": {"consistency": 0.25}})
+    rows = scores_table(comparison.runs, {"first": {"consistency (%)": 25.0}})
     assert [r["model"] for r in rows] == ["first", "second"]
-    assert all(0.0 <= r["accuracy"] <= 1.0 and r["images"] == 16 for r in rows)
-    assert rows[0]["consistency"] == 0.25 and "consistency" not in rows[1]
+    assert all(0.0 <= r["accuracy (%)"] <= 100.0 and r["images"] == 16 for r in rows)  # percent, as evaluate
+    assert rows[0]["consistency (%)"] == 25.0 and "consistency (%)" not in rows[1]
     assert comparison.runs[0].settings["labels"] == "class names differ; matched by index"
+    provenance = comparison.runs[0].provenance
+    assert provenance is not None and provenance.images == 16 and provenance.dataset.fingerprint is not None
+    assert comparison.record["runs"]["first"]["model_sha256"] == provenance.model_sha256
 
 
 def test_unmatchable_classes_give_no_accuracy(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -111,3 +114,13 @@ def test_cli_compare_writes_report_and_json(tiny_dataset: Path, two_checkpoints:
 def test_cli_compare_needs_two_models(two_checkpoints: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", str(two_checkpoints[0])]) == 2
     assert "at least two checkpoints" in capsys.readouterr().err
+
+
+def test_compare_accuracy_is_the_accuracy_metric_in_percent(tiny_dataset: Path,
+                                                            two_checkpoints: tuple[Path, Path]) -> None:
+    from protoviz.metrics.runner import EvaluationConfig, evaluate
+
+    model, dataset = load_model(two_checkpoints[0]), open_dataset(tiny_dataset)
+    comparison = compare_models({"first": model}, dataset, CompareConfig(batch_size=8, max_images=10))
+    result = evaluate(model, dataset, EvaluationConfig(metrics=("accuracy",)), indices=comparison.indices)
+    assert comparison.runs[0].accuracy == result.scores["accuracy"] and result.units["accuracy"] == "%"

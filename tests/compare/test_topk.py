@@ -6,10 +6,11 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from protoviz.compare.scan import forward_maps, tensor_batches
+from protoviz.compare.scan import tensor_batches
 from protoviz.compare.topk import TopKConfig, cell_boxes, topk_patches
 from protoviz.errors import ConfigError, ModelError
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import forward_maps
 from tests.conftest import make_tiny_model
 
 

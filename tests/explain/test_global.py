@@ -36,7 +36,7 @@ def test_global_is_the_similarity_weighted_mean_of_local_deltas() -> None:
     images = _images(5)
     config = ExplainConfig(mode="reference")
     seen: list[tuple[int, int]] = []
-    result = explain_dataset(model, images, config, batch_size=2, progress=lambda d, t: seen.append((d, t)))
+    result = explain_dataset(model, images, config, batch_size=2, progress=lambda d, t, s="": seen.append((d, t)))
     parts = [explain_images(model, images[i:i + 2], config) for i in (0, 2, 4)]  # the run's own batches
     s = torch.cat([p.similarities for p in parts]).double().numpy()  # (B, P)
     delta = torch.cat([p.deltas for p in parts]).double().numpy()  # (B, M, P)

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from protoviz.data.datasets import iterate_batches, open_dataset
+from protoviz.data.datasets import open_dataset
 from protoviz.data.synthetic import SyntheticConfig, generate_dataset
 from protoviz.errors import DatasetError
 from protoviz.metrics.config import PartMetricConfig
-from protoviz.metrics.consistency import PartAccumulator, class_mapping, part_scores
-from protoviz.metrics.stability import add_noise
+from protoviz.metrics.consistency import PartAccumulator, PartScores, class_mapping
+from protoviz.metrics.noise import NoiseView, add_noise
+from protoviz.metrics.runner import EvaluationConfig, evaluate
+from protoviz.models.base import PrototypeModel
 from tests.conftest import make_tiny_model
 from tests.metrics.planted import BeakModel
 
@@ -61,12 +63,13 @@ def test_batched_scores_equal_the_plain_loop_on_random_maps() -> None:
     proto_class = np.repeat(np.arange(classes), per_class)
     relevance = torch.from_numpy(np.eye(classes, dtype=bool)[proto_class])
     config = PartMetricConfig(half_size=36, mu=0.3)
-    acc = PartAccumulator(relevance, [f"p{k}" for k in range(n_parts)], config, (size, size), draws=1)
+    acc = PartAccumulator(relevance, [f"p{k}" for k in range(n_parts)], config, (size, size),
+                          NoiseView(0.2, 0.25, 0, draws=1))
     for start in range(0, n, 7):  # uneven batches
         sl = slice(start, start + 7)
-        acc.update(torch.from_numpy(labels[sl]), torch.from_numpy(parts[sl]), torch.from_numpy(maps[sl]),
-                   [torch.from_numpy(noisy[sl])])
-    scores = acc.result(with_stability=True)
+        acc.add(torch.from_numpy(labels[sl]), torch.from_numpy(parts[sl]), torch.from_numpy(maps[sl]),
+                [torch.from_numpy(noisy[sl])])
+    scores = acc.result()
     freqs, consistency, stability = loop_reference(maps, noisy, labels, parts, proto_class, size, 10, 0.3)
     np.testing.assert_array_equal(scores.frequencies, freqs)
     assert scores.frequencies[4:, 3].tolist() == [0.0, 0.0]
@@ -81,10 +84,18 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("syn"), config)
 
 
+def part_scores(model: PrototypeModel, data: object, batch_size: int,
+                config: PartMetricConfig | None = None) -> PartScores:
+    """Consistency and stability through the evaluation engine."""
+    result = evaluate(model, data, EvaluationConfig(metrics=("consistency", "stability"), batch_size=batch_size,
+                                                    parts=config or PartMetricConfig()))
+    return result.parts
+
+
 def test_planted_beak_prototypes_are_fully_consistent_and_stable(synthetic_root: Path) -> None:
     data = open_dataset(synthetic_root, split="test")
     model = BeakModel(image_size=128, per_class=2).eval()
-    scores = part_scores(model, iterate_batches(data, model.input_spec, 8), data.part_names)
+    scores = part_scores(model, data, 8)
     assert scores.consistency == 100.0 and scores.stability == 100.0
     assert np.all(scores.dominant_frequency == 1.0)  # 'head' ties with 'beak' at 1.0 in the 73 px box
     assert scores.n_images.tolist() == [3] * 16
@@ -94,14 +105,13 @@ def test_planted_beak_prototypes_are_fully_consistent_and_stable(synthetic_root:
 def test_zero_noise_is_perfectly_stable_and_results_do_not_depend_on_batch_size(synthetic_root: Path) -> None:
     data = open_dataset(synthetic_root, split="test")
     model = make_tiny_model(classes=8, per_class=2, image_size=64)
-    label_map, how = class_mapping(model.class_names, data.class_names)
+    _, how = class_mapping(model.class_names, data.class_names)
     assert how == "class names differ; matched by index"
-    quiet = part_scores(model, iterate_batches(data, model.input_spec, 5), data.part_names,
-                        PartMetricConfig(noise_std=0.0), label_map=label_map)
+    quiet = part_scores(model, data, 5, PartMetricConfig(noise_std=0.0))
     assert quiet.stability == 100.0 and np.all(quiet.stable_fraction == 1.0)
     config = PartMetricConfig(noise_std=0.5, noise_draws=2, seed=3)
-    a = part_scores(model, iterate_batches(data, model.input_spec, 3), data.part_names, config, label_map=label_map)
-    b = part_scores(model, iterate_batches(data, model.input_spec, 24), data.part_names, config, label_map=label_map)
+    a = part_scores(model, data, 3, config)
+    b = part_scores(model, data, 24, config)
     assert a.stability_per_draw == b.stability_per_draw and len(a.stability_per_draw) == 2
     np.testing.assert_array_equal(a.frequencies, quiet.frequencies)  # the clean pass is the same
 

@@ -1,4 +1,5 @@
-"""Every registered model family runs through every metric (tests generated from the registry)."""
+"""Every registered model family runs through every registered metric at once (tests generated from both
+registries; tests/metrics/test_registry.py runs each metric alone)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import Image
 from protoviz.data.datasets import open_dataset
 from protoviz.metrics.config import PartMetricConfig
 from protoviz.metrics.parts import prototype_classes
+from protoviz.metrics.registry import list_metrics
 from protoviz.metrics.runner import EvaluationConfig, evaluate
 from protoviz.models.registry import FAMILIES, build_model, list_families
 
@@ -45,14 +47,14 @@ def make_parts_dataset(root: Path, classes: int, per_class: int = 2, size: int =
 def test_every_family_gets_every_score(family: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(family, FAMILIES.get(family).example_config()).eval()
-    data = open_dataset(make_parts_dataset(tmp_path, model.num_classes))
-    config = EvaluationConfig(metrics=("accuracy", "consistency", "stability", "region_stability", "purity",
-                                       "deletion"), parts=PartMetricConfig(merge_left_right=True), batch_size=4,
-                              deletion_steps=2, deletion_images_per_class=1)
+    data = open_dataset(make_parts_dataset(tmp_path, model.num_classes), crop_to_box=False)  # boxes: object overlap
+    config = EvaluationConfig(metrics=tuple(list_metrics()), parts=PartMetricConfig(merge_left_right=True),
+                              batch_size=4, deletion_steps=2, deletion_images_per_class=1)
     result = evaluate(model, data, config)
     assert len(result.prototypes) == model.num_prototypes
     assert result.parts.part_names == ("eye", "beak")
-    for key in ("accuracy", "consistency", "stability", "region_stability"):
+    assert set(result.results) == set(list_metrics())
+    for key in ("accuracy", "consistency", "stability", "region_stability", "object_overlap"):
         assert 0.0 <= result.scores[key] <= 100.0, key
     relevance = prototype_classes(model)
     assert result.parts.n_images.tolist() == (relevance.float() @ torch.full((model.num_classes,), 2.0)).tolist()

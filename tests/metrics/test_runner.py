@@ -18,7 +18,8 @@ from protoviz.errors import ConfigError, DatasetError
 from protoviz.metrics.config import PartMetricConfig
 from protoviz.metrics.deletion import step_masks
 from protoviz.metrics.export import scores_csv, to_csv, to_json
-from protoviz.metrics.runner import METRICS, EvaluationConfig, evaluate, evaluation_indices
+from protoviz.metrics.registry import list_metrics
+from protoviz.metrics.runner import EvaluationConfig, evaluate, evaluation_indices
 from protoviz.models import load_model
 from protoviz.models.checkpoint import save_model
 from tests.conftest import make_tiny_model
@@ -39,17 +40,21 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_all_metrics_in_one_run_with_provenance(syn: Path, checkpoint: Path) -> None:
     model = load_model(checkpoint)
     data = open_dataset(syn)
-    result = evaluate(model, data, EvaluationConfig(metrics=tuple(METRICS), batch_size=5, deletion_steps=4,
+    result = evaluate(model, data, EvaluationConfig(metrics=tuple(list_metrics()), batch_size=5, deletion_steps=4,
                                                     deletion_images_per_class=1))
     for key in ("accuracy", "consistency", "stability", "region_stability", "purity", "object_overlap",
                 "deletion_auc", "insertion_auc"):
         assert np.isfinite(result.scores[key]), key
     assert len(result.prototypes) == 16 and result.prototypes[5]["classes"] == "class_2"
     prov = result.provenance
-    assert prov["model"]["checkpoint_sha256"] == model.metadata["checkpoint_sha256"] == result.model_sha256
-    assert prov["config"]["parts"]["half_size"] == 36.0 and prov["seed"] == 0 and prov["half_size_pixels"] == [10, 10]
-    assert prov["dataset"]["images"] == 24 and prov["class_matching"] == "class names differ; matched by index"
-    assert {"torch", "numpy", "opencv", "protoviz"} <= set(prov["versions"]) and prov["device"].startswith("cpu")
+    assert prov.model["checkpoint_sha256"] == model.metadata["checkpoint_sha256"] == result.model_sha256
+    assert prov.settings["parts"]["half_size"] == 36.0 and prov.seed == 0 and prov.notes["half_size_pixels"] == [10, 10]
+    assert prov.dataset.description["images"] == 24
+    assert prov.notes["class_matching"] == "class names differ; matched by index"
+    assert {"torch", "numpy", "opencv", "protoviz"} <= set(prov.versions) and prov.device.startswith("cpu")
+    assert prov.images == 24 and prov.batch_size == 5 and prov.oom_halvings == 0 and prov.world_size == 1
+    assert result.units["accuracy"] == "%" and result.units["purity"] == "fraction"
+    assert result.units["deletion_auc"] == "ratio" and result.results["stability"].spread == 0.0
     assert result.deletion.deletion.shape == (16, 5)  # one image per class x its 2 prototypes, 4 steps + 1
     doc = json.loads(to_json({"tiny": result}))["results"][0]
     assert doc["model_name"] == "tiny" and doc["parts"]["names"][1] == "beak"
@@ -108,7 +113,7 @@ def test_zero_noise_region_stability_and_limits(syn: Path) -> None:
     model = make_tiny_model(classes=8, per_class=1)
     config = EvaluationConfig(metrics=("region_stability",), parts=PartMetricConfig(noise_std=0.0), limit=8)
     result = evaluate(model, open_dataset(syn), config)
-    assert result.scores["region_stability"] == 100.0 and result.provenance["images_evaluated"] == 8
+    assert result.scores["region_stability"] == 100.0 and result.provenance.images == 8
     assert evaluation_indices(24, 8) == [0, 3, 7, 10, 13, 16, 20, 23] and evaluation_indices(5, None) == [0, 1, 2, 3, 4]
     with pytest.raises(ConfigError, match="unknown metric"):
         EvaluationConfig(metrics=("consistancy",))
@@ -140,14 +145,15 @@ def test_cli_writes_json_and_csv(syn: Path, checkpoint: Path, tmp_path: Path, ca
     out = capsys.readouterr()
     assert "consistency" in out.out and "forward passes: 16/16" in out.err
     doc = json.loads((tmp_path / "r.json").read_text())["results"][0]
-    assert doc["provenance"]["seed"] == 4 and doc["provenance"]["config"]["parts"]["noise_draws"] == 2
-    assert doc["provenance"]["batch_size"] == 6 and doc["provenance"]["images_evaluated"] == 16
+    assert doc["provenance"]["seed"] == 4 and doc["provenance"]["settings"]["parts"]["noise_draws"] == 2
+    assert doc["provenance"]["batch_size"] == 6 and doc["provenance"]["images"] == 16
+    assert doc["scores"]["consistency"] == {"value": doc["scores"]["consistency"]["value"], "unit": "%"}
     assert len(doc["parts"]["stability_per_draw"]) == 2
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 17
 
 
 def test_object_overlap_from_boxes_of_uncropped_images(tmp_path: Path) -> None:
-    from protoviz.metrics.purity import box_masks
+    from protoviz.metrics.regions import box_masks
     from tests.metrics.test_families import make_parts_dataset
 
     masks = box_masks(torch.tensor([[1.0, 0.0, 3.0, 1.6], [float("nan")] * 4]), (3, 4))

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from protoviz.compare.scan import run_pass, tensor_batches
+from protoviz.compare.scan import tensor_batches
 from protoviz.errors import DatasetError, ModelError
 from protoviz.heatmaps.boxes import percentile_boxes
 from protoviz.heatmaps.upsample import upsample_maps
 from protoviz.models.registry import FAMILIES, build_model
+from protoviz.passes import run_pass
 from protoviz.sources import project_sources
 from protoviz.sources.criteria import RULES, subtree_classes
 from protoviz.sources.projection import ProjectionAccumulator

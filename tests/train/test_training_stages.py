@@ -88,7 +88,7 @@ def test_progress_and_log_callbacks_are_called(patches: ImageTensors) -> None:
     calls: list[tuple[str, int, int]] = []
     lines: list[str] = []
     train_protopnet(_model(), patches, FAST.replace(pretrain_epochs=0, joint_epochs=1, last_layer_epochs=1),
-                    progress=lambda stage, step, total: calls.append((stage, step, total)), log=lines.append,
+                    progress=lambda step, total, stage="": calls.append((stage, step, total)), log=lines.append,
                     validation=patches)
     assert {c[0] for c in calls} == {"warm", "joint", "push", "last_layer"}
     assert all(1 <= step <= total for _, step, total in calls)

@@ -179,14 +179,14 @@ def test_a_pipnet_resnet_run_folder_loads_without_backbone_choices(tmp_path: Pat
 
 
 def test_soft_protopool_runs_through_explanations_and_scans(tmp_path: Path) -> None:
-    from protoviz.compare.scan import forward_maps
     from protoviz.heatmaps import explain_image
+    from protoviz.passes import clean_forward
 
     net = w.protopool()
     model = load_model(w.save(w.protopool_checkpoint(net), tmp_path / "best_model.pth", "zip"))
     with torch.no_grad():
         expected = ref.protopool(net, X, "soft")[0]
-        _, logits, _ = forward_maps(model, X, with_latent=False)
+        _, _, logits, _ = clean_forward(model, X, with_latent=False)  # what every dataset pass uses
         _close(logits, expected)
         explanations = explain_image(model, X, top_k=3)
     for i, explanation in enumerate(explanations):
