@@ -126,8 +126,13 @@ def check_state_keys(keys: Iterable[Any], label: str, limits: ModelLimits = DEFA
 
 
 def safe_name(text: Any, limit: int = 80) -> str:
-    """A name from a file, quoted and cut, with anything but plain identifier characters replaced."""
-    clean = re.sub(r"[^A-Za-z0-9_.:/\-]", "?", str(text))
+    """A name from a file, quoted and cut, with anything but plain identifier characters replaced
+    (only strings and numbers are shown; other objects by their type, never by ``str()``)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    if not isinstance(text, str | int | float) or (isinstance(text, int) and text.bit_length() > 64):
+        return f"<{type(text).__name__}>"
+    clean = re.sub(r"[^A-Za-z0-9_.:/\-]", "?", str(text)[: limit + 1])
     return repr(clean if len(clean) <= limit else clean[:limit] + "...")
 
 
