@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 from app.state import available_models, sample_images
 from protoviz.data.images import load_image
 from protoviz.errors import ImageError, ProtovizError
+from protoviz.lru import ByteBoundedCache
 
 LOG = logging.getLogger("protoviz.app")
 
@@ -42,8 +44,9 @@ def show_error(error: BaseException) -> None:
     if isinstance(error, ProtovizError):
         st.error(str(error), icon=":material/error:")
         return
-    LOG.exception("unexpected error on a dashboard page", exc_info=error)
-    st.error(f"Something went wrong ({type(error).__name__}): {error}", icon=":material/error:")
+    LOG.error("unexpected error on a dashboard page", exc_info=error)
+    st.error(f"Something went wrong ({type(error).__name__}); the details are in the server's log.",
+             icon=":material/error:")
 
 
 def model_picker(key: str, multi: bool = False, label: str | None = None) -> str | list[str] | None:
@@ -74,9 +77,16 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def decoded_images() -> ByteBoundedCache[Image.Image]:
+    """The process-wide cache of decoded images, bounded by their total pixel bytes
+    (``PROTOVIZ_IMAGE_CACHE_MB``, default 512). Cached images are shared: treat them as read-only."""
+    megabytes = float(os.environ.get("PROTOVIZ_IMAGE_CACHE_MB", "512"))
+    return ByteBoundedCache(int(megabytes * 2**20), lambda image: image.width * image.height * len(image.getbands()))
+
+
 def _decode(name: str, data: bytes) -> Image.Image:
-    return load_image(data, name=name)
+    return decoded_images().get_or_make(hashlib.sha256(data).hexdigest(), lambda: load_image(data, name=name))
 
 
 def image_picker(key: str, label: str = "Images") -> list[NamedImage]:
