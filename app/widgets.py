@@ -16,10 +16,11 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from app.state import available_models, sample_images
+from app.state import available_models, model_dir, path_policy, sample_images, session_uploads, upload_root
 from protoviz.data.images import load_image
-from protoviz.errors import ImageError, ProtovizError
+from protoviz.errors import ImageError, PathNotAllowedError, ProtovizError
 from protoviz.lru import ByteBoundedCache
+from protoviz.paths import OFF_MESSAGE
 
 LOG = logging.getLogger("protoviz.app")
 
@@ -40,13 +41,26 @@ class NamedImage:
 
 
 def show_error(error: BaseException) -> None:
-    """Show an error on the page without a traceback (unexpected ones are logged with theirs)."""
+    """Show an error on the page without a traceback (unexpected ones are logged with theirs).
+
+    Server folders in the message are shortened to their names (allowed roots, the model folder, the
+    upload folders), so pages show paths relative to what the visitor may see.
+    """
     if isinstance(error, ProtovizError):
-        st.error(str(error), icon=":material/error:")
+        st.error(_shorten_paths(str(error)), icon=":material/error:")
         return
     LOG.error("unexpected error on a dashboard page", exc_info=error)
     st.error(f"Something went wrong ({type(error).__name__}); the details are in the server's log.",
              icon=":material/error:")
+
+
+def _shorten_paths(message: str) -> str:
+    folders = {str(root): root.name for root in path_policy().roots}
+    folders[str(upload_root())] = "uploads"
+    folders[str(model_dir())] = model_dir().name
+    for folder in sorted(folders, key=len, reverse=True):
+        message = message.replace(folder + "/", folders[folder] + "/").replace(folder, folders[folder])
+    return message
 
 
 def model_picker(key: str, multi: bool = False, label: str | None = None) -> str | list[str] | None:
@@ -116,3 +130,37 @@ def _sample(path: Path) -> list[NamedImage]:
     except (ImageError, OSError) as error:
         show_error(error if isinstance(error, ImageError) else ImageError(f"{path.name}: {error}"))
         return []
+
+
+def server_path_input(label: str, key: str, placeholder: str = "") -> str | None:
+    """A text box for a server folder or file, only when the operator allows typed paths.
+
+    Returns the resolved path inside an allowed root, or None (box empty, refused, or paths off; the
+    reason is shown). The refusal is the same whether or not the typed path exists.
+    """
+    policy = path_policy()
+    if not policy.enabled:
+        st.caption(OFF_MESSAGE)
+        return None
+    roots = ", ".join(f"`{root.name}/`" for root in policy.roots)
+    typed = st.text_input(label, key=key, placeholder=placeholder, help=f"Allowed folders: {roots}")
+    if not typed.strip():
+        return None
+    try:
+        return str(policy.resolve(typed))
+    except PathNotAllowedError as error:
+        show_error(error)
+        return None
+
+
+def shown_path(path: str | Path) -> str:
+    """How a server path is shown on a page: relative to an allowed root, the model folder, or the
+    session's uploads; otherwise only its name."""
+    path = Path(path)
+    uploads = session_uploads()
+    if uploads.owns(path):
+        return f"uploaded file {uploads.original_name(path)}"
+    folder = model_dir()
+    if path.parent == folder or path.parent.resolve() == folder.resolve():
+        return f"{folder.name}/{path.name}"
+    return path_policy().display(path)

@@ -25,3 +25,11 @@ class ConfigError(ProtovizError):
 
 class ModelError(ProtovizError):
     """A model cannot do what was asked (wrong input shape, missing feature, needs a GPU)."""
+
+
+class PathNotAllowedError(ProtovizError):
+    """A typed server path is outside the folders the operator allowed (or typed paths are off)."""
+
+
+class UploadError(ProtovizError):
+    """An upload is too large, over the session's disk budget, or cannot be stored."""

@@ -260,7 +260,7 @@ def _source(item: Any, tensors: dict[str, torch.Tensor], j: int, model: Prototyp
     if len(box) != 4 or (location is not None and len(location) != 2):
         raise ValueError("box")
     if class_index is not None:
-        _whole(class_index, 0, model.num_classes - 1)
+        _whole(class_index, 0, 1 << 31)
     return PrototypeSource(
         image_id=item["image_id"], box=box,  # type: ignore[arg-type]
         image_thumbnail=_thumbnail(tensors.get(f"{_SOURCE_PREFIX}{j}.image")),

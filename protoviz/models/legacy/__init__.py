@@ -38,7 +38,7 @@ def load_legacy(path: Path, family: str | None, device: torch.device,
     loaded = read_checkpoint(data, file.name, limits)
     model = build_within_budget(lambda: detect.convert(loaded.obj, family, file.name), loaded.elements, file.name,
                                 limits, check=lambda meta: check_config(meta.config_dict(), file.name, limits))
-    model.metadata.update({"imported_from": str(file), "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
+    model.metadata.update({"imported_from": file.name, "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
                            "research_family": model.family})
     return model.to(device).eval()
 
@@ -53,7 +53,7 @@ def checkpoint_file(path: Path) -> Path:
 
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"no such file or folder: {path}")
+        raise CheckpointError(f"no such file or folder: {path.name}")
     file = _folder_file(path) if path.is_dir() else path
     if file.name == "model_state.pth" and any((file.parent / n).is_file() for n in prototree.FOLDER_FILES):
         file = prototree.folder_file(file.parent)
