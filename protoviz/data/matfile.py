@@ -25,7 +25,7 @@ class MatLimits:
     """max_inflated: bytes all compressed elements inflate to. max_cells: elements x fields of one cell,
     struct or object array. max_elements: elements of one numeric or character array."""
 
-    max_inflated: int = 256 * 2**20
+    max_inflated: int = 64 * 2**20
     max_cells: int = 1_000_000
     max_elements: int = 64_000_000
     max_depth: int = 32
@@ -75,16 +75,23 @@ class _Walker:
             at = after
 
     def inflate(self, chunk: bytes) -> bytes:
+        """Inflate a megabyte at a time, stopping as soon as the total passes the limit."""
         room = self.limits.max_inflated - self.inflated
+        inflater, out, pending = zlib.decompressobj(), bytearray(), chunk
         try:
-            inflater = zlib.decompressobj()
-            out = inflater.decompress(chunk, room + 1)
+            while True:
+                piece = inflater.decompress(pending, 1 << 20)
+                out += piece
+                if len(out) > room:
+                    raise self.fail(f"its compressed elements inflate to more than "
+                                    f"{self.limits.max_inflated // 2**20} MB")
+                pending = inflater.unconsumed_tail
+                if not piece and not pending:
+                    break
         except zlib.error as error:
             raise self.fail(f"a compressed element is corrupt ({error})") from None
-        if len(out) > room:
-            raise self.fail(f"its compressed elements inflate to more than {self.limits.max_inflated // 2**20} MB")
         self.inflated += len(out)
-        return out
+        return bytes(out)
 
     def matrix(self, data: bytes, at: int, end: int, depth: int) -> None:
         if at == end:

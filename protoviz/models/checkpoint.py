@@ -48,7 +48,7 @@ def looks_like_safetensors(head: bytes, size: int, suffix: str = "") -> bool:
     if len(head) < 9 or head[8:9] != b"{":
         return suffix == ".safetensors"
     length = int.from_bytes(head[:8], "little")
-    return 0 < length <= size - 8
+    return 0 < length <= size - 8 or suffix == ".safetensors"
 
 
 def save_model(model: PrototypeModel, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
