@@ -63,7 +63,9 @@ def streamlit_url(server_folders: dict[str, Path]) -> Iterator[str]:
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); browser tests need it")
     port = free_port()
     env = {**os.environ, "PROTOVIZ_MODEL_DIR": str(server_folders["models"]),
-           "PROTOVIZ_SAMPLE_DIR": str(server_folders["samples"]), "PROTOVIZ_DEVICE": "cpu"}
+           "PROTOVIZ_SAMPLE_DIR": str(server_folders["samples"]), "PROTOVIZ_DEVICE": "cpu",
+           "PROTOVIZ_UPLOAD_DIR": str(server_folders["root"] / "uploads")}
+    env.pop("PROTOVIZ_ALLOWED_ROOTS", None)  # typed server paths stay off, as by default
     log = server_folders["root"] / "streamlit.log"
     command = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]

@@ -487,7 +487,7 @@ def cars(folder: Path, sentinel: Path, change: str) -> Path:
     fname = "../../outside.jpg" if change == "dotdot" else "00001.jpg"
     savemat(annos, {"annotations": np.array([(2.0, 3.0, 12.0, 13.0, 2, fname)], dtype=[
         ("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")])})
-    header = open(annos, "rb").read(128)
+    header = annos.read_bytes()[:128]
     if change == "zlib_bomb":  # one compressed element inflating to 512 MB of a numeric array
         packer = zlib.compressobj(9)
         tag = struct.pack("<II", 14, 512 << 20)
