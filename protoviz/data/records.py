@@ -3,6 +3,7 @@ error messages that name the file and the line."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -37,7 +38,8 @@ class ImageRecord:
     mask_path: Path | None = None
 
 
-MAX_ANNOTATION_BYTES = 256 * 2**20  # an annotation text file (CUB's largest, part_locs.txt, is 6 MB)
+MAX_ANNOTATION_BYTES = 128 * 2**20  # an annotation text file (CUB's largest, part_locs.txt, is 6 MB)
+MAX_ROWS = 4_000_000  # lines of one annotation file (ImageNet-sized image lists fit)
 
 
 def require_file(root: Path, relative: str, what: str) -> Path:
@@ -84,11 +86,14 @@ def read_rows(path: Path, min_fields: int, parse: Callable[[list[str]], T], layo
     names the file and line (never its contents) when a line has fewer than ``min_fields`` fields or
     ``parse`` fails.
     """
-    text = read_text(path)
-    for number, line in enumerate(text.splitlines(), start=1):
+    rows = 0
+    for number, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):  # lazily, one line at a time
         fields = line.split()
         if not fields:
             continue
+        rows += 1
+        if rows > MAX_ROWS:
+            raise DatasetError(f"{path}: more than {MAX_ROWS:,} lines; protoviz reads at most that many")
         if len(fields) < min_fields:
             raise DatasetError(f"{path}, line {number}: expected '{layout}', found {len(fields)} field(s)")
         try:
@@ -99,7 +104,7 @@ def read_rows(path: Path, min_fields: int, parse: Callable[[list[str]], T], layo
 
 def count_rows(path: Path) -> int:
     """Non-blank lines of a text file (to size arrays before reading them)."""
-    return sum(1 for line in read_text(path).splitlines() if line.strip())
+    return sum(1 for line in io.StringIO(read_text(path), newline=None) if line.strip())
 
 
 def _reason(error: Exception) -> str:

@@ -25,6 +25,10 @@ from torch.utils._pytree import tree_flatten
 from protoviz.errors import CheckpointError, ProtovizError
 
 M = TypeVar("M", bound=nn.Module)
+# Loading real weights into a model built on the meta device is the point of the size check; torch
+# warns that the copy is a no-op. (A filter, not catch_warnings, which is not thread-safe.)
+warnings.filterwarnings("ignore", message=r"for .*: copying from a non-meta parameter in the checkpoint to a meta",
+                        category=UserWarning)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ModelLimits:
     max_key_index: int = 512  # numbers in state-dict keys (``layer3.35``, ``denselayer48``, ``features.52``)
     max_prototypes: int = 100_000
     max_classes: int = 100_000
+    max_prototype_class_pairs: int = 100_000_000  # P x C: identity and class-weight matrices (400 MB)
     max_class_name: int = 256
     max_prototype_dim: int = 16_384
     max_prototype_side: int = 16
@@ -225,6 +230,10 @@ def check_config(config: Any, label: str, limits: ModelLimits = DEFAULT_LIMITS) 
     if isinstance(config.get("prototypes_per_class"), int):
         check_int(config["prototypes_per_class"] * classes, "the number of prototypes", 1, limits.max_prototypes,
                   label)
+    prototypes = _prototype_count(config, classes)
+    if prototypes * classes > limits.max_prototype_class_pairs:
+        raise CheckpointError(f"{label}: {prototypes:,} prototypes x {classes:,} classes is more than protoviz holds "
+                              f"({limits.max_prototype_class_pairs:,} prototype-class pairs)")
     if "prototype_size" in config:
         size = config["prototype_size"]
         if not isinstance(size, list) or len(size) != 2:
@@ -239,6 +248,17 @@ def check_config(config: Any, label: str, limits: ModelLimits = DEFAULT_LIMITS) 
     sets = config.get("prototype_sets")
     if sets is not None and (not isinstance(sets, list) or not 1 <= len(sets) <= 4):
         raise CheckpointError(f"{label}: prototype_sets should list one to four names")
+
+
+def _prototype_count(config: dict[str, Any], classes: int) -> int:
+    """P as the config states it (0 when only the weights say, e.g. PIP-Net's channels)."""
+    count = config.get("num_prototypes")
+    if isinstance(count, int) and count > 0:
+        return count
+    if isinstance(config.get("prototypes_per_class"), int):
+        return config["prototypes_per_class"] * classes
+    tree = config.get("tree")
+    return sum(isinstance(n, dict) and "leaf" not in n for n in tree) if isinstance(tree, list) else 0
 
 
 def _check_offset_layers(layers: Any, label: str, limits: ModelLimits) -> None:
@@ -288,8 +308,7 @@ def build_within_budget(build: Callable[[], M], present_elements: int, label: st
 def build_on_meta(build: Callable[[], M], label: str) -> M:
     """``build()`` with every new tensor on the meta device (shapes only)."""
     try:
-        with warnings.catch_warnings(), torch.device("meta"):
-            warnings.simplefilter("ignore")  # "copying from a non-meta parameter ... is a no-op"
+        with torch.device("meta"):
             return build()
     except ProtovizError:
         raise

@@ -266,7 +266,20 @@ def prototree(folder: Path, sentinel: Path, change: str) -> Path:
             node = type(tree._root)(i, node, node)
         tree._root = node
         tree._out_map = {m: 0 for m in tree._root.modules() if m is not leaf}
+    elif change == "pairs":  # 20,000 prototype rows x 20,000 classes: a 4e8-entry identity, 160 kB of weights
+        with torch.no_grad():
+            tree.prototype_layer.prototype_vectors = nn.Parameter(torch.rand(20_000, 1, 1, 1))
+            tree._add_on[0] = nn.Conv2d(tree._add_on[0].in_channels, 1, 1, bias=False)
+            for leaf in tree._root.modules():
+                if hasattr(leaf, "_dist_params"):
+                    leaf._dist_params = nn.Parameter(torch.rand(20_000))
     return w.save(tree, folder / f"tree_{change}.pth", "zip", w.research_classes(tree))
+
+
+def many_classes(folder: Path, sentinel: Path) -> Path:
+    """A plain pickle naming 20,000 distinct research classes (each would be a new stand-in class)."""
+    body = b"".join(f"cmodel\nC{i}\n0".encode() for i in range(20_000))
+    return write(folder, "classes.pkl", b"\x80\x02" + body + b"N.")
 
 
 # ----- native safetensors --------------------------------------------------------------------------

@@ -87,6 +87,9 @@ CASES = [
          "cyclic|deeper"),
     Case("model size (research file)", "ProtoTree map out of range", partial(p.prototree, change="index"), CK,
          "outside"),
+    Case("model size (research file)", "ProtoTree 20k prototypes x 20k classes", partial(p.prototree, change="pairs"),
+         CK, "prototype-class pairs"),
+    Case("code execution", "20,000 distinct research classes", p.many_classes, CK, "more than 10000 research"),
     # native safetensors
     *(Case("native checkpoint", change, partial(p.native, change=change), CK, regex) for change, regex in (
         ("per_class", "prototypes_per_class"), ("dim", "prototype_dim"), ("slots", "num_slots"),

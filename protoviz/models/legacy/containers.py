@@ -25,12 +25,12 @@ import dataclasses
 import io
 import logging
 import struct
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from protoviz import files
@@ -78,17 +78,15 @@ def read_checkpoint(data: bytes, label: str, limits: ModelLimits = DEFAULT_LIMIT
         raise CheckpointError(f"{label} is larger than {limits.max_file_bytes / 2**30:.1f} GiB")
     budget = _Budget(len(data), limits)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if data[:4] == b"PK\x03\x04":
-                obj = _read_zip(data, budget)
-            elif _is_legacy(data, limits):
-                obj = _read_legacy(io.BytesIO(data), budget, nested=False)
-            elif data[:1] == b"\x80" and len(data) > 1 and 2 <= data[1] <= 5:
-                obj = _unpickler(io.BytesIO(data), budget, None, nested=False).load()
-            else:
-                raise CheckpointError("it is neither a torch.save file (zip or legacy) nor a pickle of protocol 2 "
-                                      "or later (protocol 0/1 pickles are not read)")
+        if data[:4] == b"PK\x03\x04":
+            obj = _read_zip(data, budget)
+        elif _is_legacy(data, limits):
+            obj = _read_legacy(io.BytesIO(data), budget, nested=False)
+        elif data[:1] == b"\x80" and len(data) > 1 and 2 <= data[1] <= 5:
+            obj = _unpickler(io.BytesIO(data), budget, None, nested=False).load()
+        else:
+            raise CheckpointError("it is neither a torch.save file (zip or legacy) nor a pickle of protocol 2 "
+                                  "or later (protocol 0/1 pickles are not read)")
     except CheckpointError as error:
         raise CheckpointError(f"{label}: {error}") from None
     except MemoryError:
@@ -127,11 +125,15 @@ def _storage(raw: memoryview | None, nbytes: int, dtype: torch.dtype, swap: bool
     """A CPU storage of ``nbytes`` (copied from ``raw`` when given, else uninitialised until filled)."""
     target = torch.empty(nbytes, dtype=torch.uint8)
     if raw is not None and nbytes:
-        target.copy_(torch.frombuffer(raw, dtype=torch.uint8, count=nbytes))
+        target.numpy()[:] = np.frombuffer(raw, dtype=np.uint8, count=nbytes)
     untyped = target.untyped_storage()
-    if swap and torch.empty((), dtype=dtype).element_size() > 1:
+    if swap and _element_size(dtype) > 1:
         untyped.byteswap(dtype)
     return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+
+def _element_size(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
 def _count(value: Any, what: str) -> int:
@@ -160,7 +162,8 @@ def _read_zip(raw: bytes, budget: _Budget) -> Any:
     end = zipfile._EndRecData(io.BytesIO(raw))  # type: ignore[attr-defined]
     if end is None:
         raise CheckpointError("it starts like a zip archive but has no zip directory (truncated?)")
-    if end[zipfile._ECD_ENTRIES_TOTAL] > limits.max_zip_entries:  # type: ignore[attr-defined]
+    entries, directory = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if entries > limits.max_zip_entries or directory > limits.max_zip_entries * 512:
         raise CheckpointError(f"its zip archive lists more than {limits.max_zip_entries:,} members")
     with zipfile.ZipFile(io.BytesIO(raw)) as archive:
         infos = archive.infolist()
@@ -198,7 +201,7 @@ def _read_zip(raw: bytes, budget: _Budget) -> Any:
         info = names.get(f"{prefix}data/{key}")
         if info is None:
             raise CheckpointError(f"it refers to storage {safe_name(key)}, which the archive lacks")
-        nbytes = numel * torch.empty((), dtype=kind.dtype).element_size()
+        nbytes = numel * _element_size(kind.dtype)
         if nbytes > info.file_size:
             raise CheckpointError(f"storage {safe_name(key)} claims {nbytes:,} bytes but the archive holds "
                                   f"{info.file_size:,}")
@@ -255,7 +258,7 @@ def _read_legacy(stream: io.BytesIO, budget: _Budget, nested: bool) -> Any:
         if kind_name != "storage" or len(pid) != 6:
             raise CheckpointError("it refers to an external object that is not a storage")
         kind, key, numel, view = _kind(pid[1]), _key(pid[2]), _count(pid[4], "element count"), pid[5]
-        size = torch.empty((), dtype=kind.dtype).element_size()
+        size = _element_size(kind.dtype)
         if key not in roots:
             budget.take(numel * size, numel)
             roots[key] = _storage(None, numel * size, kind.dtype, swap=False)
@@ -267,7 +270,7 @@ def _read_legacy(stream: io.BytesIO, budget: _Budget, nested: bool) -> Any:
         if not isinstance(view, tuple) or len(view) != 3:
             raise CheckpointError("a storage view is malformed")
         view_key, offset, length = _key(view[0]), _count(view[1], "view offset"), _count(view[2], "view size")
-        if (offset + length) * size > root.nbytes():
+        if (offset + length) * size > root._untyped_storage.nbytes():
             raise CheckpointError("a storage view reaches past its storage")
         if view_key not in views:
             views[view_key] = torch.storage.TypedStorage(
@@ -291,13 +294,13 @@ def _fill(storage: torch.storage.TypedStorage, stream: io.BytesIO, data: memoryv
     if len(head) != 8:
         raise CheckpointError("its storage data ends early (truncated file?)")
     count = int.from_bytes(head, "little", signed=True)
-    nbytes = storage.nbytes()
-    if count * storage.element_size() != nbytes:
+    nbytes = storage._untyped_storage.nbytes()
+    if count * _element_size(storage.dtype) != nbytes:
         raise CheckpointError("a storage's recorded size does not match its data")
     start = stream.tell()
     if start + nbytes > len(data):
         raise CheckpointError("its storage data ends early (truncated file?)")
     if nbytes:
         target = torch.empty(0, dtype=torch.uint8).set_(storage._untyped_storage)
-        target.copy_(torch.frombuffer(data[start:start + nbytes], dtype=torch.uint8))
+        target.numpy()[:] = np.frombuffer(data[start:start + nbytes], dtype=np.uint8)
     stream.seek(start + nbytes)

@@ -30,7 +30,6 @@ import _compat_pickle
 import math
 import pickle
 import re
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
@@ -96,23 +95,19 @@ class StorageKind:
         self.name, self.dtype = name, dtype
 
 
-_STAND_IN_LOCK = threading.Lock()
-
-
-@cache
-def _stand_in(module: str, name: str) -> type[StandIn]:
-    return type(name, (StandIn,), {"__module__": module, "__qualname__": name, "research_class": f"{module}.{name}"})
+_MAX_STAND_INS = 10_000  # distinct research classes one file may name (ProtoTree with ResNet-152: ~15)
 
 
 def stand_in(module: str, name: str) -> type[StandIn]:
-    """The stand-in class for ``module.name`` (one class per name, also across threads)."""
-    with _STAND_IN_LOCK:
-        return _stand_in(module, name)
+    """A new stand-in class for ``module.name``. Readers keep one per name and per load (not per process,
+    so a file naming millions of classes cannot grow the server's memory for good)."""
+    return type(name, (StandIn,), {"__module__": module, "__qualname__": name, "research_class": f"{module}.{name}"})
 
 
 def is_research_global(module: str, name: str) -> bool:
     """True for a class path of a research repository (``model.PPNet``, ``prototree.leaf.Leaf``)."""
-    return module.split(".")[0] in RESEARCH_MODULES and _IDENTIFIER.fullmatch(name) is not None
+    return (module.split(".")[0] in RESEARCH_MODULES and len(module) <= 200 and len(name) <= 200
+            and _IDENTIFIER.fullmatch(name) is not None)
 
 
 def _no_backend() -> None:
@@ -143,8 +138,11 @@ def python3_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-def resolve_global(module: str, name: str) -> Any:
-    """The allowed object for a pickled global, or :class:`CheckpointError` naming it."""
+def resolve_global(module: str, name: str, stand_ins: dict[str, type[StandIn]] | None = None) -> Any:
+    """The allowed object for a pickled global, or :class:`CheckpointError` naming it.
+
+    Research classes become stand-ins, kept in ``stand_ins`` (one class per name within a load).
+    """
     module, name = python3_name(module, name)
     module = _MODULE_ALIASES.get(module, module)
     full = f"{module}.{name}"
@@ -154,7 +152,13 @@ def resolve_global(module: str, name: str) -> Any:
     if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
         return StorageKind(name, _STORAGE_DTYPES[name])
     if is_research_global(module, name):
-        return stand_in(module, name)
+        if stand_ins is None:
+            return stand_in(module, name)
+        if full not in stand_ins:
+            if len(stand_ins) >= _MAX_STAND_INS:
+                raise CheckpointError(f"the file names more than {_MAX_STAND_INS} research classes")
+            stand_ins[full] = stand_in(module, name)
+        return stand_ins[full]
     raise CheckpointError(f"refused to load the global {safe_name(full, 120)}: it is not on protoviz's allow-list "
                           "of tensor, torch.nn and research-model classes, so the file could run code")
 
@@ -188,14 +192,14 @@ def _ints(values: Any, what: str, low: int = 0) -> tuple[int, ...]:
 
 def checked_tensor(storage: Any, offset: Any, size: Any, stride: Any) -> Tensor:
     """A CPU tensor over a storage read from the file, claiming no more elements than the storage holds."""
-    if not isinstance(storage, torch.storage.TypedStorage) or storage.device.type != "cpu":
+    if not isinstance(storage, torch.storage.TypedStorage) or storage._untyped_storage.device.type != "cpu":
         raise _refuse("a tensor whose storage was not read from the file")
     if storage.dtype not in SAFE_DTYPES:
         raise _refuse(f"a tensor of dtype {storage.dtype}")
     (offset,), size, stride = _ints((offset,), "offset"), _ints(size, "shape"), _ints(stride, "strides")
     if len(size) != len(stride):
         raise _refuse("a tensor whose shape and strides differ in length")
-    available = storage.size()
+    available = storage._size()
     numel = math.prod(size)
     if numel:
         if any(s > 1 and st == 0 for s, st in zip(size, stride, strict=True)):
@@ -240,8 +244,8 @@ def _rebuild_parameter_with_state(data: Any, requires_grad: Any, backward_hooks:
         raise _refuse("a parameter with slot state")
     if dict_state:
         for key, value in _plain_state(dict_state, "a parameter").items():
-            if key in ("data", "grad", "requires_grad"):
-                raise _refuse(f"a parameter state that replaces its {key}")
+            if hasattr(nn.Parameter, key):  # data, grad, names, real ... are the tensor's own
+                raise _refuse(f"a parameter state that replaces its {safe_name(key)}")
             setattr(parameter, key, value)
     return parameter
 
@@ -339,6 +343,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
                  encoding: str = "utf-8"):
         super().__init__(file, encoding=encoding)
         self._source = file
+        self._stand_ins: dict[str, type[StandIn]] = {}
         self._persistent = persistent
         self._limits = limits
         self._from_bytes = (lambda data: load_from_bytes(_bytes_arg(data))) if load_from_bytes else None
@@ -354,7 +359,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
             if self._from_bytes is None:
                 raise CheckpointError("refused a nested storage stream inside a nested storage stream")
             return self._from_bytes
-        return resolve_global(module, name)
+        return resolve_global(module, name, self._stand_ins)
 
     def persistent_load(self, pid: Any) -> Any:
         if self._persistent is None:
