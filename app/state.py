@@ -1,15 +1,17 @@
 """Typed access to the dashboard's shared state: which models exist, loaded models, session results.
 
 Demo models are the ``*.safetensors`` files of ``assets/models`` (env ``PROTOVIZ_MODEL_DIR``
-overrides it); models added this session (e.g. uploaded on the Models page) live in the session.
+overrides it); models a user adds (e.g. uploaded on the Models page) are copied into the workspace
+(``PROTOVIZ_HOME``, see :mod:`app.store`) and stay across refreshes and restarts until removed.
 Sample images are the files of ``assets/samples`` (env ``PROTOVIZ_SAMPLE_DIR``). Uploaded checkpoints
-live in a private folder per session (:func:`session_uploads`); typed server paths are allowed only
-inside ``PROTOVIZ_ALLOWED_ROOTS`` (:func:`path_policy`).
+first land in a private folder per session (:func:`session_uploads`); typed server paths are allowed
+only inside ``PROTOVIZ_ALLOWED_ROOTS`` (:func:`path_policy`).
 The device is picked automatically (env ``PROTOVIZ_DEVICE``, e.g. ``cpu``, overrides it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +21,14 @@ import streamlit as st
 import torch
 
 from app.cache import LoadedModel, dashboard_device, load_cached_model
-from protoviz.errors import ModelError
+from app.store import workspace
+from protoviz.errors import ModelError, WorkspaceError
+from protoviz.models.legacy import checkpoint_file
 from protoviz.paths import PathPolicy
 from protoviz.uploads import SessionUploads, UploadLimits, sweep_stale, upload_base
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-_USER_MODELS = "protoviz.user_models"
 _UPLOADS = "protoviz.uploads"
 _RESULTS = "protoviz.results."
 
@@ -37,7 +40,7 @@ class ModelEntry:
     name: str
     path: Path
     family: str | None = None
-    origin: str = "demo"  # 'demo' | 'session'
+    origin: str = "demo"  # 'demo' | 'added'
 
 
 def model_dir() -> Path:
@@ -58,27 +61,36 @@ def demo_models() -> dict[str, ModelEntry]:
 
 
 def available_models() -> dict[str, ModelEntry]:
-    """Demo models plus the models added in this session (session names win on a clash)."""
+    """Demo models plus the models users added (added names win on a clash)."""
     return {**demo_models(), **_user_models()}
 
 
 def add_user_model(name: str, path: str | Path, family: str | None = None) -> ModelEntry:
-    """Register a checkpoint for this session and load it once, so a bad file fails here.
+    """Keep a checkpoint (copied into the workspace) under ``name`` and load it once, so a bad file fails here.
 
-    Raises :class:`~protoviz.errors.CheckpointError` (or another ProtovizError) if it cannot be loaded.
+    Raises :class:`~protoviz.errors.CheckpointError` (or another ProtovizError) if it cannot be loaded
+    (nothing is kept then), WorkspaceError if the name is taken or the workspace is full or unusable.
     """
     clean = name.strip()
     if not clean:
         raise ModelError("a model needs a non-empty name")
-    entry = ModelEntry(clean, Path(path), family, origin="session")
-    _load(entry)
-    _user_models()[clean] = entry
+    store = workspace()
+    if store.models.get(clean) is not None:
+        raise ModelError(f"a model named {clean!r} is already kept; remove it on the Models page or choose "
+                         "another name")
+    stored = store.models.add(clean, checkpoint_file(Path(path)), family=family)
+    entry = ModelEntry(clean, stored.path, family, origin="added")
+    try:
+        _load(entry)
+    except BaseException:
+        store.models.remove(clean)
+        raise
     return entry
 
 
 def remove_user_model(name: str) -> None:
-    """Forget a model added this session (demo models cannot be removed)."""
-    _user_models().pop(name, None)
+    """Forget an added model and delete its kept file (demo models cannot be removed)."""
+    workspace().models.remove(name)
 
 
 def get_model(name: str) -> LoadedModel:
@@ -131,7 +143,12 @@ def path_policy() -> PathPolicy:
 
 
 def _user_models() -> dict[str, ModelEntry]:
-    return st.session_state.setdefault(_USER_MODELS, {})
+    try:
+        kept = workspace().models.all()
+    except WorkspaceError:  # the Models and Results pages show why; other pages go on with the demo models
+        logging.getLogger("protoviz.app").warning("added models unavailable", exc_info=True)
+        return {}
+    return {m.name: ModelEntry(m.name, m.path, m.family, origin="added") for m in kept}
 
 
 def _load(entry: ModelEntry) -> LoadedModel:

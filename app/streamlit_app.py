@@ -18,7 +18,9 @@ import torch
 
 import protoviz
 from app.state import available_models, current_device
+from app.store import workspace
 from protoviz.device import describe_device
+from protoviz.errors import WorkspaceError
 
 # One line per page; paths are relative to this file.
 PAGES = [
@@ -29,6 +31,7 @@ PAGES = [
     st.Page("views/prototypes.py", title="Prototypes", icon=":material/grid_view:", url_path="prototypes"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page("views/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
+    st.Page("views/results.py", title="Results", icon=":material/inventory_2:", url_path="results"),
 ]
 
 
@@ -40,6 +43,10 @@ def sidebar() -> None:
         st.markdown(f"**Device:** `{describe_device(current_device())}`")
         st.caption(f"{len(available_models())} model(s) available · protoviz "
                    f"{getattr(protoviz, '__version__', '?')} · torch {torch.__version__}")
+        try:
+            workspace()
+        except WorkspaceError as error:  # added models and kept results are unavailable until it is fixed
+            st.warning(str(error), icon=":material/warning:")
 
 
 def main() -> None:

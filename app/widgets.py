@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,4 +164,5 @@ def shown_path(path: str | Path) -> str:
     folder = model_dir()
     if path.parent == folder or path.parent.resolve() == folder.resolve():
         return f"{folder.name}/{path.name}"
-    return path_policy().display(path)
+    shown = path_policy().display(path)
+    return re.sub(r"^[0-9a-f]{12}-", "", shown)  # a kept upload keeps its unique upload name

@@ -27,6 +27,10 @@ class ModelError(ProtovizError):
     """A model cannot do what was asked (wrong input shape, missing feature, needs a GPU)."""
 
 
+class WorkspaceError(ProtovizError):
+    """The workspace (PROTOVIZ_HOME) is unreadable, damaged, newer than this protoviz, full, or lacks an entry."""
+
+
 class PathNotAllowedError(ProtovizError):
     """A typed server path is outside the folders the operator allowed (or typed paths are off)."""
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random models and checkpoints, built in seconds on a CPU."""
+"""Shared fixtures: tiny random models and checkpoints, built in seconds on a CPU; every test gets its
+own empty workspace folder (PROTOVIZ_HOME), so nothing is read from or written to the user's."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def make_tiny_model(similarity: str = "log", sets: tuple[str, ...] = ("prototype
         input=InputSpec(image_size=(image_size, image_size)),
     )
     return ProtoPNet(config).eval()
+
+
+@pytest.fixture(autouse=True)
+def protoviz_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh PROTOVIZ_HOME per test (the workspace of kept results and models)."""
+    home = tmp_path_factory.mktemp("protoviz_home")
+    monkeypatch.setenv("PROTOVIZ_HOME", str(home))
+    return home
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import add_user_model, available_models, get_model, session_uploads
+from app.state import add_user_model, available_models, get_model, remove_user_model, session_uploads
 from app.widgets import server_path_input, show_error, shown_path
 from protoviz.errors import ProtovizError
 from protoviz.models.legacy import checkpoint_file
@@ -21,6 +21,14 @@ def model_card(name: str) -> None:
     with st.container(border=True):
         st.subheader(name)
         st.caption(f"{entry.origin} model · `{shown_path(entry.path)}`")
+        if entry.origin == "added" and st.button("Remove", key=f"models.remove.{name}", icon=":material/delete:",
+                                                 help="Forget this model and delete its kept copy"):
+            try:
+                remove_user_model(name)
+            except ProtovizError as error:
+                show_error(error)
+                return
+            st.rerun()
         try:
             loaded = get_model(name)
         except ProtovizError as error:
@@ -70,10 +78,11 @@ def add_model_section() -> None:
             entry = add_user_model(label, path, None if family == AUTO else family)
             loaded = get_model(entry.name)
     except ProtovizError as error:
-        if path is not None:
-            uploads.discard(path)  # a rejected upload does not stay on disk
         show_error(error)
         return
+    finally:
+        if path is not None:
+            uploads.discard(path)  # rejected: nothing stays; added: the workspace keeps its own copy
     st.success(f"Added {entry.name!r}: a {loaded.summary.family} model. It is now available on every page.")
     rows = loaded.summary.as_rows()
     st.dataframe({"property": [k for k, _ in rows], "value": [v for _, v in rows]}, hide_index=True)

@@ -52,7 +52,7 @@ def test_state_api(app_env: None, model_dir: Path, tmp_path: Path) -> None:
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     at.session_state["to_add"] = [("mine", str(model_dir / "tiny_log.safetensors")), ("bad", str(broken))]
     at.run()
-    assert "added: mine (session)" in [m.value for m in at.markdown]
+    assert "added: mine (added)" in [m.value for m in at.markdown]
     assert any(e.value.startswith("broken.safetensors") for e in at.error)
     at.session_state["to_add"] = []
     at.run()

@@ -64,6 +64,7 @@ def streamlit_url(server_folders: dict[str, Path]) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PROTOVIZ_MODEL_DIR": str(server_folders["models"]),
            "PROTOVIZ_SAMPLE_DIR": str(server_folders["samples"]), "PROTOVIZ_DEVICE": "cpu",
+           "PROTOVIZ_HOME": str(server_folders["root"] / "home"),
            "PROTOVIZ_UPLOAD_DIR": str(server_folders["root"] / "uploads")}
     env.pop("PROTOVIZ_ALLOWED_ROOTS", None)  # typed server paths stay off, as by default
     log = server_folders["root"] / "streamlit.log"

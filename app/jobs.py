@@ -1,0 +1,143 @@
+"""Long computations as background jobs on a page: progress with time left, a Stop button, the stored result.
+
+Wire a page in one call::
+
+    key = RunKey.make("evaluate", model_sha256, dataset_fingerprint, settings)
+    record = job_result(key, lambda progress: evaluate(model, data, config, progress=progress),
+                        start=st.button("Evaluate"), label="Evaluate tiny on CUB test", model_name=name)
+    if record is not None:
+        show(decode(record.payload))   # record.cached says whether it came from the store
+
+``fn(progress)`` returns a :class:`~protoviz.payload.Payload`, a dict, or a typed result with
+``to_payload()``. It runs on a worker thread of the server process, so it goes on while the user is on
+another page, and after a refresh the same inputs find the running job (its progress) or the stored
+result. That thread has no Streamlit context: read every widget and session value before submitting
+and close over them; never call ``st.*`` inside ``fn``; hold a shared model's lock only per batch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app.state import current_device
+from app.store import job_manager
+from app.widgets import show_error
+from protoviz.errors import ProtovizError
+from protoviz.jobs import DONE, INTERRUPTED, QUEUED, STOPPED, JobFn, JobManager, JobView
+from protoviz.workspace import RunKey, RunRecord
+
+_MINE = "protoviz.jobs.submitted"  # ids of the jobs this session submitted (their result is "computed", not "stored")
+
+
+def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_name: str = "",
+               dataset_name: str = "", rerun: bool = False, device: str | None = None,
+               manager: JobManager | None = None, poll_s: float = 1.0, unit: str = "images") -> RunRecord | None:
+    """The result of ``key`` on this page, or None while there is none.
+
+    A stored result is returned at once (with a "from the store" note). A job running for ``key`` shows
+    its progress panel. Otherwise, when ``start`` (e.g. a button was clicked) a job is submitted and its
+    panel shown; when not, the last attempt's failure or stop message, if any, is shown.
+    ``rerun`` computes again even if stored. ``device`` defaults to the dashboard's device.
+    """
+    try:
+        manager = manager or job_manager()
+        mine: set[str] = st.session_state.setdefault(_MINE, set())
+        if start:
+            job = manager.submit(key, fn, label=label, model_name=model_name, dataset_name=dataset_name,
+                                 device=device or str(current_device()), rerun=rerun)
+            mine.add(job.id)
+            return job_panel(job.id, manager=manager, poll_s=poll_s, unit=unit)
+        latest = manager.find(key, active_only=False)
+        if latest is not None and (not latest.finished or latest.id in mine):
+            return job_panel(latest.id, manager=manager, poll_s=poll_s, unit=unit)
+        stored = manager.workspace.find_run(key)
+        if stored is not None:
+            stored_note(stored)
+            return stored
+        if latest is not None and latest.state != DONE:
+            _show_end(latest)
+    except ProtovizError as error:
+        show_error(error)
+    return None
+
+
+def job_panel(job_id: str, *, manager: JobManager | None = None, poll_s: float = 1.0,
+              unit: str = "images") -> RunRecord | None:
+    """Show job ``job_id``: a live progress bar (rate, time left) and a Stop button while it is queued or
+    running; its message if it failed or stopped. Returns its stored run once it is done, else None."""
+    try:
+        manager = manager or job_manager()
+        view = manager.get(job_id)
+        if view.state == DONE:
+            record = manager.result(job_id)
+            if record is not None:
+                stored_note(record)
+            return record
+        if view.finished:
+            _show_end(view)
+            return None
+    except ProtovizError as error:
+        show_error(error)
+        return None
+    _live_panel(manager, job_id, poll_s, unit)
+    return None
+
+
+def stored_note(record: RunRecord) -> None:
+    """One line saying where a result comes from."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.stored_at))
+    if record.cached:
+        st.caption(f":material/inventory_2: From the store: computed {when}, run #{record.id} (see Results).")
+    else:
+        st.caption(f":material/check_circle: Computed and kept {when} as run #{record.id}.")
+
+
+def progress_text(view: JobView, unit: str = "images") -> tuple[float, str]:
+    """(fraction for ``st.progress``, the line under it) of a job; a finished one says where it got to."""
+    reading = view.progress
+    if view.finished:
+        if reading is None:
+            return 0.0, ""
+        count = f"{reading.done}/{reading.total}" if reading.total is not None else f"{reading.done}"
+        return reading.fraction or 0.0, f"{reading.stage + ': ' if reading.stage else ''}{count} {unit}"
+    if view.state == QUEUED:
+        return 0.0, f"{view.label}: waiting for a free slot ({view.position or '?'} in line)"
+    if reading is None:
+        return 0.0, f"{view.label}: starting…"
+    text = f"{view.label} — {reading.describe(unit)}"
+    if view.stop_requested:
+        text += " · stopping at the next step…"
+    return reading.fraction or 0.0, text
+
+
+def _live_panel(manager: JobManager, job_id: str, poll_s: float, unit: str) -> None:
+    @st.fragment(run_every=poll_s)
+    def panel() -> None:
+        try:
+            view = manager.get(job_id)
+        except ProtovizError as error:
+            show_error(error)
+            return
+        if view.finished:
+            st.rerun()  # the whole page, so that its caller receives the result
+        fraction, text = progress_text(view, unit)
+        st.progress(fraction, text=text)
+        if not view.local:
+            st.caption("This job runs in another server process; it can be stopped there.")
+        else:  # the callback runs before the rerun it causes, so this rerun already shows "stopping"
+            st.button("Stop", key=f"jobs.stop.{job_id}", icon=":material/stop_circle:", disabled=view.stop_requested,
+                      on_click=stop)
+
+    def stop() -> None:
+        manager.stop(job_id)
+
+    panel()
+
+
+def _show_end(view: JobView) -> None:
+    if view.state in (STOPPED, INTERRUPTED):
+        st.warning(f"{view.label}: {view.message}", icon=":material/stop_circle:")
+    else:
+        st.error(f"{view.label} failed: {view.message}", icon=":material/error:")

@@ -1,0 +1,220 @@
+"""The models users added, kept in the workspace: ``workspace.models`` (a :class:`ModelStore`).
+
+Each added checkpoint is copied (while hashing it) into ``$PROTOVIZ_HOME/models/<sha256>/<file name>``,
+so an upload folder can go away and the model stays; adding the same file under two names stores it
+once. A kept model records its name, sha256, file, the user's family hint, class names and attached
+prototype sources (None = the checkpoint's own) and other loading hints. Removing the last model that
+uses a file deletes the file. Stored paths resolve inside the workspace's ``models`` folder only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from protoviz.errors import WorkspaceError
+from protoviz.payload import dumps
+
+if TYPE_CHECKING:
+    from protoviz.workspace import Workspace
+
+MB = 1 << 20
+_INCOMING_MAX_AGE_S = 24 * 3600
+_MODEL_COLUMNS = "name, sha256, file, size_bytes, family, class_names, sources, hints, added_at"
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model a user added: ``path`` is its copy under PROTOVIZ_HOME."""
+
+    name: str
+    sha256: str
+    path: Path
+    size_bytes: int
+    family: str | None
+    class_names: tuple[str, ...] | None
+    sources: dict[str, Any] | None
+    hints: dict[str, Any]
+    added_at: float
+
+
+class ModelStore:
+    """The kept models of one workspace (use ``workspace.models``)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def add(self, name: str, file: str | Path, *, family: str | None = None,
+            class_names: Sequence[str] | None = None, sources: Mapping[str, Any] | None = None,
+            hints: Mapping[str, Any] | None = None, replace: bool = False) -> StoredModel:
+        """Copy a checkpoint file into the workspace and keep it under ``name``.
+
+        The copy is content-addressed (``models/<sha256>/<file name>``), so adding the same file twice
+        stores it once. A name already kept raises WorkspaceError unless ``replace``.
+        """
+        clean = _model_name(name)
+        source = Path(file)
+        if not source.is_file():
+            raise WorkspaceError(f"cannot keep model {clean!r}: {source.name} is not a file")
+        size = source.stat().st_size
+        if size > self._ws.limits.max_model_bytes:
+            raise WorkspaceError(f"cannot keep model {clean!r}: its file is {size / MB:.0f} MB, over the "
+                                 f"workspace's {self._ws.limits.max_model_bytes / MB:.0f} MB per model")
+        if not replace and self.get(clean) is not None:
+            raise WorkspaceError(f"a model named {clean!r} is already kept; remove it first or choose another name")
+        incoming, sha256 = self._copy_in(source)
+        relative = f"models/{sha256}/{_file_name(source.name)}"
+        try:
+            with self._ws.write() as con:
+                old = con.execute("SELECT file FROM models WHERE name = ?", (clean,)).fetchone()
+                if old is not None and not replace:
+                    raise WorkspaceError(f"a model named {clean!r} is already kept; remove it first or choose "
+                                         "another name")
+                target = self._ws.home / relative
+                new_file = not target.is_file()
+                freed = self._model_file_bytes(con, old[0], clean) if old and old[0] != relative else 0
+                self._ws.reserve(con, size if new_file else 0, freed=freed)
+                con.execute("INSERT OR REPLACE INTO models (name, sha256, file, size_bytes, family, class_names, "
+                            "sources, hints, added_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                            (clean, sha256, relative, size, family,
+                             dumps(list(class_names), "class names") if class_names is not None else None,
+                             dumps(dict(sources), "sources") if sources is not None else None,
+                             dumps(dict(hints or {}), "hints"), time.time()))
+                if new_file:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(incoming, target)
+                if old is not None and old[0] != relative:
+                    self._unlink_unreferenced(con, old[0])
+        finally:
+            incoming.unlink(missing_ok=True)
+        return self._require(clean)
+
+    def update(self, name: str, *, class_names: Sequence[str] | None = None,
+               sources: Mapping[str, Any] | None = None, hints: Mapping[str, Any] | None = None) -> StoredModel:
+        """Set the class names, attached sources or hints of a kept model (None leaves a field as it is)."""
+        with self._ws.write() as con:
+            found = con.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone()
+            if found is None:
+                raise WorkspaceError(f"no kept model named {name!r}")
+            for column, value in (("class_names", None if class_names is None else list(class_names)),
+                                  ("sources", None if sources is None else dict(sources)),
+                                  ("hints", None if hints is None else dict(hints))):
+                if value is not None:
+                    con.execute(f"UPDATE models SET {column} = ? WHERE name = ?", (dumps(value, column), name))
+        return self._require(name)
+
+    def _require(self, name: str) -> StoredModel:
+        stored = self.get(name)
+        if stored is None:
+            raise WorkspaceError(f"no kept model named {name!r} (another session may have removed it)")
+        return stored
+
+    def get(self, name: str) -> StoredModel | None:
+        with self._ws.read() as con:
+            row = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._model(row)
+
+    def all(self) -> list[StoredModel]:
+        """Kept models, in the order they were added."""
+        with self._ws.read() as con:
+            rows = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY added_at, name").fetchall()
+        return [self._model(row) for row in rows]
+
+    def remove(self, name: str) -> bool:
+        """Forget a kept model and delete its file unless another kept model uses it; False if none."""
+        with self._ws.write() as con:
+            row = con.execute("SELECT file FROM models WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return False
+            con.execute("DELETE FROM models WHERE name = ?", (name,))
+            self._unlink_unreferenced(con, row[0])
+        return True
+
+    def _model(self, row: tuple[Any, ...]) -> StoredModel:
+        name, sha256, file, size, family, class_names, sources, hints, added_at = row
+        return StoredModel(name, sha256, self._inside_home(file), size, family,
+                           tuple(json.loads(class_names)) if class_names is not None else None,
+                           json.loads(sources) if sources is not None else None, json.loads(hints), added_at)
+
+    def _inside_home(self, relative: str) -> Path:
+        """The absolute path of a stored file; refuses any that would leave PROTOVIZ_HOME."""
+        path = (self._ws.home / relative).resolve()
+        if not path.is_relative_to((self._ws.home / "models").resolve()):
+            raise self._ws.refuse(f"names a model file outside its folder ({relative!r})")
+        return path
+
+    def _copy_in(self, source: Path) -> tuple[Path, str]:
+        """Copy ``source`` into ``models/.incoming`` while hashing it; returns (temporary path, sha256)."""
+        folder = self._ws.home / "models" / ".incoming"
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / uuid.uuid4().hex
+        digest = hashlib.sha256()
+        copied = 0
+        try:
+            with open(source, "rb") as reader, open(temp, "wb") as writer:
+                for block in iter(lambda: reader.read(MB), b""):
+                    copied += len(block)
+                    if copied > self._ws.limits.max_model_bytes:
+                        raise WorkspaceError(f"{source.name} grew past the workspace's "
+                                             f"{self._ws.limits.max_model_bytes / MB:.0f} MB per model while copying")
+                    digest.update(block)
+                    writer.write(block)
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            raise WorkspaceError(f"cannot copy {source.name} into the workspace: {error.strerror}") from error
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp, digest.hexdigest()
+
+    def _unlink_unreferenced(self, con: sqlite3.Connection, relative: str) -> None:
+        """Inside a write transaction: delete a model file no kept model names any more."""
+        if con.execute("SELECT 1 FROM models WHERE file = ?", (relative,)).fetchone() is None:
+            path = self._inside_home(relative)
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass  # another file of the same content is still there
+
+    def _model_file_bytes(self, con: sqlite3.Connection, relative: str, name: str) -> int:
+        """Bytes freed when model ``name`` stops using ``relative`` (0 if another model shares the file)."""
+        row = con.execute("SELECT size_bytes FROM models WHERE file = ? AND name != ?", (relative, name)).fetchone()
+        if row is not None:
+            return 0
+        own = con.execute("SELECT size_bytes FROM models WHERE name = ?", (name,)).fetchone()
+        return int(own[0]) if own else 0
+
+    def sweep_incoming(self) -> None:
+        """Remove copies left by a crash in the middle of adding a model (older than a day)."""
+        folder = self._ws.home / "models" / ".incoming"
+        if not folder.is_dir():
+            return
+        limit = time.time() - _INCOMING_MAX_AGE_S
+        for path in folder.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < limit:
+                    path.unlink()
+            except OSError:
+                pass  # not ours to fail on: the sweep is a courtesy
+
+
+def _model_name(name: str) -> str:
+    clean = name.strip() if isinstance(name, str) else ""
+    if not clean or len(clean) > 200 or any(ord(c) < 32 for c in clean):
+        raise WorkspaceError("a model needs a name of 1-200 printable characters")
+    return clean
+
+
+def _file_name(name: str) -> str:
+    """A safe file name close to the original's (error messages name a checkpoint by its file name)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:200] or "checkpoint"
