@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from tests.app.conftest import app_env, model_dir, sample_dir  # noqa: F401 - fixtures for the AppTests here
 from tests.security import harness
 
 
