@@ -47,8 +47,16 @@ def _add_model(tab: object, file: Path, name: str) -> None:
     uploader = tab.get_by_role("region", name="Upload a checkpoint")  # type: ignore[attr-defined]
     expect(uploader.get_by_text(file.name)).to_be_visible()
     _settle(tab)
-    tab.get_by_role("button", name="Add model").click()  # type: ignore[attr-defined]
-    expect(tab.get_by_text(f"Added '{name}'").or_(tab.locator("[data-testid='stAlert']")).first).to_be_visible()  # type: ignore[attr-defined]
+    outcome = tab.get_by_text(f"Added '{name}'").or_(tab.locator("[data-testid='stAlert']")).first  # type: ignore[attr-defined]
+    for attempt in range(3):  # a click landing while a busy server still reruns the upload can be lost
+        tab.get_by_role("button", name="Add model").click()  # type: ignore[attr-defined]
+        try:
+            expect(outcome).to_be_visible(timeout=40_000)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+            _settle(tab)
 
 
 def _navigate(tab: object, page: str) -> None:
