@@ -166,3 +166,8 @@ def shown_path(path: str | Path) -> str:
         return f"{folder.name}/{path.name}"
     shown = path_policy().display(path)
     return re.sub(r"^[0-9a-f]{12}-", "", shown)  # a kept upload keeps its unique upload name
+
+
+def plain(text: str) -> str:
+    """``text`` (from a file: a class name, a file name) escaped for st.markdown: no links, images or HTML."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~-])", r"\\\1", text)

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.state import add_user_model, available_models, get_model, remove_user_model, session_uploads
-from app.widgets import server_path_input, show_error, shown_path
+from app.widgets import plain, server_path_input, show_error, shown_path
 from protoviz.errors import ProtovizError
 from protoviz.models.legacy import checkpoint_file
 from protoviz.models.legacy.detect import FAMILIES
@@ -38,7 +38,7 @@ def model_card(name: str) -> None:
         left, right = st.columns(2)
         left.dataframe({"property": [k for k, _ in rows], "value": [v for _, v in rows]}, hide_index=True)
         with right:
-            st.markdown("**Classes:** " + ", ".join(loaded.model.class_names))
+            st.markdown("**Classes:** " + ", ".join(plain(name) for name in loaded.model.class_names))
             known = sum(source is not None for source in loaded.model.prototype_sources)
             st.markdown(f"**Prototype sources known:** {known} of {loaded.model.num_prototypes}")
             st.markdown(f"**SHA-256:** `{(loaded.sha256 or '-')[:16]}…`")

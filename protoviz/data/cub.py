@@ -22,6 +22,7 @@ import numpy as np
 
 from protoviz.data.records import (
     ImageRecord,
+    check_links,
     count_rows,
     inside,
     parse_box,
@@ -32,6 +33,8 @@ from protoviz.data.records import (
 from protoviz.errors import DatasetError
 
 MAX_PARTS = 256  # CUB has 15 parts, the synthetic set 8
+ANNOTATION_FILES = ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt",
+                    "bounding_boxes.txt", "parts/parts.txt", "parts/part_locs.txt")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ def find_cub_root(path: Path) -> Path | None:
 
 def read_cub(root: Path, split: str, need_boxes: bool) -> CubAnnotations:
     """Read and validate a CUB-layout folder; DatasetError names the file and line of any problem."""
+    check_links(root, ANNOTATION_FILES)
     images = _read_images(root)
     ids = list(images)
     labels = _by_image(root, "image_class_labels.txt", "<image id> <class id>", ids, lambda f: int(f[0]))
@@ -92,7 +96,7 @@ def _mask(masks: Path, relative: str) -> Path | None:
     path = masks / relative
     if not path.is_file():
         return None
-    return inside(masks, relative, masks, f"mask {relative[:80]}")
+    return inside(masks, relative, masks, f"mask {relative[:80]}", within=masks.parent)
 
 
 def _read_images(root: Path) -> dict[int, tuple[str, Path]]:
@@ -103,7 +107,7 @@ def _read_images(root: Path) -> dict[int, tuple[str, Path]]:
     for number, (image_id, rel) in read_rows(path, 2, lambda f: (int(f[0]), " ".join(f[1:])), "<image id> <path>"):
         if image_id in images:
             raise DatasetError(f"{path}, line {number}: image id {image_id} appears twice")
-        file = inside(root / "images", rel, path, f"line {number}")
+        file = inside(root / "images", rel, path, f"line {number}", within=root)
         images[image_id] = (rel, file)
         if not file.is_file():
             missing.append(f"images/{rel[:80]} (line {number})")

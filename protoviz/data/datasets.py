@@ -224,6 +224,8 @@ def _open_cub(root: Path, split: str, crop_to_box: bool) -> ImageDataset:
     found = find_cub_root(root)
     if found is None:
         raise DatasetError(f"{root}: not a CUB-200-2011 folder (missing images.txt)")
+    if found != root and root.resolve() not in found.resolve().parents:
+        raise DatasetError(f"{root}: its CUB_200_2011 folder is a link that leads out of the folder given")
     notes = read_cub(found, split, need_boxes=crop_to_box)
     keep = np.ones(len(notes.records), dtype=bool)
     if split != "all" and notes.is_train is not None:

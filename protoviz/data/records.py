@@ -50,11 +50,12 @@ def require_file(root: Path, relative: str, what: str) -> Path:
     return path
 
 
-def inside(root: Path, relative: str, listed_in: Path | str, where: str) -> Path:
-    """``root / relative`` for a path read from a dataset file, refused unless it stays inside ``root``.
+def inside(root: Path, relative: str, listed_in: Path | str, where: str, within: Path | None = None) -> Path:
+    """``root / relative`` for a path read from a dataset file, refused unless it stays inside the dataset.
 
-    Absolute paths, ``..`` components and symbolic links that lead out of the root are refused with a
-    DatasetError naming ``listed_in`` and ``where`` (e.g. ``line 12``).
+    ``within`` is the dataset folder (default ``root``; e.g. ``root`` is its ``images/``). Absolute
+    paths, ``..`` components and symbolic links that lead out of ``within`` (a linked ``images/``
+    folder included) are refused with a DatasetError naming ``listed_in`` and ``where`` (``line 12``).
     """
     pure = PurePosixPath(relative.replace("\\", "/"))
     if not relative or not pure.parts or pure.is_absolute() or ".." in pure.parts or "\x00" in relative:
@@ -62,12 +63,19 @@ def inside(root: Path, relative: str, listed_in: Path | str, where: str) -> Path
     path = root.joinpath(*pure.parts)
     try:
         resolved = path.resolve()
-        base = root.resolve()
+        base = (within or root).resolve()
     except (OSError, RuntimeError) as error:
         raise DatasetError(f"{listed_in}, {where}: the path cannot be resolved ({type(error).__name__})") from None
     if resolved != base and base not in resolved.parents:
         raise DatasetError(f"{listed_in}, {where}: the path leads out of the dataset folder (a symbolic link?)")
     return path
+
+
+def check_links(root: Path, relatives: tuple[str, ...]) -> None:
+    """Refuse annotation files (``images.txt``, ``devkit/cars_meta.mat`` ...) that are links out of ``root``."""
+    for relative in relatives:
+        if (root / relative).exists():
+            inside(root, relative, root / relative, "the file itself")
 
 
 def read_text(path: Path) -> str:

@@ -26,7 +26,7 @@ from scipy.io import loadmat
 
 from protoviz import files
 from protoviz.data.matfile import check_mat
-from protoviz.data.records import ImageRecord, inside, parse_box
+from protoviz.data.records import ImageRecord, check_links, inside, parse_box
 from protoviz.errors import DatasetError
 
 _MAX_XML_BYTES = 1_000_000
@@ -35,6 +35,9 @@ _MAX_MAT_BYTES = 64 * 2**20
 
 def read_stanford(root: Path, kind: str, split: str, need_boxes: bool) -> tuple[list[ImageRecord], list[str]]:
     """Records of ``split`` and the class names of a Stanford Cars (``kind='cars'``) or Dogs folder."""
+    check_links(root, ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_test_annos_withlabels.mat",
+                       "devkit/cars_test_annos_withlabels.mat", "lists/train_list.mat", "lists/test_list.mat",
+                       "Images", "Annotation", "cars_train", "cars_test"))
     if kind == "cars":
         return _read_cars(root, split)
     return _read_dogs(root, split, need_boxes)
@@ -95,7 +98,7 @@ def _first_file(root: Path, name: str) -> Path:
 
 
 def _image(folder: Path, relative: str, listed_in: Path, n: int) -> Path:
-    path = inside(folder, relative, listed_in, f"entry {n}")
+    path = inside(folder, relative, listed_in, f"entry {n}", within=folder.parent)
     if not path.is_file():
         raise DatasetError(f"{listed_in}: entry {n} names {path.relative_to(folder)}, which does not exist")
     return path
@@ -121,7 +124,7 @@ def _read_dogs(root: Path, split: str, need_boxes: bool) -> tuple[list[ImageReco
             if not 0 <= label < len(folders):
                 raise DatasetError(f"{path}: entry {n} has label {label + 1}, outside 1..{len(folders)}")
             image = _image(root / "Images", relative, path, n)
-            box = _dog_box(inside(root / "Annotation", str(Path(relative).with_suffix("")), path, f"entry {n}"),
+            box = _dog_box(inside(root / "Annotation", str(Path(relative).with_suffix("")), path, f"entry {n}", root),
                            need_boxes)
             records.append(ImageRecord(image, label, relative, box))
     return records, names

@@ -107,8 +107,8 @@ def check_class_names(names: Any, label: str, limits: ModelLimits = DEFAULT_LIMI
         raise CheckpointError(f"{label}: the model config is malformed (class names should be a list of strings)")
     check_int(len(names), "the number of classes", 1, limits.max_classes, label)
     for name in names:
-        if not isinstance(name, str) or len(name) > limits.max_class_name:
-            raise CheckpointError(f"{label}: every class name must be a string of at most "
+        if not isinstance(name, str) or len(name) > limits.max_class_name or not name.isprintable():
+            raise CheckpointError(f"{label}: every class name must be printable text of at most "
                                   f"{limits.max_class_name} characters")
 
 

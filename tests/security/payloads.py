@@ -456,6 +456,16 @@ def cub(folder: Path, sentinel: Path, change: str) -> Path:
         boxes[1] = "2 0 0 60000 60000"
     elif change == "eps_image":
         eps(root / "images" / "001.a", sentinel).rename(root / "images" / "001.a" / "2.png")
+    elif change == "images_link":  # the whole images/ folder is a link to elsewhere
+        (outside / "pool" / "001.a").mkdir(parents=True)
+        for i in (1, 2):
+            (root / "images" / "001.a" / f"{i}.png").rename(outside / "pool" / "001.a" / f"{i}.png")
+        (root / "images" / "001.a").rmdir()
+        (root / "images").rmdir()
+        (root / "images").symlink_to(outside / "pool")
+    elif change == "classes_link":  # classes.txt is a link to a private file: its lines would become names
+        (outside / "private.txt").write_text(f"1 {SECRET}\n")
+        (root / "classes.txt").symlink_to(outside / "private.txt")
     elif change == "mask_symlink":
         (root / "masks" / "001.a").mkdir(parents=True)
         Image.new("L", (40, 30)).save(root / "masks" / "001.a" / "1.png")

@@ -139,6 +139,7 @@ CASES = [
     *(Case("dataset", f"CUB {change}", partial(p.cub, change=change), DS, regex, target=targets.read_dataset)
       for change, regex in (("dotdot", "leaves the dataset folder"), ("absolute", "absolute"),
                             ("symlink", "leads out of the dataset folder"), ("box", "lies outside"),
+                            ("images_link", "leads out of the dataset folder"), ("classes_link", "leads out"),
                             ("eps_image", "accepted format"), ("parts", "at most 256"),
                             ("part_lines", "no line for part"), ("fifo", "no image files"),
                             ("binary", "not UTF-8"), ("secret", "images.txt, line 2"))),
