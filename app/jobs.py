@@ -11,7 +11,8 @@ Wire a page in one call::
 ``fn(progress)`` returns a :class:`~protoviz.payload.Payload`, a dict, or a typed result with
 ``to_payload()``. It runs on a worker thread of the server process, so it goes on while the user is on
 another page, and after a refresh the same inputs find the running job (its progress) or the stored
-result. That thread has no Streamlit context: read every widget and session value before submitting
+result. Jobs and results belong to the session's owner (:func:`app.store.session_owner`): another
+visitor with the same inputs computes its own. That thread has no Streamlit context: read every widget and session value before submitting
 and close over them; never call ``st.*`` inside ``fn``; hold a shared model's lock only per batch.
 """
 

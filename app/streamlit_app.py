@@ -18,7 +18,7 @@ import torch
 
 import protoviz
 from app.state import available_models, current_device
-from app.store import workspace
+from app.store import workspace, workspace_sidebar
 from protoviz.device import describe_device
 from protoviz.errors import WorkspaceError
 
@@ -47,6 +47,8 @@ def sidebar() -> None:
             workspace()
         except WorkspaceError as error:  # added models and kept results are unavailable until it is fixed
             st.warning(str(error), icon=":material/warning:")
+            return
+        workspace_sidebar()
 
 
 def main() -> None:

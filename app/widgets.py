@@ -1,4 +1,4 @@
-"""Reusable dashboard widgets: model and image pickers, error display.
+"""Reusable dashboard widgets: model and image pickers, error display, figure downloads.
 
 Decoding goes through :func:`protoviz.data.images.load_image`, so a bad file becomes a clear
 ``st.error`` naming the file, never a traceback.
@@ -10,10 +10,11 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
@@ -22,6 +23,7 @@ from protoviz.data.images import load_image
 from protoviz.errors import ImageError, PathNotAllowedError, ProtovizError
 from protoviz.lru import ByteBoundedCache
 from protoviz.paths import OFF_MESSAGE
+from protoviz.viz.export import DEFAULT_DPI, DPI_RANGE, FIGURE_FORMATS, MIME_TYPES, AnyFigure, figure_file
 
 LOG = logging.getLogger("protoviz.app")
 
@@ -171,3 +173,23 @@ def shown_path(path: str | Path) -> str:
 def plain(text: str) -> str:
     """``text`` (from a file: a class name, a file name) escaped for st.markdown: no links, images or HTML."""
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~-])", r"\\\1", text)
+
+
+# ----- figure downloads (PNG at a chosen DPI, SVG, PDF; HTML for interactive charts) ---------------------
+def figure_downloads(figure: AnyFigure | Callable[[], AnyFigure], stem: str, key: str,
+                     label: str = "Download figure", interactive: bool | None = None) -> None:
+    """A 'Download figure' popover: format (PNG / SVG / PDF, and HTML that opens offline for plotly charts),
+    DPI, and the download button. ``figure`` may be a callable, built only when the button is pressed."""
+    html = interactive if interactive is not None else isinstance(figure, go.Figure)
+    formats = [*FIGURE_FORMATS, *(["html"] if html else [])]
+    with st.popover(label, icon=":material/download:", key=f"{key}.popover"):
+        fmt = st.segmented_control("Format", formats, default="png", key=f"{key}.format",
+                                   format_func=str.upper, required=True) or "png"
+        dpi = st.number_input("DPI", DPI_RANGE[0], DPI_RANGE[1], DEFAULT_DPI, step=50, key=f"{key}.dpi",
+                              help="PNG resolution; for SVG and PDF, the printed size of pictures")
+
+        def make() -> bytes:
+            return figure_file(figure() if callable(figure) else figure, str(fmt), int(dpi))
+
+        st.download_button(f"{str(fmt).upper()} file", make, f"{stem}.{fmt}", MIME_TYPES[str(fmt)],
+                           key=f"{key}.download", on_click="ignore", icon=":material/image:")

@@ -63,7 +63,9 @@ def main() -> int:
             page.get_by_role("option", name=sample).click()
             page.keyboard.press("Escape")
             expect(page.locator("[class*='st-key-prototype-card-']").first).to_be_visible()
-            time.sleep(3)  # let images finish loading
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the waterfall of the decision
+            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+            time.sleep(8)  # let images, tables and charts finish drawing
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out))
             browser.close()

@@ -10,6 +10,13 @@ a second; :meth:`JobManager.stop` makes the next progress call raise
 (a :class:`~protoviz.errors.ProtovizError`'s own text, else a generic one: the traceback goes to the
 ``protoviz.jobs`` log only).
 
+Owners: a manager acts for its workspace's owner (:mod:`protoviz.owners`) and sees, joins, stops and
+lists only that owner's jobs; another owner's job is answered exactly as a missing one.
+:meth:`JobManager.for_owner` gives the same manager (queue, slots per device, worker threads) acting for
+another owner: the dashboard has one manager per process and one view of it per visitor. Two owners
+asking the same thing run two jobs (results are never shared between owners). Queue positions count
+every owner's waiting jobs, since they share the slots.
+
 States: ``queued`` -> ``running`` -> ``done`` | ``failed`` | ``stopped``; ``interrupted`` is set by
 :meth:`JobManager.recover` on the queued and running jobs of a process that is gone, i.e. after a
 server restart: a process of this machine that no longer runs (or whose pid now belongs to this
@@ -22,6 +29,7 @@ There is no module-level manager: the app creates one per process (``st.cache_re
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -84,6 +92,7 @@ class _Live:
     """A job of this process (mutable; guarded by the manager's lock)."""
 
     id: str
+    owner: str
     key: RunKey
     fn: JobFn | None  # dropped when the job ends, so nothing it holds outlives it
     label: str
@@ -104,8 +113,22 @@ class _Live:
     saved_at: float = float("-inf")
 
 
+@dataclass(eq=False)
+class _Shared:
+    """What every owner's view of one manager shares: jobs in memory, queue, busy slots, threads (under ``lock``)."""
+
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    live: dict[str, _Live] = dataclasses.field(default_factory=dict)
+    queue: list[str] = dataclasses.field(default_factory=list)
+    running: dict[str, int] = dataclasses.field(default_factory=dict)
+    threads: dict[str, threading.Thread] = dataclasses.field(default_factory=dict)
+    closed: threading.Event = dataclasses.field(default_factory=threading.Event)
+    heart: threading.Thread | None = None
+
+
 class JobManager:
-    """Runs and records the jobs of one process. Create one per process and pass it explicitly.
+    """Runs and records the jobs of one process, acting for ``workspace.owner``. Create one per process,
+    pass it explicitly, and use :meth:`for_owner` for each owner.
 
     per_device: jobs running at once per device. save_every_s: how often a running job's progress is
     written to the workspace (it is always current in memory). keep_finished: finished jobs kept listed.
@@ -125,16 +148,21 @@ class JobManager:
         self.save_every_s = save_every_s
         self.keep_finished = keep_finished
         self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{PROCESS_TOKEN}"
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{PROCESS_TOKEN}"
         self._clock = clock
-        self._lock = threading.Lock()
-        self._live: dict[str, _Live] = {}
-        self._queue: list[str] = []
-        self._running: dict[str, int] = {}
-        self._threads: dict[str, threading.Thread] = {}
-        self._closed = threading.Event()
-        self._heart: threading.Thread | None = None
+        self._s = _Shared()
         self.interrupted = self.recover()
+
+    @property
+    def owner(self) -> str:
+        """Whose jobs this manager submits and sees."""
+        return self.workspace.owner
+
+    def for_owner(self, owner: str) -> JobManager:
+        """The same manager (queue, slots, threads) acting for ``owner``: it sees and stops only ``owner``'s jobs."""
+        view = copy.copy(self)
+        view.workspace = self.workspace.for_owner(owner)
+        return view
 
     # -- submitting and stopping -----------------------------------------------------------------
 
@@ -145,105 +173,106 @@ class JobManager:
         ``rerun`` computes again even if stored (the new result replaces the old one).
         """
         label = label or f"{key.kind} · {model_name or key.model_sha256[:12]}"
-        with self._lock:
+        with self._s.lock:
             active = self._active_for(key)
         if active is not None:
             return self._locked_view(active)
         stored = None if rerun else self.workspace.find_run(key, with_blobs=False)
         now = self._clock()
-        live = _Live(uuid.uuid4().hex, key, fn, label, model_name or (stored.model_name if stored else ""),
+        live = _Live(uuid.uuid4().hex, self.owner, key, fn, label, model_name or (stored.model_name if stored else ""),
                      dataset_name or (stored.dataset_name if stored else ""), device, rerun, now)
         if stored is not None:
             live.state, live.run_id, live.cached, live.finished_at = DONE, stored.id, True, now
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored.stored_at))
             live.message = f"served from the store (computed {when})"
             live.finished_event.set()
-        with self._lock:
+        with self._s.lock:
             again = self._active_for(key)
             if again is not None:
                 return self._view(again)
             self._insert_row(live)
-            self._live[live.id] = live
+            self._s.live[live.id] = live
             if stored is None:
-                self._queue.append(live.id)
+                self._s.queue.append(live.id)
                 self._start_ready()
                 self._start_heartbeat()
         self._prune()
         return self._locked_view(live)
 
     def stop(self, job_id: str) -> bool:
-        """Ask a job of this process to stop: a queued one stops now, a running one at its next progress call.
-
-        Returns False if the job is finished or runs in another process.
+        """Ask a job of this owner and process to stop: a queued one stops now, a running one at its next
+        progress call. Returns False if the job is finished, runs in another process or is another owner's.
         """
-        with self._lock:
-            live = self._live.get(job_id)
-            if live is None or live.state not in ACTIVE:
+        with self._s.lock:
+            live = self._s.live.get(job_id)
+            if live is None or live.owner != self.owner or live.state not in ACTIVE:
                 return False
             if live.state == RUNNING:
                 live.token.cancel()
                 return True
-            self._queue.remove(job_id)
+            self._s.queue.remove(job_id)
             self._finish(live, STOPPED, "stopped before it started")
         return True
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Stop every job of this process and wait for the running ones (tests, orderly exits)."""
-        with self._lock:
-            ids = list(self._live)
-        for job_id in ids:
-            self.stop(job_id)
-        for thread in list(self._threads.values()):
+        """Stop every job of this process, whoever's, and wait for the running ones (tests, orderly exits)."""
+        with self._s.lock:
+            owners = {live.id: live.owner for live in self._s.live.values()}
+        for job_id, owner in owners.items():
+            self.for_owner(owner).stop(job_id)
+        for thread in list(self._s.threads.values()):
             thread.join(timeout)
-        self._closed.set()
-        if self._heart is not None:
-            self._heart.join(timeout)
+        self._s.closed.set()
+        if self._s.heart is not None:
+            self._s.heart.join(timeout)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> JobView:
-        """The job ``job_id`` (of any process); WorkspaceError if unknown."""
-        with self._lock:
-            live = self._live.get(job_id)
-            if live is not None:
+        """This owner's job ``job_id`` (of any process); WorkspaceError if unknown or another owner's."""
+        with self._s.lock:
+            live = self._s.live.get(job_id)
+            if live is not None and live.owner == self.owner:
                 return self._view(live)
         with self.workspace.read() as con:
-            row = con.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = con.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND owner = ?",
+                              (job_id, self.owner)).fetchone()
         if row is None:
             raise WorkspaceError(f"no job {job_id!r} (finished jobs are kept only while there are fewer than "
                                  f"{self.keep_finished})")
         return _row_view(row)
 
     def find(self, key: RunKey, active_only: bool = True) -> JobView | None:
-        """The queued or running job for ``key`` (this process first, then any), or None.
+        """This owner's queued or running job for ``key`` (this process first, then any), or None.
 
         With ``active_only=False``: else the latest finished one (to show why it stopped or failed).
         """
-        with self._lock:
+        with self._s.lock:
             active = self._active_for(key)
             if active is not None:
                 return self._view(active)
         self.recover()
         states = ACTIVE if active_only else ACTIVE + FINISHED
         with self.workspace.read() as con:
-            row = con.execute(f"SELECT {_COLUMNS} FROM jobs WHERE kind = ? AND model_sha256 = ? AND "
+            row = con.execute(f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? AND kind = ? AND model_sha256 = ? AND "
                               f"dataset_fingerprint = ? AND settings = ? AND state IN ({', '.join('?' * len(states))}) "
                               "ORDER BY state IN ('queued', 'running') DESC, created_at DESC LIMIT 1",
-                              (*_key_args(key), *states)).fetchone()
+                              (self.owner, *_key_args(key), *states)).fetchone()
         if row is None:
             return None
-        with self._lock:
-            live = self._live.get(row[0])
+        with self._s.lock:
+            live = self._s.live.get(row[0])
             return self._view(live) if live is not None else _row_view(row)
 
     def list_jobs(self, limit: int = 100) -> list[JobView]:
-        """Jobs of every process, newest first (this process's with their live progress)."""
+        """This owner's jobs in every process, newest first (this process's with their live progress)."""
         self.recover()
         with self.workspace.read() as con:
-            rows = con.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = con.execute(f"SELECT {_COLUMNS} FROM jobs WHERE owner = ? ORDER BY created_at DESC LIMIT ?",
+                               (self.owner, limit)).fetchall()
         views = [_row_view(row) for row in rows]
-        with self._lock:
-            return [self._view(self._live[v.id]) if v.id in self._live else v for v in views]
+        with self._s.lock:
+            return [self._view(self._s.live[v.id]) if v.id in self._s.live else v for v in views]
 
     def result(self, job_id: str, with_blobs: bool = True) -> RunRecord | None:
         """The stored run of a done job (``cached`` as the job says), None while it is not done."""
@@ -256,23 +285,24 @@ class JobManager:
         return dataclasses.replace(record, cached=view.cached)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobView:
-        """Block until a job of this process finishes (or ``timeout`` seconds pass); its view."""
-        with self._lock:
-            live = self._live.get(job_id)
-        if live is not None:
+        """Block until this owner's job of this process finishes (or ``timeout`` seconds pass); its view."""
+        with self._s.lock:
+            live = self._s.live.get(job_id)
+        if live is not None and live.owner == self.owner:
             live.finished_event.wait(timeout)
         return self.get(job_id)
 
     # -- restart ---------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Mark ``interrupted`` the active jobs of processes that are gone (see the module's docstring)."""
+        """Mark ``interrupted`` the active jobs (of every owner) of processes that are gone (see the module's
+        docstring)."""
         now = self._clock()
         with self.workspace.read() as con:
-            rows = con.execute("SELECT id, owner, state, heartbeat_at FROM jobs WHERE state IN ('queued', 'running') "
-                               "AND owner != ?", (self.owner,)).fetchall()
-        gone = [(job_id, state) for job_id, owner, state, beat in rows
-                if _process_gone(owner) or beat < now - self.stale_after_s]
+            rows = con.execute("SELECT id, process, state, heartbeat_at FROM jobs WHERE state IN ('queued', 'running') "
+                               "AND process != ?", (self.process,)).fetchall()
+        gone = [(job_id, state) for job_id, process, state, beat in rows
+                if _process_gone(process) or beat < now - self.stale_after_s]
         if not gone:
             return 0
         with self.workspace.write() as con:
@@ -285,40 +315,41 @@ class JobManager:
 
     def _start_heartbeat(self) -> None:
         """Under the lock: start the thread that marks this process's active jobs alive (once)."""
-        if self._heart is None:
-            self._heart = threading.Thread(target=self._beat, name="protoviz-jobs-heartbeat", daemon=True)
-            self._heart.start()
+        if self._s.heart is None:
+            self._s.heart = threading.Thread(target=self._beat, name="protoviz-jobs-heartbeat", daemon=True)
+            self._s.heart.start()
 
     def _beat(self) -> None:
-        while not self._closed.wait(self.heartbeat_s):
-            with self._lock:
-                active = any(j.state in ACTIVE for j in self._live.values())
+        while not self._s.closed.wait(self.heartbeat_s):
+            with self._s.lock:
+                active = any(j.state in ACTIVE for j in self._s.live.values())
             if not active:
                 continue
             try:
                 with self.workspace.write() as con:
-                    con.execute("UPDATE jobs SET heartbeat_at = ? WHERE owner = ? AND state IN ('queued', 'running')",
-                                (self._clock(), self.owner))
+                    con.execute("UPDATE jobs SET heartbeat_at = ? WHERE process = ? AND state IN ('queued', 'running')",
+                                (self._clock(), self.process))
             except WorkspaceError:
                 LOG.exception("could not mark the jobs of this process alive")
 
     # -- internals -------------------------------------------------------------------------------
 
     def _active_for(self, key: RunKey) -> _Live | None:
-        return next((j for j in self._live.values() if j.key == key and j.state in ACTIVE), None)
+        return next((j for j in self._s.live.values()
+                     if j.owner == self.owner and j.key == key and j.state in ACTIVE), None)
 
     def _start_ready(self) -> None:
         """Under the lock: start queued jobs, in order, while their device has a free slot."""
-        for job_id in list(self._queue):
-            live = self._live[job_id]
-            if self._running.get(live.device, 0) >= self.per_device:
+        for job_id in list(self._s.queue):
+            live = self._s.live[job_id]
+            if self._s.running.get(live.device, 0) >= self.per_device:
                 continue
-            self._queue.remove(job_id)
-            self._running[live.device] = self._running.get(live.device, 0) + 1
+            self._s.queue.remove(job_id)
+            self._s.running[live.device] = self._s.running.get(live.device, 0) + 1
             live.state, live.started_at = RUNNING, self._clock()
             thread = threading.Thread(target=self._run, args=(live, live.fn), name=f"protoviz-job-{job_id[:8]}",
                                       daemon=True)
-            self._threads[job_id] = thread
+            self._s.threads[job_id] = thread
             thread.start()
 
     def _run(self, live: _Live, fn: JobFn) -> None:
@@ -328,7 +359,7 @@ class JobManager:
         try:
             live.token.check()
             result = fn(ProgressTracker(lambda reading: self._on_reading(live, reading), live.token))
-            record = self.workspace.save_run(live.key, result, model_name=live.model_name,
+            record = self.workspace.for_owner(live.owner).save_run(live.key, result, model_name=live.model_name,
                                              dataset_name=live.dataset_name, replace=live.replace)
             state = DONE
         except Cancelled:
@@ -345,12 +376,12 @@ class JobManager:
             if not isinstance(error, Exception):
                 raise
         finally:
-            with self._lock:
-                self._running[live.device] -= 1
+            with self._s.lock:
+                self._s.running[live.device] -= 1
                 if record is not None:
                     live.run_id, live.cached = record.id, record.cached
                 self._finish(live, state, message)
-                self._threads.pop(live.id, None)
+                self._s.threads.pop(live.id, None)
                 self._start_ready()
 
     def _finish(self, live: _Live, state: str, message: str) -> None:
@@ -379,39 +410,41 @@ class JobManager:
 
     def _insert_row(self, live: _Live) -> None:
         with self.workspace.write() as con:
-            con.execute(f"INSERT INTO jobs ({_COLUMNS}, heartbeat_at) VALUES ({', '.join('?' * 19)})",
+            con.execute(f"INSERT INTO jobs ({_COLUMNS}, owner, heartbeat_at) VALUES ({', '.join('?' * 20)})",
                         (live.id, *_key_args(live.key), live.label, live.model_name, live.dataset_name, live.device,
                          live.state, live.message, _reading_json(live.reading), live.run_id, int(live.cached),
-                         self.owner, live.created_at, live.started_at, live.finished_at, live.created_at))
+                         self.process, live.created_at, live.started_at, live.finished_at, live.owner,
+                         live.created_at))
 
     def _locked_view(self, live: _Live) -> JobView:
-        with self._lock:
+        with self._s.lock:
             return self._view(live)
 
     def _view(self, live: _Live) -> JobView:
-        position = self._queue.index(live.id) + 1 if live.id in self._queue else None
+        position = self._s.queue.index(live.id) + 1 if live.id in self._s.queue else None
         return JobView(live.id, live.key, live.label, live.state, live.message, live.model_name, live.dataset_name,
                        live.device, live.run_id, live.cached, live.reading, position, live.created_at,
                        live.started_at, live.finished_at, True, live.token.cancelled and live.state == RUNNING)
 
     def _prune(self) -> None:
-        """Forget the oldest finished jobs beyond ``keep_finished`` (in memory and in the workspace)."""
-        with self._lock:
-            finished = [j for j in self._live.values() if j.state in FINISHED]
+        """Forget the oldest finished jobs beyond ``keep_finished``: in memory (every owner's together, to
+        bound the process) and in the workspace (this owner's, so that no owner's jobs push out another's)."""
+        with self._s.lock:
+            finished = [j for j in self._s.live.values() if j.state in FINISHED]
             for live in finished[:max(0, len(finished) - self.keep_finished)]:
-                del self._live[live.id]
+                del self._s.live[live.id]
         try:
             with self.workspace.write() as con:
-                con.execute("DELETE FROM jobs WHERE state IN ('done', 'failed', 'stopped', 'interrupted') "
-                            "AND id NOT IN "
-                            "(SELECT id FROM jobs WHERE state IN ('done', 'failed', 'stopped', 'interrupted') "
-                            "ORDER BY created_at DESC LIMIT ?)", (self.keep_finished,))
+                con.execute("DELETE FROM jobs WHERE owner = ? AND state IN ('done', 'failed', 'stopped', 'interrupted') "
+                            "AND id NOT IN (SELECT id FROM jobs WHERE owner = ? AND "
+                            "state IN ('done', 'failed', 'stopped', 'interrupted') ORDER BY created_at DESC LIMIT ?)",
+                            (self.owner, self.owner, self.keep_finished))
         except WorkspaceError:
             LOG.exception("could not prune old jobs")
 
 
 _COLUMNS = ("id, kind, model_sha256, dataset_fingerprint, settings, label, model_name, dataset_name, device, state, "
-            "message, progress, run_id, cached, owner, created_at, started_at, finished_at")
+            "message, progress, run_id, cached, process, created_at, started_at, finished_at")
 
 
 def _key_args(key: RunKey) -> tuple[str, str, str, str]:
@@ -424,15 +457,15 @@ def _reading_json(reading: ProgressReading | None) -> str | None:
 
 def _row_view(row: tuple[Any, ...]) -> JobView:
     (job_id, kind, sha, fingerprint, settings, label, model_name, dataset_name, device, state, message, progress,
-     run_id, cached, _owner, created_at, started_at, finished_at) = row
+     run_id, cached, _process, created_at, started_at, finished_at) = row
     reading = ProgressReading(**json.loads(progress)) if progress else None
     return JobView(job_id, RunKey(kind, sha, fingerprint, settings), label, state, message, model_name, dataset_name,
                    device, run_id, bool(cached), reading, None, created_at, started_at, finished_at, False)
 
 
-def _process_gone(owner: str) -> bool:
-    """True when ``owner`` (host:pid:token) is a process of this machine that provably no longer runs."""
-    parts = owner.rsplit(":", 2)
+def _process_gone(process: str) -> bool:
+    """True when ``process`` (host:pid:token) is a process of this machine that provably no longer runs."""
+    parts = process.rsplit(":", 2)
     if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False
     pid, token = int(parts[1]), parts[2]

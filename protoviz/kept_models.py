@@ -1,10 +1,13 @@
 """The models users added, kept in the workspace: ``workspace.models`` (a :class:`ModelStore`).
 
-Each added checkpoint is copied (while hashing it) into ``$PROTOVIZ_HOME/models/<sha256>/<file name>``,
-so an upload folder can go away and the model stays; adding the same file under two names stores it
-once. A kept model records its name, sha256, file, the user's family hint, class names and attached
-prototype sources (None = the checkpoint's own) and other loading hints. Removing the last model that
-uses a file deletes the file. Stored paths resolve inside the workspace's ``models`` folder only.
+Each added checkpoint is copied (while hashing it) into
+``$PROTOVIZ_HOME/models/<owner folder>/<sha256>/<file name>``, so an upload folder can go away and the
+model stays; one owner adding the same file under two names stores it once. Owners never share a file
+(the owner folder is :func:`~protoviz.owners.owner_folder`, a digest that does not reveal the owner), so
+adding or removing a model tells nothing about another owner's. A kept model records its name (unique
+per owner), sha256, file, the user's family hint, class names and attached prototype sources (None = the
+checkpoint's own) and other loading hints. Removing the last model that uses a file deletes the file.
+Every query is filtered on the workspace's owner; stored paths resolve inside its ``models`` folder only.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protoviz.errors import WorkspaceError
+from protoviz.owners import owner_folder
 from protoviz.payload import dumps
 
 if TYPE_CHECKING:
@@ -56,10 +60,11 @@ class ModelStore:
     def add(self, name: str, file: str | Path, *, family: str | None = None,
             class_names: Sequence[str] | None = None, sources: Mapping[str, Any] | None = None,
             hints: Mapping[str, Any] | None = None, replace: bool = False) -> StoredModel:
-        """Copy a checkpoint file into the workspace and keep it under ``name``.
+        """Copy a checkpoint file into the workspace and keep it under ``name`` for this owner.
 
-        The copy is content-addressed (``models/<sha256>/<file name>``), so adding the same file twice
-        stores it once. A name already kept raises WorkspaceError unless ``replace``.
+        The copy is content-addressed per owner (``models/<owner folder>/<sha256>/<file name>``), so the
+        same owner adding the same file twice stores it once. A name this owner already keeps raises
+        WorkspaceError unless ``replace``.
         """
         clean = _model_name(name)
         source = Path(file)
@@ -72,10 +77,11 @@ class ModelStore:
         if not replace and self.get(clean) is not None:
             raise WorkspaceError(f"a model named {clean!r} is already kept; remove it first or choose another name")
         incoming, sha256 = self._copy_in(source)
-        relative = f"models/{sha256}/{_file_name(source.name)}"
+        relative = f"models/{owner_folder(self._ws.owner)}/{sha256}/{_file_name(source.name)}"
         try:
             with self._ws.write() as con:
-                old = con.execute("SELECT file FROM models WHERE name = ?", (clean,)).fetchone()
+                old = con.execute("SELECT file FROM models WHERE owner = ? AND name = ?",
+                                  (self._ws.owner, clean)).fetchone()
                 if old is not None and not replace:
                     raise WorkspaceError(f"a model named {clean!r} is already kept; remove it first or choose "
                                          "another name")
@@ -83,9 +89,9 @@ class ModelStore:
                 new_file = not target.is_file()
                 freed = self._model_file_bytes(con, old[0], clean) if old and old[0] != relative else 0
                 self._ws.reserve(con, size if new_file else 0, freed=freed)
-                con.execute("INSERT OR REPLACE INTO models (name, sha256, file, size_bytes, family, class_names, "
-                            "sources, hints, added_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                            (clean, sha256, relative, size, family,
+                con.execute("INSERT OR REPLACE INTO models (owner, name, sha256, file, size_bytes, family, "
+                            "class_names, sources, hints, added_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (self._ws.owner, clean, sha256, relative, size, family,
                              dumps(list(class_names), "class names") if class_names is not None else None,
                              dumps(dict(sources), "sources") if sources is not None else None,
                              dumps(dict(hints or {}), "hints"), time.time()))
@@ -102,14 +108,15 @@ class ModelStore:
                sources: Mapping[str, Any] | None = None, hints: Mapping[str, Any] | None = None) -> StoredModel:
         """Set the class names, attached sources or hints of a kept model (None leaves a field as it is)."""
         with self._ws.write() as con:
-            found = con.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone()
+            found = con.execute("SELECT 1 FROM models WHERE owner = ? AND name = ?", (self._ws.owner, name)).fetchone()
             if found is None:
                 raise WorkspaceError(f"no kept model named {name!r}")
             for column, value in (("class_names", None if class_names is None else list(class_names)),
                                   ("sources", None if sources is None else dict(sources)),
                                   ("hints", None if hints is None else dict(hints))):
                 if value is not None:
-                    con.execute(f"UPDATE models SET {column} = ? WHERE name = ?", (dumps(value, column), name))
+                    con.execute(f"UPDATE models SET {column} = ? WHERE owner = ? AND name = ?",
+                                (dumps(value, column), self._ws.owner, name))
         return self._require(name)
 
     def _require(self, name: str) -> StoredModel:
@@ -120,22 +127,24 @@ class ModelStore:
 
     def get(self, name: str) -> StoredModel | None:
         with self._ws.read() as con:
-            row = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models WHERE name = ?", (name,)).fetchone()
+            row = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models WHERE owner = ? AND name = ?",
+                              (self._ws.owner, name)).fetchone()
         return None if row is None else self._model(row)
 
     def all(self) -> list[StoredModel]:
-        """Kept models, in the order they were added."""
+        """This owner's kept models, in the order they were added."""
         with self._ws.read() as con:
-            rows = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY added_at, name").fetchall()
+            rows = con.execute(f"SELECT {_MODEL_COLUMNS} FROM models WHERE owner = ? ORDER BY added_at, name",
+                               (self._ws.owner,)).fetchall()
         return [self._model(row) for row in rows]
 
     def remove(self, name: str) -> bool:
         """Forget a kept model and delete its file unless another kept model uses it; False if none."""
         with self._ws.write() as con:
-            row = con.execute("SELECT file FROM models WHERE name = ?", (name,)).fetchone()
+            row = con.execute("SELECT file FROM models WHERE owner = ? AND name = ?", (self._ws.owner, name)).fetchone()
             if row is None:
                 return False
-            con.execute("DELETE FROM models WHERE name = ?", (name,))
+            con.execute("DELETE FROM models WHERE owner = ? AND name = ?", (self._ws.owner, name))
             self._unlink_unreferenced(con, row[0])
         return True
 
@@ -188,10 +197,12 @@ class ModelStore:
 
     def _model_file_bytes(self, con: sqlite3.Connection, relative: str, name: str) -> int:
         """Bytes freed when model ``name`` stops using ``relative`` (0 if another model shares the file)."""
-        row = con.execute("SELECT size_bytes FROM models WHERE file = ? AND name != ?", (relative, name)).fetchone()
+        row = con.execute("SELECT size_bytes FROM models WHERE file = ? AND NOT (owner = ? AND name = ?)",
+                          (relative, self._ws.owner, name)).fetchone()
         if row is not None:
             return 0
-        own = con.execute("SELECT size_bytes FROM models WHERE name = ?", (name,)).fetchone()
+        own = con.execute("SELECT size_bytes FROM models WHERE owner = ? AND name = ?",
+                          (self._ws.owner, name)).fetchone()
         return int(own[0]) if own else 0
 
     def sweep_incoming(self) -> None:

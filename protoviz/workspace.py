@@ -1,25 +1,35 @@
 """The workspace: results and added models that outlive the page and the server, in one SQLite file.
 
 Where: ``$PROTOVIZ_HOME/workspace.sqlite`` (default ``~/.protoviz``); added checkpoints are copied to
-``$PROTOVIZ_HOME/models/<sha256>/<file name>``. The file is in WAL mode (readers never wait for the
-writer); every write is one ``BEGIN IMMEDIATE`` transaction behind a lock, so threads and processes
-write safely one at a time. Keep PROTOVIZ_HOME on a local disk (WAL needs shared memory).
+``$PROTOVIZ_HOME/models/<owner folder>/<sha256>/<file name>``. The file is in WAL mode (readers never
+wait for the writer); every write is one ``BEGIN IMMEDIATE`` transaction behind a lock, so threads and
+processes write safely one at a time. Keep PROTOVIZ_HOME on a local disk (WAL needs shared memory).
 
-A run is keyed by :class:`RunKey` (kind, model sha256, dataset fingerprint, canonical settings JSON):
-the same request twice finds the stored run (``cached=True`` on the returned :class:`RunRecord`).
-The models users added are ``workspace.models`` (:mod:`protoviz.kept_models`).
+Owners: every run, kept model and job belongs to an owner (:mod:`protoviz.owners`). A
+:class:`Workspace` object acts for one owner (``Workspace(owner=...)``, default
+:func:`~protoviz.owners.default_owner`: ``"local"`` or ``$PROTOVIZ_OWNER``) and every query filters on
+it: another owner's run is answered exactly as a missing one. :meth:`Workspace.for_owner` gives the
+same file (connection lock, limits) acting for another owner; the dashboard uses one per visitor.
+
+A run is keyed by its owner and a :class:`RunKey` (kind, model sha256, dataset fingerprint, canonical
+settings JSON): the same request twice by the same owner finds the stored run (``cached=True`` on the
+returned :class:`RunRecord`). Two owners making the same request compute it twice: no result is shared
+between owners, which is simpler and tells no one what another has computed. The models users added are
+``workspace.models`` (:mod:`protoviz.kept_models`). Exports never contain the owner.
 
 Safety: a file that is not a protoviz workspace, is damaged, or was written by a newer protoviz
-raises :class:`~protoviz.errors.WorkspaceError` and is never written to. Sizes are bounded
-(:class:`WorkspaceLimits`: per blob, per model file, in total); a write over a bound is refused, never
-evicting anything. Stored model paths are resolved inside PROTOVIZ_HOME only.
+raises :class:`~protoviz.errors.WorkspaceError` and is never written to; a version-1 file is migrated
+in place in one transaction (:mod:`protoviz.workspace_schema`). Sizes are bounded
+(:class:`WorkspaceLimits`: per blob, per model file, in total for all owners); a write over a bound is
+refused, never evicting anything. Stored model paths are resolved inside PROTOVIZ_HOME only.
 
 Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, ``application_id`` = :data:`APPLICATION_ID`):
-see :data:`SCHEMA`.
+see :mod:`protoviz.workspace_schema`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sqlite3
@@ -35,73 +45,13 @@ from urllib.parse import quote
 
 from protoviz.errors import WorkspaceError
 from protoviz.kept_models import ModelStore, StoredModel
+from protoviz.owners import LOCAL_OWNER, check_owner, default_owner
 from protoviz.payload import Payload, Storable, as_payload, canonical_json, dumps, export_clean, rows_csv
+from protoviz.workspace_schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, TABLES, migrate
 
 DB_NAME = "workspace.sqlite"
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x50765A31  # "PvZ1"
 BUSY_TIMEOUT_S = 30.0
 MB = 1 << 20
-
-SCHEMA = """
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    model_sha256 TEXT NOT NULL,
-    dataset_fingerprint TEXT NOT NULL,
-    settings TEXT NOT NULL,              -- canonical JSON (sorted keys, no spaces)
-    result_type TEXT NOT NULL,           -- payload type name, see protoviz.payload.decode
-    data TEXT NOT NULL,                  -- JSON
-    tables TEXT NOT NULL,                -- JSON {name: [row, ...]}
-    provenance TEXT NOT NULL,            -- JSON
-    model_name TEXT NOT NULL,
-    dataset_name TEXT NOT NULL,
-    stored_at REAL NOT NULL,             -- seconds since the epoch
-    size_bytes INTEGER NOT NULL,         -- JSON + blobs
-    UNIQUE (kind, model_sha256, dataset_fingerprint, settings)
-);
-CREATE INDEX runs_by_model ON runs (model_sha256);
-CREATE TABLE blobs (
-    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE models (
-    name TEXT PRIMARY KEY,
-    sha256 TEXT NOT NULL,
-    file TEXT NOT NULL,                  -- relative to PROTOVIZ_HOME: models/<sha256>/<file name>
-    size_bytes INTEGER NOT NULL,
-    family TEXT,                         -- the user's family hint; NULL = detect
-    class_names TEXT,                    -- JSON list; NULL = the checkpoint's own
-    sources TEXT,                        -- JSON: prototype sources attached; NULL = none
-    hints TEXT NOT NULL,                 -- JSON: other loading hints
-    added_at REAL NOT NULL
-);
-CREATE TABLE jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    label TEXT NOT NULL,
-    model_sha256 TEXT NOT NULL,
-    dataset_fingerprint TEXT NOT NULL,
-    settings TEXT NOT NULL,
-    model_name TEXT NOT NULL,
-    dataset_name TEXT NOT NULL,
-    device TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'stopped', 'interrupted')),
-    message TEXT NOT NULL,
-    progress TEXT,                       -- JSON ProgressReading, NULL before the first unit
-    run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
-    cached INTEGER NOT NULL,             -- 1: served from the store without running
-    owner TEXT NOT NULL,                 -- host:pid:token of the process that runs it
-    heartbeat_at REAL NOT NULL,          -- last sign of life of that process (see protoviz.jobs)
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL
-);
-CREATE INDEX jobs_by_state ON jobs (state);
-"""
-_TABLES = {"runs", "blobs", "models", "jobs"}
 
 
 def home_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -195,12 +145,15 @@ class Usage:
 
 
 class Workspace:
-    """The store under ``home`` (default :func:`home_dir`). Safe to share between threads."""
+    """The store under ``home`` (default :func:`home_dir`) acting for ``owner`` (default
+    :func:`~protoviz.owners.default_owner`). Safe to share between threads."""
 
-    def __init__(self, home: str | Path | None = None, limits: WorkspaceLimits | None = None) -> None:
+    def __init__(self, home: str | Path | None = None, limits: WorkspaceLimits | None = None,
+                 owner: str | None = None) -> None:
         self.home = Path(home).expanduser() if home is not None else home_dir()
         self.path = self.home / DB_NAME
         self.limits = limits or WorkspaceLimits()
+        self.owner = default_owner() if owner is None else check_owner(owner)
         self._write_lock = threading.Lock()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
@@ -209,12 +162,20 @@ class Workspace:
         if not self.path.exists():
             self._create()
         self._check_header()
+        self._upgrade()
         with self.read() as con:
             found = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not _TABLES <= found:
-            raise self.refuse(f"lacks the tables {sorted(_TABLES - found)}")
+        if not TABLES <= found:
+            raise self.refuse(f"lacks the tables {sorted(TABLES - found)}")
         self.models = ModelStore(self)
         self.models.sweep_incoming()
+
+    def for_owner(self, owner: str) -> Workspace:
+        """This workspace acting for ``owner``: the same file, write lock and limits; only ``owner``'s entries."""
+        view = copy.copy(self)
+        view.owner = check_owner(owner)
+        view.models = ModelStore(view)
+        return view
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -229,10 +190,10 @@ class Workspace:
                 con.close()
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, foreign_keys: bool = True) -> Iterator[sqlite3.Connection]:
         """A connection inside one write transaction (BEGIN IMMEDIATE), committed on success."""
         with self._errors(), self._write_lock:
-            con = self._connect()
+            con = self._connect(foreign_keys)
             try:
                 con.execute("BEGIN IMMEDIATE")
                 try:
@@ -244,10 +205,10 @@ class Workspace:
             finally:
                 con.close()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, foreign_keys: bool = True) -> sqlite3.Connection:
         uri = f"file:{quote(self.path.as_posix())}?mode=rw"
         con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-        con.execute("PRAGMA foreign_keys = ON")
+        con.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         con.execute("PRAGMA synchronous = NORMAL")
         return con
 
@@ -304,15 +265,33 @@ class Workspace:
             raise self.refuse(f"cannot be read ({error.strerror})") from error
         if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
             raise self.refuse("is not a protoviz workspace (not an SQLite database, or damaged)")
-        user_version = int.from_bytes(header[60:64], "big")
         application_id = int.from_bytes(header[68:72], "big")
         if application_id != APPLICATION_ID:
             raise self.refuse("is an SQLite database of another application, not a protoviz workspace")
-        if user_version > SCHEMA_VERSION:
-            raise self.refuse(f"was written by a newer protoviz (workspace schema {user_version}; this protoviz "
-                               f"reads schema {SCHEMA_VERSION}). Upgrade protoviz to use it")
-        if user_version != SCHEMA_VERSION:
-            raise self.refuse(f"has an unknown workspace schema {user_version}")
+        self._check_version(int.from_bytes(header[60:64], "big"))
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise self.refuse(f"was written by a newer protoviz (workspace schema {version}; this protoviz "
+                              f"reads schema {SCHEMA_VERSION}). Upgrade protoviz to use it")
+        if version not in (1, SCHEMA_VERSION):
+            raise self.refuse(f"has an unknown workspace schema {version}")
+
+    def _upgrade(self) -> None:
+        """Migrate an older schema in place, in one transaction (see :mod:`protoviz.workspace_schema`).
+
+        The version is read through SQLite (the file's header may lag behind its write-ahead log); a
+        concurrent process that migrated first is noticed inside the transaction.
+        """
+        with self.read() as con:
+            version = int(con.execute("PRAGMA user_version").fetchone()[0])
+        self._check_version(version)
+        if version == SCHEMA_VERSION:
+            return
+        with self.write(foreign_keys=False) as con:
+            version = int(con.execute("PRAGMA user_version").fetchone()[0])
+            if version != SCHEMA_VERSION:
+                migrate(con, version)
 
     def check(self) -> None:
         """A full integrity check (reads every page): raises WorkspaceError if the file is damaged."""
@@ -325,9 +304,9 @@ class Workspace:
 
     def save_run(self, key: RunKey, result: Payload | Storable | Mapping[str, Any], *, model_name: str = "",
                  dataset_name: str = "", replace: bool = False) -> RunRecord:
-        """Keep ``result`` under ``key``; returns the stored record (``cached=False``).
+        """Keep ``result`` under ``key`` for this owner; returns the stored record (``cached=False``).
 
-        If ``key`` is already stored, the stored run is kept and returned (``cached=True``) unless
+        If this owner already stored ``key``, the stored run is kept and returned (``cached=True``) unless
         ``replace``. Raises WorkspaceError when a blob, a JSON document or the total is over its limit.
         """
         payload = as_payload(result)
@@ -339,18 +318,21 @@ class Workspace:
             self._check_blob(f"blob {name!r} of a {key.kind} result", len(blob))
         size = sum(len(t.encode("utf-8")) for t in texts.values()) + sum(len(b) for b in payload.blobs.values())
         with self.write() as con:
-            existing = con.execute("SELECT id FROM runs WHERE kind = ? AND model_sha256 = ? AND "
-                                   "dataset_fingerprint = ? AND settings = ?", _key_row(key)).fetchone()
+            existing = con.execute(f"SELECT id FROM runs WHERE {_KEY_WHERE}", self._key_row(key)).fetchone()
             if existing is not None and not replace:
                 run_id, cached = existing[0], True
             else:
+                freed = 0
+                if existing is not None:
+                    freed = con.execute("SELECT size_bytes FROM runs WHERE id = ?", existing).fetchone()[0]
+                self.reserve(con, size, freed=freed)
                 if existing is not None:
                     con.execute("DELETE FROM runs WHERE id = ?", existing)
-                self.reserve(con, size)
                 cursor = con.execute(
-                    "INSERT INTO runs (kind, model_sha256, dataset_fingerprint, settings, result_type, data, tables, "
-                    "provenance, model_name, dataset_name, stored_at, size_bytes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (*_key_row(key), payload.type, texts["data"], texts["tables"], texts["provenance"],
+                    "INSERT INTO runs (owner, kind, model_sha256, dataset_fingerprint, settings, result_type, data, "
+                    "tables, provenance, model_name, dataset_name, stored_at, size_bytes) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*self._key_row(key), payload.type, texts["data"], texts["tables"], texts["provenance"],
                      model_name, dataset_name, time.time(), size))
                 run_id, cached = int(cursor.lastrowid or 0), False
                 con.executemany("INSERT INTO blobs (run_id, name, data) VALUES (?, ?, ?)",
@@ -359,14 +341,13 @@ class Workspace:
         return record if cached else _with(record, cached=False)
 
     def find_run(self, key: RunKey, with_blobs: bool = True) -> RunRecord | None:
-        """The stored run of ``key`` (``cached=True``), or None."""
+        """This owner's stored run of ``key`` (``cached=True``), or None."""
         with self.read() as con:
-            row = con.execute("SELECT id FROM runs WHERE kind = ? AND model_sha256 = ? AND dataset_fingerprint = ? "
-                              "AND settings = ?", _key_row(key)).fetchone()
+            row = con.execute(f"SELECT id FROM runs WHERE {_KEY_WHERE}", self._key_row(key)).fetchone()
         return None if row is None else self._load_run(row[0], with_blobs)
 
     def get_run(self, run_id: int, with_blobs: bool = True) -> RunRecord:
-        """The stored run ``run_id``; WorkspaceError if there is none."""
+        """This owner's stored run ``run_id``; WorkspaceError if there is none (or it is another owner's)."""
         record = self._load_run(run_id, with_blobs)
         if record is None:
             raise WorkspaceError(f"no stored run #{run_id} (it may have been deleted)")
@@ -382,8 +363,9 @@ class Workspace:
 
     def list_runs(self, kind: str | None = None, model_sha256: str | None = None,
                   dataset_fingerprint: str | None = None, limit: int = 1000) -> list[RunSummary]:
-        """Stored runs, newest first, optionally only those of one kind / model / dataset."""
-        where, args = _filters(kind=kind, model_sha256=model_sha256, dataset_fingerprint=dataset_fingerprint)
+        """This owner's stored runs, newest first, optionally only those of one kind / model / dataset."""
+        where, args = _filters(owner=self.owner, kind=kind, model_sha256=model_sha256,
+                               dataset_fingerprint=dataset_fingerprint)
         with self.read() as con:
             rows = con.execute(f"SELECT {_SUMMARY_COLUMNS} FROM runs {where} ORDER BY stored_at DESC, id DESC "
                                "LIMIT ?", (*args, int(limit))).fetchall()
@@ -391,25 +373,27 @@ class Workspace:
 
     def blob_names(self, run_id: int) -> list[str]:
         with self.read() as con:
-            return [r[0] for r in con.execute("SELECT name FROM blobs WHERE run_id = ? ORDER BY name", (run_id,))]
+            return [r[0] for r in con.execute(f"SELECT name FROM blobs WHERE {_BLOB_OWNER} ORDER BY name",
+                                              (run_id, self.owner))]
 
     def read_blob(self, run_id: int, name: str) -> bytes:
-        """One blob of a run; WorkspaceError if absent."""
+        """One blob of a run of this owner; WorkspaceError if absent."""
         with self.read() as con:
-            row = con.execute("SELECT data FROM blobs WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+            row = con.execute(f"SELECT data FROM blobs WHERE {_BLOB_OWNER} AND name = ?",
+                              (run_id, self.owner, name)).fetchone()
         if row is None:
             raise WorkspaceError(f"run #{run_id} has no blob {name!r}")
         return bytes(row[0])
 
     def delete_run(self, run_id: int) -> bool:
-        """Delete a run and its blobs; False if there was none."""
+        """Delete a run of this owner and its blobs; False if there was none."""
         with self.write() as con:
-            return con.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+            return con.execute("DELETE FROM runs WHERE id = ? AND owner = ?", (run_id, self.owner)).rowcount > 0
 
     def _load_run(self, run_id: int, with_blobs: bool) -> RunRecord | None:
         with self.read() as con:
-            row = con.execute(f"SELECT {_SUMMARY_COLUMNS}, data, tables, provenance FROM runs WHERE id = ?",
-                              (run_id,)).fetchone()
+            row = con.execute(f"SELECT {_SUMMARY_COLUMNS}, data, tables, provenance FROM runs WHERE id = ? "
+                              "AND owner = ?", (run_id, self.owner)).fetchone()
             if row is None:
                 return None
             blobs = ({name: bytes(data) for name, data in
@@ -420,17 +404,24 @@ class Workspace:
                           blobs=blobs, provenance=json.loads(row[12]))
         return RunRecord(**vars(summary), payload=payload, cached=True)
 
+    def _key_row(self, key: RunKey) -> tuple[str, str, str, str, str]:
+        return self.owner, key.kind, key.model_sha256, key.dataset_fingerprint, key.settings
+
     # -- sizes -----------------------------------------------------------------------------------
 
     def usage(self) -> Usage:
+        """What this owner keeps (runs, models and their bytes)."""
         with self.read() as con:
-            return self._usage(con)
+            return self._usage(con, self.owner)
 
-    def _usage(self, con: sqlite3.Connection) -> Usage:
-        runs, run_bytes = con.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM runs").fetchone()
-        models = con.execute("SELECT COUNT(*) FROM models").fetchone()[0]
-        model_bytes = con.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM (SELECT file, MAX(size_bytes) AS "
-                                  "size_bytes FROM models GROUP BY file)").fetchone()[0]
+    def _usage(self, con: sqlite3.Connection, owner: str | None) -> Usage:
+        """Usage of ``owner``, or of every owner together (None)."""
+        where, args = ("WHERE owner = ?", (owner,)) if owner is not None else ("", ())
+        runs, run_bytes = con.execute(f"SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM runs {where}",
+                                      args).fetchone()
+        models = con.execute(f"SELECT COUNT(*) FROM models {where}", args).fetchone()[0]
+        model_bytes = con.execute(f"SELECT COALESCE(SUM(size_bytes), 0) FROM (SELECT file, MAX(size_bytes) AS "
+                                  f"size_bytes FROM models {where} GROUP BY file)", args).fetchone()[0]
         return Usage(int(runs), int(run_bytes), int(models), int(model_bytes))
 
     def _check_blob(self, what: str, size: int) -> None:
@@ -440,12 +431,15 @@ class Workspace:
                                  " MB per blob (PROTOVIZ_WORKSPACE_BLOB_MAX_MB)")
 
     def reserve(self, con: sqlite3.Connection, size: int, freed: int = 0) -> None:
-        """Inside a write transaction: refuse ``size`` more bytes (after ``freed`` are released) over the total."""
-        used = self._usage(con).total_bytes - freed
+        """Inside a write transaction: refuse ``size`` more bytes (after ``freed`` are released) over the total
+        of every owner together. The message gives this owner's own use only."""
+        used = self._usage(con, None).total_bytes - freed
         if used + size > self.limits.max_total_bytes:
-            raise WorkspaceError(f"the workspace is full: {used / MB:.1f} MB used, {size / MB:.1f} MB more would pass "
-                                 f"its {self.limits.max_total_bytes / MB:.0f} MB (PROTOVIZ_WORKSPACE_MAX_MB); delete "
-                                 "old runs on the Results page")
+            own = self._usage(con, self.owner).total_bytes
+            raise WorkspaceError(f"the workspace is full: {size / MB:.1f} MB more would pass the "
+                                 f"{self.limits.max_total_bytes / MB:.0f} MB it keeps for all users together "
+                                 f"(PROTOVIZ_WORKSPACE_MAX_MB). Yours takes {own / MB:.1f} MB: delete old runs on "
+                                 "the Results page, or ask the operator for room")
 
 
 # -- exports ---------------------------------------------------------------------------------------
@@ -476,6 +470,8 @@ def run_csv(record: RunRecord, table: str | None = None) -> str:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+_KEY_WHERE = "owner = ? AND kind = ? AND model_sha256 = ? AND dataset_fingerprint = ? AND settings = ?"
+_BLOB_OWNER = "run_id = ? AND run_id IN (SELECT id FROM runs WHERE owner = ?)"
 _SUMMARY_COLUMNS = ("id, kind, model_sha256, dataset_fingerprint, settings, result_type, model_name, dataset_name, "
                     "stored_at, size_bytes")
 
@@ -484,10 +480,6 @@ def _summary(row: Sequence[Any]) -> RunSummary:
     run_id, kind, sha, fingerprint, settings, result_type, model_name, dataset_name, stored_at, size = row[:10]
     return RunSummary(int(run_id), RunKey(kind, sha, fingerprint, settings), result_type, model_name, dataset_name,
                       float(stored_at), int(size))
-
-
-def _key_row(key: RunKey) -> tuple[str, str, str, str]:
-    return key.kind, key.model_sha256, key.dataset_fingerprint, key.settings
 
 
 def _with(record: RunRecord, cached: bool) -> RunRecord:
@@ -500,5 +492,5 @@ def _filters(**values: str | None) -> tuple[str, tuple[str, ...]]:
     return (f"WHERE {where}" if where else ""), tuple(used.values())  # type: ignore[arg-type]
 
 
-__all__ = ["DB_NAME", "MB", "SCHEMA", "SCHEMA_VERSION", "ModelStore", "RunKey", "RunRecord", "RunSummary",
+__all__ = ["DB_NAME", "LOCAL_OWNER", "MB", "SCHEMA", "SCHEMA_VERSION", "ModelStore", "RunKey", "RunRecord", "RunSummary",
            "StoredModel", "Usage", "Workspace", "WorkspaceLimits", "home_dir", "run_csv", "run_json"]

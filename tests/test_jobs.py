@@ -223,14 +223,14 @@ def test_jobs_per_device_from_the_environment() -> None:
         default_per_device({"PROTOVIZ_JOBS_PER_DEVICE": "0"})
 
 
-def orphan(ws: Workspace, owner: str, heartbeat_at: float, state: str = RUNNING) -> str:
-    """A job row as another process would have left it."""
-    job_id = f"orphan-{owner}-{heartbeat_at}"
+def orphan(ws: Workspace, process: str, heartbeat_at: float, state: str = RUNNING) -> str:
+    """A job row (of the workspace's owner) as another process would have left it."""
+    job_id = f"orphan-{process}-{heartbeat_at}"
     with ws.write() as con:
-        con.execute("INSERT INTO jobs (id, kind, model_sha256, dataset_fingerprint, settings, label, model_name, "
-                    "dataset_name, device, state, message, progress, run_id, cached, owner, created_at, started_at, "
-                    "finished_at, heartbeat_at) VALUES (?, 'evaluate', 's', 'f', '{}', ?, '', '', 'cpu', ?, '', NULL, "
-                    "NULL, 0, ?, 0, 0, NULL, ?)", (job_id, owner, state, owner, heartbeat_at))
+        con.execute("INSERT INTO jobs (id, owner, kind, model_sha256, dataset_fingerprint, settings, label, model_name, "
+                    "dataset_name, device, state, message, progress, run_id, cached, process, created_at, started_at, "
+                    "finished_at, heartbeat_at) VALUES (?, ?, 'evaluate', 's', 'f', '{}', ?, '', '', 'cpu', ?, '', "
+                    "NULL, NULL, 0, ?, 0, 0, NULL, ?)", (job_id, ws.owner, process, state, process, heartbeat_at))
     return job_id
 
 

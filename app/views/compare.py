@@ -23,9 +23,16 @@ from app.compare_runs import (
     stored_run,
 )
 from app.state import available_models, get_model, session_results
-from app.widgets import NamedImage, image_picker, model_picker, show_error
+from app.widgets import NamedImage, figure_downloads, image_picker, model_picker, show_error
 from protoviz.compare.latent import latent_view
-from protoviz.compare.matching import Matching, ProfileConfig, match_prototypes
+from protoviz.compare.matching import (
+    PROFILE_HELP,
+    PROFILE_KINDS,
+    Matching,
+    ProfileConfig,
+    duplicate_rule,
+    match_prototypes,
+)
 from protoviz.compare.report import comparison_report
 from protoviz.compare.summary import CompareConfig, ModelRun, comparison_from_runs, probe_indices, scores_table
 from protoviz.compare.topk import TopKConfig
@@ -33,7 +40,8 @@ from protoviz.errors import ProtovizError
 from protoviz.heatmaps import ImageExplanation, explain_image
 from protoviz.viz.compare import correlation_heatmap, latent_scatter, match_strength_bars
 from protoviz.viz.gallery import fit_tile, patch_strip
-from protoviz.viz.overlay import draw_box, overlay_heatmap
+from protoviz.viz.overlay import draw_box, enlarge, overlay_heatmap
+from protoviz.viz.scale import with_colour_scale
 
 PICTURE = 150
 CARDS = 3
@@ -83,15 +91,20 @@ def same_images(models: list[LoadedModel]) -> dict[str, list[ImageExplanation]]:
 def model_column(loaded: LoadedModel, item: ImageExplanation, slot: str) -> None:
     with st.container(border=True, key=f"compare-prediction-{slot}"):
         st.markdown(f"**{loaded.name}** predicts **{item.predicted_name}**")
+        st.caption(f"{loaded.summary.family_label or loaded.summary.family} · similarity: "
+                   f"{loaded.summary.similarity_unit}")
+        for warning in item.warnings:
+            st.warning(warning, icon=":material/photo_size_select_small:")
         st.dataframe({"class": [n for _, n, _ in item.top_classes], "probability": [p for _, _, p in item.top_classes]},
                      hide_index=True, column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
         for evidence in item.prototypes:
-            overlay = draw_box(overlay_heatmap(item.image, evidence.heatmap), evidence.box)
+            overlay = enlarge(draw_box(overlay_heatmap(item.image, evidence.heatmap), evidence.box), 128)
             source = evidence.source
             this, that = st.columns(2)
-            this.image(overlay, width=PICTURE, caption=f"#{evidence.rank} this: prototype {evidence.index}")
-            that.image(fit_tile(source.patch_thumbnail if source else None, PICTURE), width=PICTURE,
+            this.image(with_colour_scale(overlay, *evidence.heat_range), width="stretch",
+                       caption=f"#{evidence.rank} this: prototype {evidence.index}")
+            that.image(fit_tile(source.patch_thumbnail if source else None, PICTURE), width="stretch",
                        caption=f"looks like (class {evidence.prototype_class_name})")
             st.caption(f"similarity {evidence.similarity:.3f} × weight {evidence.weight:+.3f} = "
                        f"{evidence.contribution:+.3f}")
@@ -112,8 +125,9 @@ def dataset_section(models: list[LoadedModel]) -> tuple[list[ModelRun], Any, Com
     folder, split, limit = dataset_widget("compare.data")
     k_col, profile_col = st.columns(2)
     k = k_col.slider("Top-k patches per prototype", 1, 16, 5, key="compare.k")
-    kind = profile_col.radio("Prototype profile", ["max", "map"], horizontal=True, key="compare.profile",
-                             help="max: each prototype's max similarity per image; map: its pooled 4x4 map pattern")
+    kind = profile_col.radio("Prototype profile", PROFILE_KINDS, horizontal=True, key="compare.profile",
+                             help="What two prototypes must share to match (and to count as near-duplicates): "
+                                  + "; ".join(f"**{k}**: {v}" for k, v in PROFILE_HELP.items()))
     config = CompareConfig(topk=TopKConfig(k=k), profile=ProfileConfig(kind=kind), max_images=limit)
     compute = st.button("Compute accuracy, top-k patches and profiles", key="compare.compute",
                         icon=":material/play_arrow:")
@@ -178,12 +192,19 @@ def matching_section(runs: list[ModelRun]) -> None:
     a.metric("matched pairs", len(matching.pairs))
     b.metric(f"no counterpart in {second}", len(matching.unmatched_a))
     c.metric(f"no counterpart in {first}", len(matching.unmatched_b))
+    kind = run_a.settings.get("profile", {}).get("kind", "parts")
+    st.caption(f"Profile '{kind}': {PROFILE_HELP.get(kind, kind)}. Pairs are assigned one-to-one (Hungarian) on "
+               f"the correlation of the two prototypes' profiles over the same {run_a.num_images} images.")
     heat_col, bars_col = st.columns(2)
-    heat_col.plotly_chart(correlation_heatmap(matching.correlation.numpy(), first, second,
-                                              [(p.a, p.b) for p in matching.pairs]), key="compare.corr")
+    heat = correlation_heatmap(matching.correlation.numpy(), first, second, [(p.a, p.b) for p in matching.pairs])
+    heat_col.plotly_chart(heat, key="compare.corr")
+    with heat_col:
+        figure_downloads(heat, f"compare_{first}_{second}_correlation", key="compare.corr_figure")
     assigned = [*matching.pairs, *matching.weak]
-    bars_col.plotly_chart(match_strength_bars([f"{p.a}-{p.b}" for p in assigned], [p.correlation for p in assigned],
-                                              threshold), key="compare.strength")
+    bars = match_strength_bars([f"{p.a}-{p.b}" for p in assigned], [p.correlation for p in assigned], threshold)
+    bars_col.plotly_chart(bars, key="compare.strength")
+    with bars_col:
+        figure_downloads(bars, f"compare_{first}_{second}_strength", key="compare.strength_figure")
     pairs_view(run_a, run_b, matching)
     duplicates_view(runs)
 
@@ -212,9 +233,16 @@ def _strip(column: Any, run: ModelRun, index: int) -> None:
 
 def duplicates_view(runs: list[ModelRun]) -> None:
     st.markdown("**Near-duplicate prototypes within each model**")
+    settings = runs[0].settings
+    st.caption(duplicate_rule(float(settings.get("duplicate_correlation", 0.99)),
+                              float(settings.get("duplicate_cosine", 0.99)),
+                              bool(settings.get("duplicate_require_both", True)),
+                              str(settings.get("profile", {}).get("kind", "parts")), True, runs[0].num_images))
     columns = st.columns(len(runs))
     for column, run in zip(columns, runs):
-        column.markdown(f"{run.name}: {len(run.duplicates)} pair(s)")
+        flagged = len({i for pair in run.duplicates for i in (pair.a, pair.b)})
+        column.markdown(f"{run.name}: {len(run.duplicates)} pair(s), {flagged} of {run.info['prototypes']} "
+                        "prototypes")
         if run.duplicates:
             column.dataframe([{"a": p.a, "b": p.b, "profile r": p.correlation, "cosine": p.cosine}
                               for p in run.duplicates], hide_index=True)
@@ -230,10 +258,11 @@ def latent_section(models: list[LoadedModel], runs: list[ModelRun]) -> None:
     for i, run in enumerate(runs):
         loaded = by_name[run.name]
         view = latent_view(loaded.model, run.topk)
-        columns[i % len(columns)].plotly_chart(
-            latent_scatter(view.prototype_xy, view.prototype_class, view.patch_xy, view.patch_filled,
-                           loaded.model.class_names, view.explained, run.topk.values.numpy(), title=run.name),
-            key=f"compare.latent.{i}")
+        figure = latent_scatter(view.prototype_xy, view.prototype_class, view.patch_xy, view.patch_filled,
+                                loaded.model.class_names, view.explained, run.topk.values.numpy(), title=run.name)
+        with columns[i % len(columns)]:
+            st.plotly_chart(figure, key=f"compare.latent.{i}")
+            figure_downloads(figure, f"compare_{run.name}_latent", key=f"compare.latent_figure.{i}")
 
 
 def report_section(models: list[LoadedModel], runs: list[ModelRun], dataset: Any, config: CompareConfig,

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app.state import get_model, session_results
-from app.widgets import model_picker, server_path_input, show_error
+from app.widgets import figure_downloads, model_picker, server_path_input, show_error
 from protoviz.data.datasets import ImageDataset, open_dataset
 from protoviz.errors import ProtovizError
 from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
@@ -22,7 +22,6 @@ from protoviz.viz.metrics import (
     best_frequency_histogram,
     deletion_curves_figure,
     dominant_part_bars,
-    figure_html,
     part_frequency_heatmap,
 )
 
@@ -177,8 +176,7 @@ def show_results(results: dict[str, EvaluationResult], config: EvaluationConfig)
 
 def figure_row(figure: Any, name: str) -> None:
     st.plotly_chart(figure, key=f"evaluate.fig.{name}")
-    st.download_button("Figure (HTML)", lambda: figure_html(figure), f"{name}.html", "text/html",
-                       key=f"evaluate.dl.{name}", on_click="ignore", icon=":material/download:")
+    figure_downloads(figure, f"evaluate_{name}", key=f"evaluate.dl.{name}")  # PNG at a DPI, SVG, PDF, offline HTML
 
 
 def downloads(results: dict[str, EvaluationResult]) -> None:

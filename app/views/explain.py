@@ -1,55 +1,64 @@
 """Explain (home page): which prototypes an image activates, where, and how much each contributes.
 
-Per model and image: the image with the predicted class and top-5 probabilities, then one card per
-top prototype: [image with the prototype's heatmap and box] looks like [the prototype's source patch
-and source image] -> similarity x weight = contribution; the contributions of all prototypes sum to
-the class logit. The work is :func:`protoviz.heatmaps.explain_image`; this file only lays it out.
+Per model and image: the image with the predicted class and top-5 probabilities; cards for the
+prototypes with the largest positive contributions (evidence for) and the most negative ones (evidence
+against): [image with the prototype's heatmap, box and colour scale] looks like [the prototype's source
+patch and source image] -> similarity x weight = contribution; then the waterfall of the whole class
+score (shown cards, the other prototypes, any bias) and the family's own reading. Any class can be
+explained on request. Cards are flex rows that wrap, so they never overlap from 1024 px to 2560 px.
+The work is :func:`protoviz.heatmaps.explain_image`; this file only lays it out.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import streamlit as st
 from PIL import Image
-from streamlit.delta_generator import DeltaGenerator
 
 from app.cache import LoadedModel
 from app.state import get_model, session_results
-from app.widgets import NamedImage, image_picker, model_picker, show_error
+from app.widgets import NamedImage, figure_downloads, image_picker, model_picker, show_error
 from protoviz.data.transforms import preprocess
 from protoviz.device import batches
 from protoviz.errors import ProtovizError
 from protoviz.heatmaps import ImageExplanation, PrototypeEvidence, explain_image
+from protoviz.heatmaps.cards import panels_of, paper_figure, sum_line, waterfall_of
 from protoviz.heatmaps.methods import get_method, list_methods
 from protoviz.heatmaps.methods.explain import explanation_with_method
+from protoviz.models.labels import prototype_set
 from protoviz.models.prototree import ProtoTree
-from protoviz.viz.figures import EvidencePanels, FigureRow, evidence_panels, explanation_figure, figure_png
+from protoviz.tables import csv_text
+from protoviz.viz.overlay import enlarge
+from protoviz.viz.scale import scale_labels, with_colour_scale
 
 MAX_KEPT_RESULTS = 64
 BATCH_SIZE = 16
-PICTURE_WIDTH = 170
+PICTURE = 128  # display width of each picture, px (the heatmap's colour scale comes on top of it)
+NUMBERS_WIDTH = 240
+PREDICTED = -1  # the class selector's "predicted class" entry
 PROTOTYPES_PAGE = "views/prototypes.py"
 PROTOTYPES_MODEL_KEY = "prototypes.model"  # widget keys of the Prototypes page
 PROTOTYPES_SELECTED_KEY = "prototypes.selected"
 PROTOTYPES_OPEN_CARD_FLAG = "prototypes.open_card"  # tells the Prototypes page to show the card itself
 OPEN_CARD_FLAG = "explain.open_card"
+SIDES = {"for": "Evidence for", "against": "Evidence against"}
 
 
-def compute(loaded: LoadedModel, images: Sequence[NamedImage], top_k: int,
-            method: str = "upsample") -> list[ImageExplanation]:
-    """Explanations of ``images`` by one model, computed once per session (batched, under the model's lock)."""
-    results = session_results("explain")
-    keys = [(loaded.name, loaded.sha256, image.key, top_k, method) for image in images]
+def compute(loaded: LoadedModel, images: Sequence[NamedImage], top_k: int, method: str = "upsample",
+            target: int | None = None) -> list[ImageExplanation]:
+    """Explanations of ``images`` by one model (of class ``target``, default the predicted one), computed
+    once per session (batched, under the model's lock)."""
+    results: dict[Any, ImageExplanation] = session_results("explain")
+    keys = [(loaded.name, loaded.sha256, image.key, top_k, method, target) for image in images]
     missing = [i for i, key in enumerate(keys) if key not in results]
     for chunk in batches(missing, BATCH_SIZE):
         with loaded.lock:
             fresh = explain_image(loaded.model, [images[i].image for i in chunk], top_k=top_k,
-                                  names=[images[i].name for i in chunk])
+                                  names=[images[i].name for i in chunk], target=target)
             fresh = [explanation_with_method(loaded.model, explanation, method) for explanation in fresh]
         for i, explanation in zip(chunk, fresh, strict=True):
             results[keys[i]] = explanation
@@ -58,47 +67,25 @@ def compute(loaded: LoadedModel, images: Sequence[NamedImage], top_k: int,
     return [results[key] for key in keys]
 
 
-def panels_of(loaded: LoadedModel, explanation: ImageExplanation, evidence: PrototypeEvidence) -> EvidencePanels:
-    source = evidence.source
-    return evidence_panels(
-        explanation.image, evidence.heatmap, evidence.box, loaded.model.input_spec.image_size,
-        source_image=source.image_thumbnail if source is not None else None,
-        source_box=source.box if source is not None else None,
-        patch=source.patch_thumbnail if source is not None else None)
+def model_label(loaded: LoadedModel) -> str:
+    """'name (ST-ProtoPNet)': the model and the method it is."""
+    return f"{loaded.name} ({loaded.summary.family_label or loaded.summary.family})"
 
 
-def evidence_text(evidence: PrototypeEvidence) -> str:
-    return (f"prototype {evidence.index} (class {evidence.prototype_class_name})\n"
-            f"similarity {evidence.similarity:.3f} x weight {evidence.weight:+.3f}\n"
-            f"= contribution {evidence.contribution:+.3f}")
+def prototype_sets(loaded: LoadedModel, explanation: ImageExplanation) -> dict[int, str]:
+    """The set (support / trivial ...) of each shown prototype, where the model has named sets."""
+    groups = loaded.summary.prototype_groups
+    return {e.index: name for e in explanation.cards if (name := prototype_set(groups, e.index)) is not None}
 
 
-def sum_line(explanation: ImageExplanation) -> str:
-    line = (f"Sum of all {len(explanation.contributions)} prototypes' contributions = "
-            f"{explanation.total_contribution:.4f}; score of '{explanation.predicted_name}' = "
-            f"{explanation.class_logit:.4f}. The {len(explanation.prototypes)} shown contribute "
-            f"{explanation.shown_contribution:.4f}.")
-    if not explanation.sums_to_logit:
-        line += (" This model's head is not a plain linear layer over the prototypes' similarities "
-                 "(e.g. a tree, a threshold or a bias), so the contributions are a guide, not an exact split.")
-    return line
-
-
-def figure_bytes(loaded: LoadedModel, explanation: ImageExplanation) -> bytes:
-    """The whole explanation as one PNG (built only when the download button is clicked)."""
-    classes = "\n".join(f"{name:<16} {p:6.1%}" for _, name, p in explanation.top_classes)
-    title = f"{explanation.name}  |  model {loaded.name}\npredicted: {explanation.predicted_name}\n{classes}"
-    rows = [FigureRow(panels_of(loaded, explanation, ev), evidence_text(ev)) for ev in explanation.prototypes]
-    return figure_png(explanation_figure(explanation.image, title, rows, footer=sum_line(explanation)))
+def figure_of(loaded: LoadedModel, explanation: ImageExplanation) -> object:
+    """The whole explanation as one paper figure (built only when a download is asked for)."""
+    return paper_figure(explanation, model_label(loaded), loaded.model.input_spec.image_size,
+                        prototype_sets(loaded, explanation))
 
 
 def csv_bytes(explanation: ImageExplanation, model_name: str) -> bytes:
-    rows = [{"model": model_name, **row} for row in explanation.contribution_rows()]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
+    return csv_text([{"model": model_name, **row} for row in explanation.contribution_rows()]).encode()
 
 
 def json_bytes(loaded: LoadedModel, explanation: ImageExplanation) -> bytes:
@@ -107,43 +94,54 @@ def json_bytes(loaded: LoadedModel, explanation: ImageExplanation) -> bytes:
 
 
 def render_header(loaded: LoadedModel, explanation: ImageExplanation, slot: str) -> None:
-    picture, classes, downloads = st.columns([1, 2, 1])
     height, width = explanation.image.shape[:2]
-    picture.image(explanation.image, width=PICTURE_WIDTH, caption=f"as the model sees it ({height}x{width})")
-    with classes:
-        best = explanation.top_classes[0]
-        st.markdown(f"**Predicted: {explanation.predicted_name}** ({best[2]:.1%})")
-        st.dataframe({"class": [n for _, n, _ in explanation.top_classes],
-                      "probability": [p for _, _, p in explanation.top_classes]}, hide_index=True,
-                     column_config={"probability": st.column_config.ProgressColumn(
-                         "probability", format="percent", min_value=0.0, max_value=1.0)})
-    stem = f"{loaded.name}_{explanation.name.rsplit('.', 1)[0]}"
-    with downloads:
-        st.download_button("Figure (PNG)", lambda: figure_bytes(loaded, explanation), f"{stem}.png",
-                           "image/png", key=f"{slot}.png", on_click="ignore", icon=":material/image:")
-        st.download_button("Contributions (CSV)", csv_bytes(explanation, loaded.name), f"{stem}.csv", "text/csv",
-                           key=f"{slot}.csv", on_click="ignore", icon=":material/table:")
-        st.download_button("Explanation (JSON)", json_bytes(loaded, explanation), f"{stem}.json",
-                           "application/json", key=f"{slot}.json", on_click="ignore", icon=":material/data_object:")
+    with st.container(horizontal=True, gap="medium", key=f"explain-header-{slot}"):
+        st.image(explanation.image, width=170, caption=f"as the model sees it ({height}x{width})")
+        with st.container(width=300):
+            best = explanation.top_classes[0]
+            st.markdown(f"**Predicted: {explanation.predicted_name}** ({best[2]:.1%})")
+            st.dataframe({"class": [n for _, n, _ in explanation.top_classes],
+                          "probability": [p for _, _, p in explanation.top_classes]}, hide_index=True,
+                         column_config={"probability": st.column_config.ProgressColumn(
+                             "probability", format="percent", min_value=0.0, max_value=1.0)})
+        stem = f"{loaded.name}_{explanation.name.rsplit('.', 1)[0]}"
+        with st.container(width=220):
+            figure_downloads(lambda: figure_of(loaded, explanation), stem, key=f"{slot}.figure",  # type: ignore[arg-type,return-value]
+                             label="Figure (PNG, SVG, PDF)", interactive=False)
+            st.download_button("Contributions (CSV)", csv_bytes(explanation, loaded.name), f"{stem}.csv", "text/csv",
+                               key=f"{slot}.csv", on_click="ignore", icon=":material/table:")
+            st.download_button("Explanation (JSON)", json_bytes(loaded, explanation), f"{stem}.json",
+                               "application/json", key=f"{slot}.json", on_click="ignore",
+                               icon=":material/data_object:")
 
 
-def render_card(loaded: LoadedModel, explanation: ImageExplanation, evidence: PrototypeEvidence, slot: str) -> None:
-    panels = panels_of(loaded, explanation, evidence)
-    with st.container(border=True, key=f"prototype-card-{slot}-{evidence.rank}"):
-        this, words, patch, source, numbers = st.columns([1, 0.45, 1, 1, 1.5], vertical_alignment="center")
-        this.image(panels.overlay, width=PICTURE_WIDTH, caption=f"#{evidence.rank}: this")
-        words.markdown("looks like")
-        _picture(patch, panels.patch, "prototype patch")
-        _picture(source, panels.source, "source image" if evidence.source is None
+def render_card(loaded: LoadedModel, explanation: ImageExplanation, evidence: PrototypeEvidence, slot: str,
+                sets: dict[int, str]) -> None:
+    """One card as a flex row that wraps on narrow screens: this | looks like | patch | source | numbers."""
+    panels = panels_of(explanation, evidence, loaded.model.input_spec.image_size)
+    low, high = evidence.heat_range
+    overlay = enlarge(panels.overlay, PICTURE)  # small inputs pixel-doubled, so the scale's numbers stay sharp
+    this = with_colour_scale(overlay, low, high)
+    side = "" if evidence.side == "for" else "-against"
+    with st.container(border=True, key=f"prototype-card-{slot}{side}-{evidence.rank}", horizontal=True,
+                      vertical_alignment="center", gap="small"):
+        st.image(this, width=round(PICTURE * this.shape[1] / overlay.shape[1]),
+                 caption=f"#{evidence.rank} {evidence.side}: this")
+        st.markdown("**looks like**", width="content")
+        _picture(panels.patch, "prototype patch")
+        _picture(panels.source, "source image" if evidence.source is None
                  else f"source: {evidence.source.image_id}")
-        numbers.markdown(
-            f"**Prototype {evidence.index}** · class *{evidence.prototype_class_name}*  \n"
-            f"similarity **{evidence.similarity:.3f}** × weight **{evidence.weight:+.3f}**  \n"
-            f"= contribution **{evidence.contribution:+.3f}**")
-        y0, y1, x0, x1 = evidence.box
-        numbers.caption(f"box rows {y0}-{y1}, cols {x0}-{x1} · max at map cell {evidence.map_location}")
-        numbers.button("Open prototype card", key=f"open-{slot}-{evidence.rank}", type="tertiary",
-                       icon=":material/open_in_new:", on_click=open_card, args=(loaded.name, evidence.index))
+        with st.container(width=NUMBERS_WIDTH):
+            kind = f" · {sets[evidence.index]} prototype" if evidence.index in sets else ""
+            st.markdown(
+                f"**Prototype {evidence.index}** · class *{evidence.prototype_class_name}*{kind}  \n"
+                f"similarity **{evidence.similarity:.3f}** × weight **{evidence.weight:+.3f}**  \n"
+                f"= contribution **{evidence.contribution:+.3f}**")
+            y0, y1, x0, x1 = evidence.box
+            st.caption(f"box rows {y0}-{y1}, cols {x0}-{x1} · max at map cell {evidence.map_location} · "
+                       "heatmap colours from {} (blue) to {} (red)".format(*scale_labels(low, high)))
+            st.button("Open prototype card", key=f"open-{slot}{side}-{evidence.rank}", type="tertiary",
+                      icon=":material/open_in_new:", on_click=open_card, args=(loaded.name, evidence.index))
 
 
 def open_card(model_name: str, prototype: int) -> None:
@@ -154,27 +152,67 @@ def open_card(model_name: str, prototype: int) -> None:
     st.session_state[OPEN_CARD_FLAG] = True
 
 
-def _picture(column: DeltaGenerator, picture: np.ndarray | None, caption: str) -> None:
+def _picture(picture: np.ndarray | None, caption: str) -> None:
     if picture is None:
-        column.caption(f"{caption}: unknown (the model was not pushed)")
+        st.caption(f"{caption}: unknown (the model was not pushed)", width=PICTURE)
     else:
-        column.image(picture, width=PICTURE_WIDTH, caption=caption)
+        st.image(picture, width=PICTURE, caption=caption)
 
 
-def render_explanation(loaded: LoadedModel, explanation: ImageExplanation, slot: str) -> None:
+def class_choice(loaded: LoadedModel, explanation: ImageExplanation, slot: str) -> int:
+    """The class whose score to explain: the predicted one, or any other on request."""
+    names = loaded.model.class_names
+    options = [PREDICTED, *range(len(names))]
+    choice = st.selectbox("Explain the score of", options, key=f"explain.class.{slot}", width=420,
+                          format_func=lambda c: f"the predicted class ({explanation.predicted_name})"
+                          if c == PREDICTED else names[c],
+                          help="Evidence for and against any class, e.g. the runner-up: why not that one?")
+    return explanation.predicted if choice in (PREDICTED, None) else int(choice)
+
+
+def render_explanation(loaded: LoadedModel, image: NamedImage, default: ImageExplanation, top_k: int, method: str,
+                       slot: str) -> None:
+    """One model on one image: what it is, the prediction, the class to explain, its cards and decision."""
+    summary = loaded.summary
     with st.container(border=True):
-        map_h, map_w = explanation.map_size
+        map_h, map_w = default.map_size
         st.markdown(f"#### {loaded.name}")
-        st.caption(f"{loaded.summary.family} · {loaded.summary.backbone} · {loaded.summary.similarity} similarity · "
-                   f"heatmaps: {map_h}x{map_w} similarity maps, "
-                   f"{get_method(explanation.settings.get('heatmap_method', 'upsample')).label}, "
-                   f"{explanation.percentile:g}th-percentile boxes")
+        st.caption(f"{summary.family_label or summary.family} · {summary.backbone} · heatmaps: {map_h}x{map_w} "
+                   f"similarity maps, {get_method(default.settings.get('heatmap_method', 'upsample')).label}, "
+                   f"{default.percentile:g}th-percentile boxes  \n"
+                   f"**Similarity** ({summary.similarity}): {summary.similarity_unit}")
+        for warning in default.warnings:
+            st.warning(warning, icon=":material/photo_size_select_small:")
+        wanted = class_choice(loaded, default, slot)
+        explanation = default if wanted == default.explained_class else \
+            compute(loaded, [image], top_k, method, target=wanted)[0]
         render_header(loaded, explanation, slot)
-        st.markdown("**This looks like that** — prototypes ranked by contribution to the predicted class")
-        for evidence in explanation.prototypes:
-            render_card(loaded, explanation, evidence, slot)
-        render_decision_path(loaded, explanation, slot)
-        st.info(sum_line(explanation), icon=":material/functions:")
+        sets = prototype_sets(loaded, explanation)
+        for side, title in SIDES.items():
+            shown = [e for e in explanation.cards if e.side == side]
+            word = "raise" if side == "for" else "lower"
+            st.markdown(f"**{title}** — the prototypes that most {word} the score of *{explanation.explained_name}*"
+                        f" (this looks like that)")
+            if not shown:
+                st.caption(f"No prototype {word}s this score.")
+            for evidence in shown:
+                render_card(loaded, explanation, evidence, slot, sets)
+        render_decision(loaded, explanation, slot)
+
+
+def render_decision(loaded: LoadedModel, explanation: ImageExplanation, slot: str) -> None:
+    """The waterfall of the class score, the sentence saying how it adds up, and the family's reading."""
+    st.markdown("**The whole decision**")
+    figure = waterfall_of(explanation)
+    if figure is not None:
+        st.plotly_chart(figure, key=f"explain.waterfall.{slot}")
+        stem = f"{loaded.name}_{explanation.name.rsplit('.', 1)[0]}_decision"
+        figure_downloads(figure, stem, key=f"{slot}.waterfall", label="Download this chart")
+    st.info(sum_line(explanation), icon=":material/functions:")
+    if explanation.decision is not None:
+        st.caption(f"How {loaded.summary.family_label or loaded.summary.family} decides: "
+                   f"{explanation.decision.reading}")
+    render_decision_path(loaded, explanation, slot)
 
 
 def render_decision_path(loaded: LoadedModel, explanation: ImageExplanation, slot: str) -> None:
@@ -190,7 +228,11 @@ def render_decision_path(loaded: LoadedModel, explanation: ImageExplanation, slo
     rows = path.as_rows()
     st.dataframe({key: [row[key] for row in rows] for key in rows[0]} if rows else {}, hide_index=True)
     best = max(path.leaf_distribution)
-    st.caption(f"leaf node {path.leaf_position} predicts **{model.class_names[path.predicted_class]}** "
+    stem = f"{loaded.name}_{explanation.name.rsplit('.', 1)[0]}"
+    st.download_button("Decision path (JSON)", json.dumps(path.as_record(), indent=2).encode(),
+                       f"{stem}_decision_path.json", "application/json", key=f"{slot}.path.json",
+                       on_click="ignore", icon=":material/data_object:")
+    st.caption(f"leaf node {path.leaf_node} predicts **{model.class_names[path.predicted_class]}** "
                f"({best:.1%}); the probabilities above mix all leaves, weighted by their path probabilities.")
 
 
@@ -198,12 +240,13 @@ def main() -> None:
     if st.session_state.pop(OPEN_CARD_FLAG, False):
         st.switch_page(PROTOTYPES_PAGE)
     st.title("Explain: this looks like that")
-    st.caption("Which prototypes an image activates, where, and how much each one adds to the predicted class.")
+    st.caption("Which prototypes an image activates, where, and how much each one adds to (or takes from) a "
+               "class's score.")
     with st.container(border=True):
         left, right = st.columns([1, 2])
         with left:
             model_names = model_picker("explain.models", multi=True)
-            top_k = st.slider("Prototypes per image", 1, 20, 5, key="explain.top_k")
+            top_k = st.slider("Prototypes per side (for / against)", 1, 20, 5, key="explain.top_k")
             method = st.selectbox("Heatmap method", list_methods(), key="explain.method",
                                   format_func=lambda n: get_method(n).label)
         with right:
@@ -229,9 +272,13 @@ def main() -> None:
     for i, tab in enumerate(tabs):
         with tab:
             for loaded in loaded_models:
-                if loaded.name in explained:
-                    slot = f"{loaded_models.index(loaded)}-{i}"
-                    render_explanation(loaded, explained[loaded.name][i], slot=slot)
+                if loaded.name not in explained:
+                    continue
+                slot = f"{loaded_models.index(loaded)}-{i}"
+                try:
+                    render_explanation(loaded, images[i], explained[loaded.name][i], int(top_k), method, slot)
+                except Exception as error:  # noqa: BLE001 - shown on the page, never as a traceback
+                    show_error(error)
 
 
 main()

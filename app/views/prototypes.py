@@ -30,18 +30,23 @@ from app.compare_runs import (
     stored_run,
 )
 from app.state import available_models, get_model, session_results
-from app.widgets import model_picker, show_error
+from app.widgets import figure_downloads, model_picker, show_error
 from protoviz.compare.card import prototype_facts, topk_patch_views
 from protoviz.compare.latent import latent_view, prototype_classes
+from protoviz.compare.matching import duplicate_rule
 from protoviz.compare.summary import CompareConfig, ModelRun
 from protoviz.compare.topk import TopKConfig
 from protoviz.errors import ProtovizError
+from protoviz.models.labels import prototype_set
 from protoviz.viz.compare import latent_scatter
 from protoviz.viz.gallery import class_weight_bars, fit_tile, patch_strip, score_bars, tile_grid, tile_row
-from protoviz.viz.overlay import png_bytes
+from protoviz.viz.overlay import enlarge
+from protoviz.viz.scale import with_colour_scale
 
-TILE = 96
+TILE = 112
 PAGE_SIZE = 48
+TABS = ("Gallery", "Prototype card", "Latent space")
+TAB_KEY = "prototypes.tab"
 
 
 # ----- gallery ----------------------------------------------------------------------------------
@@ -55,31 +60,43 @@ def gallery(loaded: LoadedModel, run: ModelRun | None) -> None:
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="prototypes.page") if pages > 1 else 1
     shown = members[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     sources = model.prototype_sources
+    groups = loaded.summary.prototype_groups
+    st.caption(_model_line(loaded) + (" · prototype sets: " + ", ".join(
+        f"{name} #{start}-#{end - 1}" for name, (start, end) in groups.items()) if len(groups) > 1 else ""))
     tiles, captions = [], []
-    for j in shown.tolist():  # one picture per shown prototype
+    flags = _duplicate_set(run)
+    for j in shown.tolist():  # one picture per shown prototype; captions short words (the class heads the row)
         source = sources[j] if j < len(sources) else None
         patch = source.patch_thumbnail if source is not None else None
+        words = [f"#{j}", prototype_set(groups, j) or ""]
         if patch is None and run is not None and run.topk.thumbnails is not None and bool(run.topk.filled()[j, 0]):
             tiles.append(fit_tile(run.topk.thumbnails[j, 0], TILE))
-            captions.append(f"#{j} · {_class_name(model, classes[j])} (top patch)")
+            words.append("top patch")
         else:
             tiles.append(fit_tile(patch, TILE))
-            captions.append(f"#{j} · {_class_name(model, classes[j])}")
+        words.append("⚠ duplicate" if j in flags else "")
+        captions.append(" · ".join(w for w in words if w))
     if not tiles:
         st.info("No prototypes in this class.")
         return
-    flags = _duplicate_set(run)
-    captions = [c + (" ⚠ duplicate" if j in flags else "") for c, j in zip(captions, shown.tolist())]
     for c in dict.fromkeys(classes[shown].tolist()):  # one row group per class, in prototype order
         rows = [i for i, j in enumerate(shown.tolist()) if classes[j] == c]
         st.markdown(f"**{_class_name(model, c)}** · {len(rows)} prototype(s)")
         st.image([tiles[i] for i in rows], caption=[captions[i] for i in rows], width=TILE)
-    st.download_button("Gallery (PNG)", png_bytes(tile_grid(tiles, 8)), f"{loaded.name}_gallery.png", "image/png",
-                       key="prototypes.gallery_png", on_click="ignore", icon=":material/image:")
+    if flags:
+        st.caption(f"⚠ duplicate: {len(flags)} of {len(classes)} prototypes. {_rule(run)}")
+    figure_downloads(tile_grid(tiles, 8), f"{loaded.name}_gallery", key="prototypes.gallery_figure",
+                     label="Download the gallery")
 
 
 def _class_name(model: Any, index: int) -> str:
     return model.class_names[index] if index >= 0 else "no class"
+
+
+def _model_line(loaded: LoadedModel) -> str:
+    summary = loaded.summary
+    return (f"{summary.family_label or summary.family} · {summary.num_prototypes} prototypes · similarity: "
+            f"{summary.similarity_unit}")
 
 
 def _duplicate_set(run: ModelRun | None) -> set[int]:
@@ -93,22 +110,25 @@ def card(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any, so
     facts = prototype_facts(model, index, run.duplicates if run is not None else None)
     with st.container(border=True, key="prototype-card"):
         st.subheader(f"Prototype {index} · class {facts.own_class_name}")
-        st.caption(f"group {facts.group} · model {loaded.name} · sha256 {(loaded.sha256 or '-')[:12]}")
+        kind = prototype_set(loaded.summary.prototype_groups, index)
+        st.caption((f"{kind} prototype · " if kind else "") + f"{loaded.summary.family_label or loaded.summary.family}"
+                   f" · model {loaded.name} · sha256 {(loaded.sha256 or '-')[:12]}")
         patch_col, source_col, weights_col = st.columns([1, 1, 2])
         source = facts.source
         patch_col.image(fit_tile(source.patch_thumbnail if source else None, 160), caption="source patch (push)")
         source_col.image(facts.source_image if facts.source_image is not None else fit_tile(None, 160),
                          caption=f"source image: {source.image_id}" if source else "source image unknown", width=160)
-        weights_col.plotly_chart(class_weight_bars(facts.weights, model.class_names, facts.own_class),
-                                 key="prototypes.weights")
+        with weights_col:
+            weights = class_weight_bars(facts.weights, model.class_names, facts.own_class)
+            st.plotly_chart(weights, key="prototypes.weights")
+            figure_downloads(weights, f"{loaded.name}_prototype{index}_weights", key="prototypes.weights_figure")
+        rule = _rule(run)
         if facts.duplicates:
             st.warning("Near-duplicate of " + ", ".join(
-                f"#{o} (r={_fmt(r)}, cos={_fmt(c)})" for o, r, c in facts.duplicates), icon=":material/content_copy:")
+                f"#{o} (r={_fmt(r)}, cos={_fmt(c)})" for o, r, c in facts.duplicates) + ". " + rule,
+                icon=":material/content_copy:")
         elif run is not None:
-            settings = run.settings
-            st.caption("No near-duplicate among this model's prototypes (profile correlation <= "
-                       f"{settings.get('duplicate_correlation')} and embedding cosine <= "
-                       f"{settings.get('duplicate_cosine')}).")
+            st.caption(f"No near-duplicate among this model's prototypes. {rule}")
         topk_section(loaded, index, run, dataset)
         other_scores(loaded, index, dataset, source_key, config)
         st.download_button("Card facts (JSON)", json.dumps(facts.as_record(), indent=2, default=str),
@@ -118,6 +138,17 @@ def card(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any, so
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _rule(run: ModelRun | None) -> str:
+    """The sentence saying when this run flags near-duplicates (its own thresholds and profile)."""
+    if run is None:
+        return duplicate_rule()
+    settings = run.settings
+    return duplicate_rule(float(settings.get("duplicate_correlation", 0.99)),
+                          float(settings.get("duplicate_cosine", 0.99)),
+                          bool(settings.get("duplicate_require_both", True)),
+                          str((settings.get("profile") or {}).get("kind", "parts")), True, run.num_images)
 
 
 def topk_section(loaded: LoadedModel, index: int, run: ModelRun | None, dataset: Any) -> None:
@@ -139,11 +170,13 @@ def topk_section(loaded: LoadedModel, index: int, run: ModelRun | None, dataset:
             cache[views_key] = topk_patch_views(loaded.model, dataset, topk, index, method=method)
     views = cache[views_key]
     if views:
-        st.image([v.overlay for v in views], width=150,
-                 caption=[f"#{v.rank}: {v.image_id} · sim {v.similarity:.3f}" for v in views])
-        st.download_button("Top-k heatmaps (PNG)", png_bytes(tile_row([v.overlay for v in views])),
-                           f"{loaded.name}_prototype{index}_topk_{method}.png", "image/png",
-                           key="prototypes.topk_png", on_click="ignore", icon=":material/image:")
+        pictures = [with_colour_scale(enlarge(v.overlay, 128), *v.heat_range) for v in views]
+        st.image(pictures, width=180, caption=[f"#{v.rank}: {v.image_id} · sim {v.similarity:.3f}" for v in views])
+        height = max(p.shape[0] for p in pictures)
+        strip = tile_row([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255)
+                          for p in pictures])
+        figure_downloads(strip, f"{loaded.name}_prototype{index}_topk_{method}", key="prototypes.topk_figure",
+                         label="Download the top-k heatmaps")
     st.download_button("Top-k patches (CSV)", _topk_csv(run, index), f"{loaded.name}_prototype{index}_topk.csv",
                        "text/csv", key="prototypes.topk_csv", on_click="ignore", icon=":material/table:")
     st.caption(f"{topk.config.k} patches ({topk.config.per_image} per image) over {run.num_images} images; "
@@ -172,8 +205,10 @@ def other_scores(loaded: LoadedModel, index: int, dataset: Any, source: tuple[st
         found = session_scores(loaded, GlobalExplanation)
         if found:
             result = found[-1]
-            st.plotly_chart(score_bars(result.vector(index), f"characteristic importance ({result.num_images} images)"),
-                            key="prototypes.characteristics")
+            bars = score_bars(result.vector(index), f"characteristic importance ({result.num_images} images)")
+            st.plotly_chart(bars, key="prototypes.characteristics")
+            figure_downloads(bars, f"{loaded.name}_prototype{index}_characteristics",
+                             key="prototypes.characteristics_figure")
         else:
             st.caption("Colour/shape/texture/contrast/saturation importance not computed yet.")
             if dataset is not None and st.button("Compute characteristics", key="prototypes.compute_chars"):
@@ -214,6 +249,7 @@ def latent_section(loaded: LoadedModel, run: ModelRun | None) -> None:
     plot_col, pick_col = st.columns([3, 1])
     with plot_col:
         event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="prototypes.latent")
+        figure_downloads(figure, f"{loaded.name}_latent", key="prototypes.latent_figure")
     with pick_col:
         st.markdown("**Selected point**")
         points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
@@ -285,8 +321,10 @@ def main() -> None:
         show_error(error)
     if st.session_state.get("prototypes.selected", 0) >= loaded.model.num_prototypes:
         st.session_state["prototypes.selected"] = 0  # a link or another model's choice out of range
-    gallery_tab, card_tab, latent_tab = st.tabs(["Gallery", "Prototype card", "Latent space"],
-                                                default="Prototype card" if linked else None)
+    if linked:  # a link or another page asked for a card: show it
+        st.session_state[TAB_KEY] = TABS[1]
+    # the tabs keep their state, so a rerun (e.g. "Compute top-k patches" on the card) stays on the same tab
+    gallery_tab, card_tab, latent_tab = st.tabs(list(TABS), key=TAB_KEY, on_change="rerun")
     with gallery_tab:
         gallery(loaded, run)
     with card_tab:

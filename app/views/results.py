@@ -1,4 +1,7 @@
-"""Results page: the runs kept in the workspace (re-open, export, delete) and the jobs of the server."""
+"""Results page: the runs kept in this visitor's workspace (re-open, export, delete) and its jobs.
+
+Everything listed belongs to the session's owner (see :mod:`app.store`): other visitors' runs and jobs
+are never listed, counted or opened here."""
 
 from __future__ import annotations
 
@@ -118,9 +121,9 @@ def main() -> None:
     except ProtovizError as error:
         show_error(error)
         return
-    st.caption(f"Kept in the workspace: {usage.runs} run(s) and {usage.models} added model(s), "
-               f"{usage.total_bytes / MB:.1f} MB of {ws.limits.max_total_bytes / MB:.0f} MB "
-               "(set PROTOVIZ_HOME and PROTOVIZ_WORKSPACE_MAX_MB to change).")
+    st.caption(f"Kept in your workspace: {usage.runs} run(s) and {usage.models} added model(s), "
+               f"{usage.total_bytes / MB:.1f} MB. The server keeps at most "
+               f"{ws.limits.max_total_bytes / MB:.0f} MB for all workspaces together (PROTOVIZ_WORKSPACE_MAX_MB).")
     try:
         jobs_section(manager)
         runs_section(ws)

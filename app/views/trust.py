@@ -8,22 +8,23 @@ every method side by side for one image and prototype. The work is
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from app.cache import LoadedModel
 from app.state import get_model, session_results
-from app.widgets import image_picker, model_picker, show_error
+from app.widgets import figure_downloads, image_picker, model_picker, show_error
 from protoviz.data.transforms import denormalize, preprocess, to_uint8_image
 from protoviz.errors import ProtovizError
 from protoviz.heatmaps.methods import HeatmapOptions, get_method, list_methods
 from protoviz.heatmaps.trust import PerturbationConfig, RandomisationConfig
 from protoviz.heatmaps.trust_report import TrustConfig, TrustReport, evaluate_methods, synthetic_images, top_prototypes
-from protoviz.viz.overlay import png_bytes
+from protoviz.tables import csv_text
+from protoviz.viz.overlay import enlarge
+from protoviz.viz.scale import with_colour_scale
 from protoviz.viz.trust import curves_figure, method_panels, randomisation_figure, relevance_figure
 
 SYNTHETIC, OWN = "Synthetic birds (with part masks)", "My images"
@@ -83,13 +84,7 @@ def run(loaded: LoadedModel, images: Any, masks: Any, names: list[str], config: 
 
 
 def csv_bytes(report: TrustReport) -> bytes:
-    rows = report.summary_rows()
-    buffer = io.StringIO()
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
+    return csv_text(report.summary_rows()).encode()
 
 
 def render_figures(report: TrustReport, stem: str) -> None:
@@ -109,9 +104,7 @@ def render_figures(report: TrustReport, stem: str) -> None:
                                                 rows[0].get("object area"))
     for name, figure in figures.items():
         st.plotly_chart(figure, key=f"trust.fig.{name}")
-        st.download_button(f"Download {name} figure (HTML)", figure.to_html(include_plotlyjs="cdn"),
-                           f"{stem}_{name}.html", "text/html", key=f"trust.dl.{name}", on_click="ignore",
-                           icon=":material/download:")
+        figure_downloads(figure, f"{stem}_{name}", key=f"trust.dl.{name}", label=f"Download the {name} figure")
 
 
 def render_maps(report: TrustReport, images: Any, loaded: LoadedModel, stem: str) -> None:
@@ -122,18 +115,23 @@ def render_maps(report: TrustReport, images: Any, loaded: LoadedModel, stem: str
     k = right.selectbox("Prototype", range(report.prototype_indices.shape[1]),
                         format_func=lambda j: f"prototype {int(report.prototype_indices[b, j])}", key="trust.map_k")
     picture = to_uint8_image(denormalize(images[b:b + 1], loaded.model.input_spec)[0])
-    panels = method_panels(picture, {n: r.maps[b, k] for n, r in report.results.items()},
-                           {n: get_method(n).signed for n in report.results})
-    columns = st.columns(len(panels))
-    for column, (name, panel) in zip(columns, panels.items(), strict=True):
-        result = report.results[name]
-        column.image(panel, width=PICTURE_WIDTH, caption=get_method(name).label)
-        column.caption(f"rho {float(result.randomisation.rho[-1, b, k]):.2f} · deletion AUC "
-                       f"{result.curves.deletion_auc[b, k]:.2f} · insertion AUC "
-                       f"{result.curves.insertion_auc[b, k]:.2f}")
-        column.download_button("PNG", png_bytes(panel), f"{stem}_{name}_{b}_{k}.png", "image/png",
-                               key=f"trust.png.{name}", on_click="ignore")
-    st.caption("JET overlays: red = high. PRP is signed: red = evidence for, blue = evidence against.")
+    maps = {n: r.maps[b, k] for n, r in report.results.items()}
+    signed = {n: get_method(n).signed for n in report.results}
+    panels = method_panels(picture, maps, signed)
+    with st.container(horizontal=True, gap="small"):
+        for name, panel in panels.items():
+            result = report.results[name]
+            heat = np.asarray(maps[name], dtype=np.float64)
+            scaled = with_colour_scale(enlarge(panel, 128), float(np.nanmin(heat)), float(np.nanmax(heat)),
+                                       signed=signed[name])
+            with st.container(width=PICTURE_WIDTH + 60):
+                st.image(scaled, width="stretch", caption=get_method(name).label)
+                st.caption(f"rho {float(result.randomisation.rho[-1, b, k]):.2f} · deletion AUC "
+                           f"{result.curves.deletion_auc[b, k]:.2f} · insertion AUC "
+                           f"{result.curves.insertion_auc[b, k]:.2f}")
+                figure_downloads(scaled, f"{stem}_{name}_{b}_{k}", key=f"trust.png.{name}", label="Download")
+    st.caption("JET overlays run from the map's lowest value (blue) to its highest (red), as the scale beside each "
+               "shows. PRP is signed: red = evidence for, blue = evidence against, white = 0.")
 
 
 def render_report(report: TrustReport, images: Any, loaded: LoadedModel) -> None:

@@ -18,7 +18,15 @@ import streamlit as st
 
 from app.cache import LoadedModel
 from app.state import get_model, session_results
-from app.widgets import NamedImage, image_picker, model_picker, server_path_input, show_error, shown_path
+from app.widgets import (
+    NamedImage,
+    figure_downloads,
+    image_picker,
+    model_picker,
+    server_path_input,
+    show_error,
+    shown_path,
+)
 from protoviz.data.datasets import open_dataset
 from protoviz.errors import ProtovizError
 from protoviz.explain import (
@@ -35,6 +43,7 @@ from protoviz.explain.export import global_csv, global_json, local_csv, local_js
 from protoviz.explain.extras import redundancy
 from protoviz.explain.global_ import GlobalExplanation, explain_dataset
 from protoviz.explain.local import LocalExplanation, modified_pictures, prototype_box
+from protoviz.models.labels import prototype_set
 from protoviz.viz.characteristics import importance_bars, importance_heatmap, modified_strip
 from protoviz.viz.overlay import png_bytes
 
@@ -74,7 +83,8 @@ def region_result(loaded: LoadedModel, image: NamedImage, config: ExplainConfig,
 
 def prototype_label(loaded: LoadedModel, j: int) -> str:
     classes = prototype_classes(loaded.model)
-    return f"{j} (class {loaded.model.class_names[classes[j]]})"
+    kind = prototype_set(loaded.summary.prototype_groups, j)
+    return f"{j} (class {loaded.model.class_names[classes[j]]}{', ' + kind if kind else ''})"
 
 
 def noise_of(values: dict[str, float]) -> float | None:
@@ -113,10 +123,13 @@ def render_local(loaded: LoadedModel, config: ExplainConfig, region: str) -> Non
     st.markdown(f"#### {sentence[0].upper() + sentence[1:]}")
     chart, info = st.columns([3, 2])
     with chart:
-        st.plotly_chart(importance_bars(values, f"Prototype {prototype}: Δ similarity per characteristic "
-                                        f"({REGION_LABELS[region]})", noise), key="why.local.chart")
+        bars = importance_bars(values, f"Prototype {prototype}: Δ similarity per characteristic "
+                               f"({REGION_LABELS[region]})", noise)
+        st.plotly_chart(bars, key="why.local.chart")
+        figure_downloads(bars, f"{loaded.name}_{image.name.rsplit('.', 1)[0]}_p{prototype}_bars", key="why.local.fig")
     with info:
-        st.metric("similarity s(x) at its best location", f"{float(shown.similarities[0, column]):.4f}")
+        st.metric("similarity s(x) at its best location", f"{float(shown.similarities[0, column]):.4f}",
+                  help=f"{loaded.summary.family_label or loaded.summary.family}: {loaded.summary.similarity_unit}")
         row, col = (int(v) for v in shown.locations[0, column].tolist())
         st.caption(f"best location: map cell ({row}, {col}); box rows {box[0]}-{box[1]}, cols {box[2]}-{box[3]} "
                    f"(input pixels). Δ = s(x) − s(x modified) at that same location: positive means changing "
@@ -199,14 +212,17 @@ def render_global(loaded: LoadedModel, config: ExplainConfig) -> None:
     class_name = model.class_names[prototype_classes(model)[prototype]]
     sentence = describe(values, prototype, class_name, noise_floor=noise or 0.0)
     st.markdown(f"#### {sentence[0].upper() + sentence[1:]}")
-    st.plotly_chart(importance_bars(values, f"Prototype {prototype}: global importance G (similarity-weighted "
-                                    f"mean Δ over {result.num_images} images)", noise), key="why.global.chart")
+    bars = importance_bars(values, f"Prototype {prototype}: global importance G (similarity-weighted "
+                           f"mean Δ over {result.num_images} images)", noise)
+    st.plotly_chart(bars, key="why.global.chart")
+    figure_downloads(bars, f"{loaded.name}_global_p{prototype}", key="why.global.fig")
     with st.expander("All prototypes"):
         names = list(CHARACTERISTICS)
         columns = [result.characteristics.index(n) for n in names]
-        st.plotly_chart(importance_heatmap(result.importance[:, columns], names,
-                                           [prototype_label(loaded, j) for j in range(model.num_prototypes)]),
-                        key="why.global.heatmap")
+        heatmap = importance_heatmap(result.importance[:, columns], names,
+                                     [prototype_label(loaded, j) for j in range(model.num_prototypes)])
+        st.plotly_chart(heatmap, key="why.global.heatmap")
+        figure_downloads(heatmap, f"{loaded.name}_global_all", key="why.global.heatmap_fig")
         try:
             pairs = redundancy(result, model)
         except ProtovizError as error:

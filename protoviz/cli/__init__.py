@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from protoviz.errors import ProtovizError
 
 # Order shown in `protoviz --help`.
-COMMANDS: tuple[str, ...] = ("info", "synth", "train", "compare", "explain", "evaluate", "trust", "convert")
+COMMANDS: tuple[str, ...] = ("info", "cards", "synth", "train", "compare", "explain", "evaluate", "trust", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

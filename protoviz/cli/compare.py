@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from protoviz.compare.latent import latent_view
-from protoviz.compare.matching import ProfileConfig
+from protoviz.compare.matching import DUPLICATE_THRESHOLD, PROFILE_HELP, PROFILE_KINDS, ProfileConfig
 from protoviz.compare.report import comparison_report
 from protoviz.compare.summary import CompareConfig, Comparison, compare_models, open_probe_dataset, scores_table
 from protoviz.compare.topk import TopKConfig
@@ -38,11 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", type=int, default=5, help="top-k patches per prototype")
     parser.add_argument("--per-image", default="best", choices=("best", "all"),
                         help="'best': k patches from k different images; 'all': any cells")
-    parser.add_argument("--profile", default="max", choices=("max", "map"),
-                        help="prototype profile: max similarity per image, or pooled map pattern")
+    parser.add_argument("--profile", default=ProfileConfig.kind, choices=PROFILE_KINDS,
+                        help="prototype profile used to match and to find duplicates: "
+                             + "; ".join(f"{k}: {v}" for k, v in PROFILE_HELP.items()))
     parser.add_argument("--threshold", type=float, default=0.5, help="minimum correlation of a matched pair")
-    parser.add_argument("--duplicate-threshold", type=float, default=0.95,
-                        help="profile correlation / embedding cosine above which two prototypes are near-duplicates")
+    parser.add_argument("--duplicate-threshold", type=float, default=DUPLICATE_THRESHOLD,
+                        help="profile correlation and embedding cosine above which (both) two prototypes are "
+                             "near-duplicates")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")

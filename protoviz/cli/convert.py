@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from protoviz.cli.load_options import add_load_options, load_hints
 from protoviz.errors import ConfigError
 from protoviz.models import PrototypeModel, load_model
 from protoviz.models.checkpoint import save_model
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--class-names", default=None,
                         help="comma-separated class names to store instead of class_0, class_1, ...")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"the output must end in .safetensors, got {output.name}")
     if output.exists() and not args.force:
         raise ConfigError(f"{output} exists; pass --force to overwrite it")
-    model = load_model(args.input, family=args.family)
+    model = load_model(args.input, family=args.family, **load_hints(args))
     if args.class_names:
         names = tuple(n.strip() for n in args.class_names.split(","))
         if len(names) != model.num_classes:

@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "bundled synthetic set (generated once into the cache folder)")
     parser.add_argument("--kind", default="auto", choices=KINDS, help="dataset layout (default: detect)")
     parser.add_argument("--split", default="test", choices=("test", "train", "all"))
-    parser.add_argument("--no-crop", dest="crop", action="store_false", help=PARAMETER_HELP["crop_to_box"])
+    parser.add_argument("--no-crop", dest="crop", action="store_false",
+                        help="use the whole image, with part coordinates scaled to the resized image, instead of "
+                             "cropping each image to its bounding box first as the reference does (the default)")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated (default: accuracy,consistency,stability with parts, "
                              "accuracy,region_stability without)")

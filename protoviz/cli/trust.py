@@ -1,27 +1,40 @@
 """`protoviz trust MODEL`: how far to trust each heatmap method on a model (the Trust page, headless).
 
-Runs the parameter-randomisation check, deletion / insertion curves and, on the synthetic set, the
-mask relevance of every chosen method; prints the summary table and writes the full report as JSON.
+Runs the parameter-randomisation check, deletion / insertion curves and, where the images have part
+masks (the synthetic set, or a ``--data`` folder with masks), the mask relevance of every chosen method;
+prints the summary table (and its CSV) and writes the full report as JSON. Progress shows the rate and
+the time left.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+import numpy as np
+from torch import Tensor
+
+from protoviz.data.datasets import load_batch, open_dataset
 from protoviz.device import pick_device
+from protoviz.errors import ConfigError, DatasetError
 from protoviz.heatmaps.methods import HeatmapOptions, list_methods
 from protoviz.heatmaps.trust import PerturbationConfig, RandomisationConfig
 from protoviz.heatmaps.trust_report import TrustConfig, TrustReport, evaluate_methods, synthetic_images, top_prototypes
+from protoviz.models.base import PrototypeModel
 from protoviz.models.registry import load_model
+from protoviz.progress import console_progress
+from protoviz.tables import write_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("trust", help="sanity checks and faithfulness of the heatmap methods")
     parser.add_argument("model", type=Path, help="checkpoint (.safetensors or a research checkpoint)")
     parser.add_argument("--family", default=None, help="family hint for research checkpoints")
-    parser.add_argument("--images", type=int, default=8, help="synthetic test images, spread over the classes")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset folder (CUB layout, Stanford Cars/Dogs or ImageFolder) to take the images from; "
+                             "default: the bundled synthetic set (with part masks)")
+    parser.add_argument("--split", default="test", choices=("test", "train", "all"), help="split of --data")
+    parser.add_argument("--images", type=int, default=8, help="images to check, spread evenly over the dataset")
     parser.add_argument("--prototypes", type=int, default=3, help="most activated prototypes per image")
     parser.add_argument("--methods", nargs="+", default=list_methods(), choices=list_methods())
     parser.add_argument("--stages", type=int, default=RandomisationConfig.stages, help="randomisation stages")
@@ -34,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=RandomisationConfig.seed, help="seed of re-randomised weights")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="write the summary table here (with a .provenance.json sidecar)")
     parser.set_defaults(func=run)
 
 
@@ -57,18 +72,41 @@ def run(args: argparse.Namespace) -> int:
                                           threshold=args.threshold),
         perturbation=PerturbationConfig(steps=args.steps, score=args.score),
     )
-    data = synthetic_images(model.input_spec, args.images)
+    images, masks, names = gather_images(model, args.data, args.split, args.images)
+    tracker = console_progress(unit="% of the checks")
 
     def progress(fraction: float, message: str) -> None:
-        print(f"\r[{fraction:6.1%}] {message:<60}", end="", file=sys.stderr, flush=True)
+        del message  # the stage names change within a method; one stage keeps the rate and time left honest
+        tracker(round(100 * min(1.0, max(0.0, fraction))), 100, "trust")
 
-    indices = top_prototypes(model, data.images, args.prototypes)
-    report = evaluate_methods(model, data.images, indices, config, part_masks=data.masks,
-                              image_names=data.names, model_name=args.model.name, progress=progress)
-    print(file=sys.stderr)
+    indices = top_prototypes(model, images, args.prototypes)
+    report = evaluate_methods(model, images, indices, config, part_masks=masks,
+                              image_names=names, model_name=args.model.name, progress=progress)
+    if args.data is not None:
+        report.provenance["data"] = {"folder": str(args.data), "split": args.split, "images": len(names)}
     print(summary_table(report))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.to_json())
         print(f"wrote {args.out}")
+    if args.csv is not None:
+        written = write_csv(args.csv, report.summary_rows(), report.provenance)
+        print("wrote " + " and ".join(str(path) for path in written))
     return 0
+
+
+def gather_images(model: PrototypeModel, data: Path | None, split: str, count: int
+                  ) -> tuple[Tensor, Tensor | None, list[str]]:
+    """(images (B, 3, H, W) normalised, part masks (B, H, W) or None, names): ``count`` images spread over the
+    synthetic set (with masks) or over the ``split`` of the dataset at ``data`` (masks where it has them)."""
+    if data is None:
+        synthetic = synthetic_images(model.input_spec, count)
+        return synthetic.images, synthetic.masks, list(synthetic.names)
+    if count < 1:
+        raise ConfigError(f"need at least one image, got {count}")
+    dataset = open_dataset(data, split=split, crop_to_box=False)
+    if len(dataset) == 0:
+        raise DatasetError(f"{data}: the {split} split has no images")
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)).tolist()
+    batch = load_batch(dataset, model.input_spec, picks, with_masks=True)
+    return batch.images, batch.masks, [str(name) for name in batch.image_ids]

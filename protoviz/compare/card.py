@@ -71,7 +71,8 @@ def _source_picture(source: PrototypeSource | None, input_size: tuple[int, int])
 @dataclass(frozen=True)
 class PatchView:
     """One of a prototype's top-k patches: the image (H, W, 3) uint8 with the heatmap overlaid and the
-    high-activation box drawn, the box (y0, y1, x0, x1), the dataset position and id, its similarity."""
+    high-activation box drawn, the box (y0, y1, x0, x1), the dataset position and id, its similarity,
+    and the (min, max) of the heatmap its colours run between (for a colour scale)."""
 
     rank: int
     dataset_index: int
@@ -79,6 +80,7 @@ class PatchView:
     similarity: float
     overlay: np.ndarray
     box: tuple[int, int, int, int]
+    heat_range: tuple[float, float] = (0.0, 0.0)
 
 
 def topk_patch_views(model: PrototypeModel, dataset: Any, topk: TopKPatches, index: int, method: str = "upsample",
@@ -106,5 +108,6 @@ def topk_patch_views(model: PrototypeModel, dataset: Any, topk: TopKPatches, ind
         views.append(PatchView(rank=rank + 1, dataset_index=int(position), image_id=str(image_id),
                                similarity=float(topk.values[index, rank]),
                                overlay=draw_box(overlay_heatmap(unit[rank], heat[rank]), box),
-                               box=box))  # type: ignore[arg-type]
+                               box=box,  # type: ignore[arg-type]
+                               heat_range=(float(heat[rank].min()), float(heat[rank].max()))))
     return views

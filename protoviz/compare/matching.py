@@ -1,9 +1,15 @@
 """Cross-model prototype matching and near-duplicate prototypes within one model.
 
 A prototype is described by its activation profile over a probe set of N images:
-- ``"max"``: its max similarity in each image, (P, N);
-- ``"map"``: its similarity map pattern, average-pooled to a ``grid`` x ``grid`` cells per image and
-  flattened, (P, N * grid * grid) — pooling to a common grid lets models with different map sizes meet.
+- ``"parts"`` (default): *where* in each image it fires: its similarity map average-pooled to ``grid`` x
+  ``grid`` cells, minus that image's mean cell, flattened, (P, N * grid * grid). Subtracting the
+  per-image mean removes how much the prototype fires on the image as a whole, which mostly tells the
+  image's class; what is left is the spatial pattern, i.e. the part. Images where the prototype has a
+  clear peak weigh the most (their centred cells are largest).
+- ``"map"``: the pooled map pattern without centring, (P, N * grid * grid): place and strength.
+- ``"max"``: its max similarity in each image, (P, N): how much, not where. Two prototypes of the
+  same class correlate highly under it whatever part each one sees.
+Pooling to a common grid lets models with different map sizes meet.
 
 Two prototypes match when their profiles correlate (Pearson). Between two models the one-to-one
 assignment maximising the total correlation is Hungarian's (``linear_sum_assignment`` on -corr);
@@ -26,14 +32,19 @@ from protoviz.compare.scan import PassStep, ProgressFn, run_pass
 from protoviz.errors import ConfigError
 from protoviz.models.base import PrototypeModel
 
-PROFILE_KINDS = ("max", "map")
+PROFILE_KINDS = ("parts", "map", "max")
+PROFILE_HELP: dict[str, str] = {
+    "parts": "where in each image the prototype fires (pooled map minus the image's mean): the part",
+    "map": "its pooled similarity map per image: place and strength together",
+    "max": "its max similarity per image: how much, not where (mostly the image's class)",
+}
 
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    """``kind`` 'max' or 'map'; ``grid`` cells per side for 'map' profiles."""
+    """``kind`` one of :data:`PROFILE_KINDS`; ``grid`` cells per side for 'parts' and 'map' profiles."""
 
-    kind: str = "max"
+    kind: str = "parts"
     grid: int = 4
 
     def __post_init__(self) -> None:
@@ -41,6 +52,8 @@ class ProfileConfig:
             raise ConfigError(f"profile kind must be one of {PROFILE_KINDS}, got {self.kind!r}")
         if self.grid < 1:
             raise ConfigError(f"profile grid must be >= 1, got {self.grid}")
+        if self.kind == "parts" and self.grid < 2:
+            raise ConfigError("a 'parts' profile needs a grid of at least 2x2 cells (one cell has no 'where')")
 
 
 class ProfileAccumulator:
@@ -53,17 +66,23 @@ class ProfileAccumulator:
         self._parts: list[Tensor] = []
 
     def update(self, step: PassStep) -> None:
-        if self.config.kind == "max":
-            part = step.maps.flatten(2).amax(dim=2).t()  # (P, B)
-        else:
-            pooled = F.adaptive_avg_pool2d(step.maps, self.config.grid)  # (B, P, g, g)
-            part = pooled.transpose(0, 1).flatten(1)  # (P, B * g * g)
-        self._parts.append(part.double().cpu())
+        self._parts.append(profile_of(step.maps, self.config).double().cpu())
 
     def result(self) -> Tensor:
         if not self._parts:
             raise ConfigError("no batch was scanned: the profiles are empty")
         return torch.cat(self._parts, dim=1)
+
+
+def profile_of(maps: Tensor, config: ProfileConfig = ProfileConfig()) -> Tensor:
+    """Similarity maps (B, P, h, w) -> this batch's profile columns: (P, B) for 'max', else (P, B * g * g)
+    (image-major: the g * g cells of image 0, then of image 1 ...)."""
+    if config.kind == "max":
+        return maps.flatten(2).amax(dim=2).t()
+    pooled = F.adaptive_avg_pool2d(maps, config.grid).flatten(2)  # (B, P, g * g)
+    if config.kind == "parts":
+        pooled = pooled - pooled.mean(dim=2, keepdim=True)
+    return pooled.transpose(0, 1).flatten(1)
 
 
 def activation_profiles(model: PrototypeModel, batches: Iterable[Any], config: ProfileConfig = ProfileConfig(),
@@ -164,12 +183,33 @@ def embedding_cosine(embeddings: Tensor, scale_invariant: bool = False) -> Tenso
     return centred @ centred.t()
 
 
+DUPLICATE_THRESHOLD = 0.99
+
+
+def duplicate_rule(profile_threshold: float = DUPLICATE_THRESHOLD, cosine_threshold: float = DUPLICATE_THRESHOLD,
+                   require_both: bool = True, profile_kind: str | None = "parts", embeddings: bool = True,
+                   probe_images: int | None = None) -> str:
+    """One sentence saying when two prototypes of one model are flagged as near-duplicates."""
+    images = f"the {probe_images} probe images" if probe_images else "the probe images"
+    tests = []
+    if profile_kind is not None:
+        tests.append(f"their '{profile_kind}' activation profiles over {images} correlate above r = "
+                     f"{profile_threshold:g} (they fire on the same images in the same places)")
+    if embeddings:
+        tests.append(f"their prototype vectors' centred cosine is above {cosine_threshold:g} (nearly the same "
+                     "vector)")
+    joined = (" and " if require_both else " or ").join(tests)
+    return (f"Two prototypes are flagged as near-duplicates when {joined}. Such a pair gives the same "
+            "evidence twice; one of the two could be pruned with little change to the decisions.")
+
+
 def near_duplicates(profiles: Tensor | None = None, embeddings: Tensor | None = None,
-                    profile_threshold: float = 0.95, cosine_threshold: float = 0.95,
-                    require_both: bool = False, scale_invariant: bool = False) -> list[DuplicatePair]:
+                    profile_threshold: float = DUPLICATE_THRESHOLD, cosine_threshold: float = DUPLICATE_THRESHOLD,
+                    require_both: bool = True, scale_invariant: bool = False) -> list[DuplicatePair]:
     """Pairs i < j with profile correlation > ``profile_threshold`` and/or centred embedding cosine >
-    ``cosine_threshold`` (``require_both``: and; else or), from profiles (P, N), embeddings (P, D);
-    ``scale_invariant`` as in :func:`embedding_cosine`."""
+    ``cosine_threshold`` (``require_both``: and, the default, since either measure alone flags pairs
+    that only share a class or a direction; else or), from profiles (P, N), embeddings (P, D);
+    ``scale_invariant`` as in :func:`embedding_cosine`. With only one of the two, that one decides."""
     if profiles is None and embeddings is None:
         raise ConfigError("near-duplicate search needs activation profiles, prototype embeddings, or both")
     corr = profile_correlation(profiles, profiles) if profiles is not None else None

@@ -99,7 +99,10 @@ def forward_maps(model: PrototypeModel, x: Tensor, with_latent: bool) -> tuple[T
                 latent = None
     if latent is not None and latent.shape[-2:] != maps.shape[-2:]:
         latent = None
-    logits = model.logits_from_similarities(maps, maps.flatten(2).amax(dim=2))
+    if model.logits_from_pooled:
+        logits = model.logits_from_similarities(maps, maps.flatten(2).amax(dim=2))
+    else:  # e.g. ProtoPool with soft slots: the logits are not a function of the maps
+        logits = model(x).logits
     return maps, logits, latent
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from protoviz.compare.matching import (
+    DUPLICATE_THRESHOLD,
     DuplicatePair,
     Matching,
     ProfileAccumulator,
@@ -42,15 +43,16 @@ class CompareConfig:
 
     max_images: probe at most this many images (a seeded random subset, the same for all models);
     None = all. match_threshold: minimum profile correlation of a matched pair. duplicate_correlation /
-    duplicate_cosine: near-duplicate thresholds within one model (profile correlation or centred embedding
-    cosine, see :func:`~protoviz.compare.matching.embedding_cosine`).
+    duplicate_cosine: near-duplicate thresholds within one model (profile correlation and, with
+    ``duplicate_require_both``, also centred embedding cosine, see :func:`~protoviz.compare.matching.duplicate_rule`).
     """
 
     topk: TopKConfig = field(default_factory=TopKConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     match_threshold: float = 0.5
-    duplicate_correlation: float = 0.95
-    duplicate_cosine: float = 0.95
+    duplicate_correlation: float = DUPLICATE_THRESHOLD
+    duplicate_cosine: float = DUPLICATE_THRESHOLD
+    duplicate_require_both: bool = True
     batch_size: int = 32
     max_images: int | None = None
     seed: int = 0
@@ -142,6 +144,7 @@ def scan_model(name: str, model: PrototypeModel, batches: Any, config: CompareCo
     except ModelError:
         embeddings = None
     duplicates = near_duplicates(profile, embeddings, config.duplicate_correlation, config.duplicate_cosine,
+                                 require_both=config.duplicate_require_both,
                                  scale_invariant=model.similarity_kind == "cosine")
     return ModelRun(name=name, accuracy=predictions.accuracy(), num_images=count, topk=topk.result(),
                     profiles=profile, duplicates=duplicates, info=model_info(name, model),

@@ -1,13 +1,13 @@
 """Results as files: CSV (one row per prototype and characteristic) and JSON, with how they were made.
 
-Every file records the explanation's parameters and mode, the seed, the model (name, family, checkpoint
-sha256 from ``model.metadata``), the dataset, the protoviz / torch versions and the device.
+The CSVs are plain tables (``pandas.read_csv`` reads them as they are, :mod:`protoviz.tables`); the
+explanation's parameters and mode, the seed, the model (name, family, checkpoint sha256 from
+``model.metadata``), the dataset, the protoviz / torch versions and the device are in the JSON files
+beside them: the full ``{stem}.json`` document and the ``{stem}.provenance.json`` sidecar.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import platform
@@ -23,6 +23,7 @@ from protoviz.device import describe_device
 from protoviz.explain.global_ import GlobalExplanation
 from protoviz.explain.local import LocalExplanation
 from protoviz.models.base import PrototypeModel
+from protoviz.tables import csv_text, write_csv
 
 
 def provenance(model: PrototypeModel, model_name: str | None = None, dataset: dict[str, Any] | None = None,
@@ -70,14 +71,14 @@ def prototype_classes(model: PrototypeModel) -> list[int]:
 
 
 def global_csv(result: GlobalExplanation, model: PrototypeModel | None = None) -> str:
-    """The global explanation as CSV text, with a commented header line holding the parameters."""
-    rows = global_rows(result, list(model.class_names) if model else None, prototype_classes(model) if model else None)
-    buffer = io.StringIO()
-    buffer.write("# " + json.dumps({"config": result.config.to_dict(), **result.provenance}, default=str) + "\n")
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    """The global explanation as plain CSV text (its parameters: :func:`global_provenance`)."""
+    return csv_text(global_rows(result, list(model.class_names) if model else None,
+                                prototype_classes(model) if model else None))
+
+
+def global_provenance(result: GlobalExplanation) -> dict[str, Any]:
+    """How a global explanation was made: its config and provenance (the CSV's sidecar)."""
+    return {"kind": "global_characteristics", "config": result.config.to_dict(), **result.provenance}
 
 
 def global_json(result: GlobalExplanation, model: PrototypeModel | None = None) -> str:
@@ -111,15 +112,11 @@ def local_rows(local: LocalExplanation, image_names: list[str] | None = None) ->
     return rows
 
 
-def local_csv(local: LocalExplanation, info: dict[str, Any], image_names: list[str] | None = None) -> str:
-    """A local explanation as CSV text with a commented header line (config + ``info`` provenance)."""
-    rows = local_rows(local, image_names)
-    buffer = io.StringIO()
-    buffer.write("# " + json.dumps({"config": local.config.to_dict(), **info}, default=str) + "\n")
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+def local_csv(local: LocalExplanation, info: dict[str, Any] | None = None, image_names: list[str] | None = None
+              ) -> str:
+    """A local explanation as plain CSV text (config and provenance go in :func:`local_json`)."""
+    del info  # kept for callers passing it; the CSV holds only the table
+    return csv_text(local_rows(local, image_names))
 
 
 def local_json(local: LocalExplanation, info: dict[str, Any], image_names: list[str] | None = None) -> str:
@@ -131,11 +128,13 @@ def local_json(local: LocalExplanation, info: dict[str, Any], image_names: list[
 
 def write_global(result: GlobalExplanation, out_dir: str | Path, model: PrototypeModel | None = None,
                  stem: str = "characteristics") -> tuple[Path, Path]:
-    """Write ``{stem}.csv`` and ``{stem}.json`` into ``out_dir``; returns both paths."""
+    """Write ``{stem}.csv`` (with its ``{stem}.provenance.json`` sidecar) and ``{stem}.json`` into ``out_dir``;
+    returns the CSV and JSON paths."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = folder / f"{stem}.csv", folder / f"{stem}.json"
-    csv_path.write_text(global_csv(result, model), encoding="utf-8")
+    rows = global_rows(result, list(model.class_names) if model else None, prototype_classes(model) if model else None)
+    write_csv(csv_path, rows, global_provenance(result))
     json_path.write_text(global_json(result, model), encoding="utf-8")
     return csv_path, json_path
 

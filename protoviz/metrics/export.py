@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from protoviz.metrics.runner import EvaluationResult
+from protoviz.tables import csv_text
 
 
 def _clean(value: Any) -> Any:
@@ -49,21 +48,9 @@ def to_json(results: dict[str, EvaluationResult]) -> str:
 
 def to_csv(results: dict[str, EvaluationResult]) -> str:
     """One row per (model, prototype), columns the union of the per-prototype fields."""
-    return _rows_csv([{"model": name, **row} for name, r in results.items() for row in r.prototypes])
+    return csv_text([{"model": name, **row} for name, r in results.items() for row in r.prototypes])
 
 
 def scores_csv(results: dict[str, EvaluationResult]) -> str:
     """One row per model with its headline scores."""
-    return _rows_csv([{"model": name, **r.scores} for name, r in results.items()])
-
-
-def _rows_csv(rows: list[dict[str, object]]) -> str:
-    """CSV text of dict rows; the columns are the union of their keys, in first-seen order."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text([{"model": name, **r.scores} for name, r in results.items()])

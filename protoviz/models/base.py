@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from protoviz.errors import ModelError
+from protoviz.models.labels import family_label, similarity_unit
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -107,20 +108,25 @@ class ModelSummary:
     output_kind: str
     prototype_groups: dict[str, tuple[int, int]] = field(default_factory=dict)
     num_parameters: int = 0
+    settings: dict[str, str] = field(default_factory=dict)  # family-specific choices, e.g. ProtoPool's slots
+    family_label: str = ""  # the method's name, e.g. 'ST-ProtoPNet' for a native ProtoPNet with two sets
+    similarity_unit: str = ""  # what a similarity value means (protoviz.models.labels)
 
     def as_rows(self) -> list[tuple[str, str]]:
         """Human-readable (name, value) rows."""
         groups = ", ".join(f"{k} [{a}:{b})" for k, (a, b) in self.prototype_groups.items())
+        label = self.family_label or self.family
         return [
-            ("family", self.family),
+            ("family", label if label.lower() == self.family else f"{label} (protoviz family '{self.family}')"),
             ("backbone", self.backbone),
             ("input size", f"{self.input_size[0]}x{self.input_size[1]}"),
             ("prototypes (P)", str(self.num_prototypes)),
             ("classes (C)", str(self.num_classes)),
             ("similarity map", f"{self.map_size[0]}x{self.map_size[1]}"),
-            ("similarity", self.similarity),
+            ("similarity", f"{self.similarity}: {self.similarity_unit}" if self.similarity_unit else self.similarity),
             ("output", self.output_kind),
-            ("prototype groups", groups or "-"),
+            *self.settings.items(),
+            ("prototype sets", groups or "-"),
             ("parameters", f"{self.num_parameters:,}"),
         ]
 
@@ -208,6 +214,17 @@ class PrototypeModel(nn.Module, ABC):
         """Class scores (B, C) from similarity maps (B, P, h, w) and their max-pool (B, P)."""
         return pooled @ self.class_weights.t()
 
+    @property
+    def logits_from_pooled(self) -> bool:
+        """False when the class scores are not a function of the similarity maps (ProtoPool's soft slots
+        mix distances before the activation): :meth:`logits_from_similarities` is then undefined and the
+        logits come only from :meth:`forward`."""
+        return True
+
+    def settings(self) -> dict[str, str]:
+        """Family-specific settings a user should see (name -> value), e.g. ProtoPool's slot mode."""
+        return {}
+
     def forward(self, x: Tensor) -> PrototypeOutput:  # type: ignore[override]
         """Normalised images (B, 3, H, W) -> :class:`PrototypeOutput`."""
         self._check_input(x)
@@ -238,6 +255,9 @@ class PrototypeModel(nn.Module, ABC):
             output_kind=self.output_kind,
             prototype_groups=self.prototype_groups(),
             num_parameters=sum(p.numel() for p in self.parameters()),
+            settings=self.settings(),
+            family_label=family_label(self.family, getattr(self, "config", None)),
+            similarity_unit=similarity_unit(self.similarity_kind),
         )
 
     def _check_input(self, x: Tensor) -> None:

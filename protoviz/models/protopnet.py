@@ -2,6 +2,8 @@
 
 Similarity kinds:
 - ``log``: ProtoPNet. d = ReLU(|z|^2 - 2 z.p + |p|^2) (squared L2), sim = log((d + 1) / (d + 1e-4)).
+- ``linear``: ProtoPNet's ``prototype_activation_function='linear'``: sim = -d (its logits are
+  W @ (-min_hw d)).
 - ``cosine``: TesNet / ST-ProtoPNet style, sim = cos(z, p) in [-1, 1].
 
 Optional prototype sets (ST-ProtoPNet): with ``prototype_sets=("support", "trivial")`` each set has its
@@ -25,7 +27,7 @@ from protoviz.models.base import InputSpec, PrototypeModel
 from protoviz.models.registry import register_family
 
 LOG_EPSILON = 1e-4
-SIMILARITIES = ("log", "cosine")
+SIMILARITIES = ("log", "linear", "cosine")
 ADD_ONS = ("regular", "bottleneck")
 
 
@@ -108,6 +110,11 @@ def log_similarity(latent: Tensor, prototypes: Tensor) -> Tensor:
     return distance_to_log_similarity(squared_l2_distances(latent, prototypes))
 
 
+def linear_similarity(latent: Tensor, prototypes: Tensor) -> Tensor:
+    """ProtoPNet's ``linear`` activation: minus the squared L2 distance, (B, P, h, w)."""
+    return -squared_l2_distances(latent, prototypes)
+
+
 def squared_l2_distances(latent: Tensor, prototypes: Tensor) -> Tensor:
     """ReLU(|z|^2 - 2 z.p + |p|^2) for latent (B, D, h, w) and prototypes (P, D): (B, P, h, w)."""
     z2 = (latent * latent).sum(dim=1, keepdim=True)
@@ -176,14 +183,14 @@ class ProtoPNet(PrototypeModel):
 
     def similarity_from_latents(self, latents: dict[str, Tensor]) -> Tensor:
         """Per-set latents -> similarity maps (B, P, h, w) in prototype-index order."""
-        fn = log_similarity if self.config.similarity == "log" else cosine_similarity
+        fn = {"log": log_similarity, "linear": linear_similarity, "cosine": cosine_similarity}[self.config.similarity]
         return torch.cat([fn(latents[n], self._set_parts(n)[1].flatten(1)) for n in self.config.prototype_sets], dim=1)
 
     def similarity_maps(self, x: Tensor) -> Tensor:
         return self.similarity_from_latents(self.set_latents(x))
 
     def distance_maps(self, x: Tensor) -> Tensor:
-        """Squared L2 (``log``) or 1 - cosine (``cosine``) distances (B, P, h, w); lower = closer."""
+        """Squared L2 (``log``, ``linear``) or 1 - cosine (``cosine``) distances (B, P, h, w); lower = closer."""
         latents = self.set_latents(x)
         if self.config.similarity == "cosine":
             return 1 - self.similarity_from_latents(latents)

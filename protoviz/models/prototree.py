@@ -11,7 +11,9 @@ prototype, the classes that are the argmax of a leaf in its right ("present") su
 
 The tree is part of the config: ``tree`` lists nodes (position 0 = root) as ``{"index", "prototype",
 "left", "right"}`` for branches (children are list positions) and ``{"index", "leaf"}`` for leaves
-(row of ``leaf_params`` (L, C)). :meth:`decision_tree` and :meth:`decision_path` expose it for display.
+(row of ``leaf_params`` (L, C)). ``index`` is the node's number in ProtoTree itself (``Node._index``:
+preorder numbers of the unpruned tree, kept by pruning, so a pruned tree's numbers have gaps);
+:meth:`decision_tree` and :meth:`decision_path` name nodes by it, positions are only list indices.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class TreeNode:
 
 @dataclass(frozen=True)
 class PathStep:
-    """One branch on an image's greedy path: its similarity and whether the path went right."""
+    """One branch on an image's greedy path: its node number, similarity and whether the path went right."""
 
     position: int
+    node: int
     prototype: int
     similarity: float
     went_right: bool
@@ -58,19 +61,29 @@ class PathStep:
 
 @dataclass(frozen=True)
 class DecisionPath:
-    """The greedy root-to-leaf path of one image (right when the similarity > 0.5, as ProtoTree's greedy)."""
+    """The greedy root-to-leaf path of one image (right when the similarity > 0.5, as ProtoTree's greedy).
+
+    ``leaf_node`` is the leaf's number in ProtoTree (its ``out_leaf_ix`` with ``sampling_strategy='greedy'``).
+    """
 
     steps: tuple[PathStep, ...]
     leaf_position: int
+    leaf_node: int
     leaf_distribution: tuple[float, ...]
     predicted_class: int
 
     def as_rows(self) -> list[dict[str, object]]:
-        """One row per branch on the path, for tables and CSV."""
-        return [{"depth": depth, "node": step.position, "prototype": step.prototype,
+        """One row per branch on the path, for tables and CSV; ``node`` is ProtoTree's node number."""
+        return [{"depth": depth, "node": step.node, "prototype": step.prototype,
                  "similarity": round(step.similarity, 4),
                  "decision": "present (right)" if step.went_right else "absent (left)"}
                 for depth, step in enumerate(self.steps)]
+
+    def as_record(self) -> dict[str, object]:
+        """JSON-able: the steps, the leaf's node number, its class distribution and the predicted class."""
+        return {"steps": [{**row, "similarity": step.similarity} for row, step in zip(self.as_rows(), self.steps)],
+                "leaf_node": self.leaf_node, "leaf_distribution": list(self.leaf_distribution),
+                "predicted_class": self.predicted_class}
 
 
 @dataclass(frozen=True)
@@ -228,10 +241,11 @@ class ProtoTree(PrototypeModel):
         while "leaf" not in self.config.tree[position]:
             node = self.config.tree[position]
             similarity = float(pooled[node["prototype"]])
-            steps.append(PathStep(position, node["prototype"], similarity, similarity > 0.5))
+            steps.append(PathStep(position, node["index"], node["prototype"], similarity, similarity > 0.5))
             position = node["right"] if similarity > 0.5 else node["left"]
-        dist = self.leaf_distributions()[self.config.tree[position]["leaf"]].detach().cpu()
-        return DecisionPath(tuple(steps), position, tuple(dist.tolist()), int(dist.argmax()))
+        leaf = self.config.tree[position]
+        dist = self.leaf_distributions()[leaf["leaf"]].detach().cpu()
+        return DecisionPath(tuple(steps), position, leaf["index"], tuple(dist.tolist()), int(dist.argmax()))
 
     @classmethod
     def example_config(cls) -> dict[str, Any]:

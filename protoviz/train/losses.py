@@ -43,7 +43,7 @@ class LossTerms:
 
 
 def set_distances(model: ProtoPNet, latents: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Per prototype set, distances (B, P_set, h, w): squared L2 (``log``) or 1 - cos (``cosine``)."""
+    """Per prototype set, distances (B, P_set, h, w): squared L2 (``log``, ``linear``) or 1 - cos (``cosine``)."""
     out = {}
     for name, latent in latents.items():
         prototypes = model._set_parts(name)[1].flatten(1)
@@ -58,6 +58,8 @@ def similarity_from_distances(model: ProtoPNet, distances: Tensor) -> Tensor:
     """Invert :func:`set_distances`: distances (B, P, h, w) -> the model's similarities (B, P, h, w)."""
     if model.config.similarity == "cosine":
         return 1 - distances
+    if model.config.similarity == "linear":
+        return -distances
     return distance_to_log_similarity(distances)
 
 

@@ -17,8 +17,9 @@ NEGATIVE = "#d62728"  # the change raised the similarity
 
 def importance_bars(values: Mapping[str, float], title: str, noise_floor: float | None = None,
                     value_label: str = "Δ similarity (original − modified)") -> go.Figure:
-    """Horizontal bars sorted from most to least important (largest on top), negatives in red, the
-    noise floor (if given) as a grey band around zero."""
+    """Horizontal bars sorted from most to least important (largest on top), negatives in red, each with
+    its value (3 significant digits, never clipped: the axis leaves room), the noise floor (if given) as
+    a grey band around zero named in the legend (so no label sits on the bars)."""
     items = [(k, float(v)) for k, v in values.items() if np.isfinite(float(v))]
     if not items:
         raise ConfigError(f"importance_bars needs at least one finite value, got {dict(values)}")
@@ -26,12 +27,19 @@ def importance_bars(values: Mapping[str, float], title: str, noise_floor: float 
     names, numbers = [k for k, _ in items], [v for _, v in items]
     figure = go.Figure(go.Bar(
         x=numbers, y=names, orientation="h", marker_color=[POSITIVE if v >= 0 else NEGATIVE for v in numbers],
-        text=[f"{v:.3g}" for v in numbers], textposition="outside", hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
-    if noise_floor is not None and noise_floor > 0:
-        figure.add_vrect(x0=-noise_floor, x1=noise_floor, fillcolor="grey", opacity=0.2, line_width=0,
-                         annotation_text="noise floor", annotation_position="bottom right")
-    figure.update_layout(title=title, xaxis_title=value_label, yaxis_title=None, height=320,
-                         margin={"l": 10, "r": 40, "t": 50, "b": 40}, showlegend=False)
+        text=[f"{v:.3g}" for v in numbers], textposition="outside", cliponaxis=False, showlegend=False,
+        hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
+    floor = noise_floor if noise_floor is not None and noise_floor > 0 else 0.0
+    low, high = min(0.0, *numbers, -floor), max(0.0, *numbers, floor)
+    room = 0.2 * ((high - low) or 1.0)  # space for the outside labels on each side that has bars
+    figure.update_xaxes(range=[low - (room if min(numbers) < 0 else 0.02 * room),
+                               high + (room if max(numbers) > 0 else 0.02 * room)])
+    if floor:
+        figure.add_vrect(x0=-floor, x1=floor, fillcolor="grey", opacity=0.2, line_width=0,
+                         name=f"noise floor (±{floor:.3g})", showlegend=True)
+    figure.update_layout(title=title, xaxis_title=value_label, yaxis_title=None, height=340,
+                         margin={"l": 10, "r": 20, "t": 50, "b": 40}, showlegend=bool(floor),
+                         legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
     return figure
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from protoviz.errors import ConfigError
+from protoviz.viz.export import html_file
 
 
 def best_frequency_histogram(best: Mapping[str, np.ndarray], mu: float, bins: int = 20) -> go.Figure:
@@ -71,4 +72,4 @@ def deletion_curves_figure(fractions: Sequence[float], deletion: Mapping[str, np
 
 def figure_html(figure: go.Figure) -> bytes:
     """A standalone HTML file of the figure (plotly.js embedded, opens offline), for download."""
-    return figure.to_html(include_plotlyjs=True, full_html=True).encode()
+    return html_file(figure)

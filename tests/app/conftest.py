@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app" / "streamlit_app.py"
 VIEWS = ROOT / "app" / "views"
 TIMEOUT = 120
+OWNER = "apptest-visitor-00000000"  # a valid workspace token (24 URL-safe characters): the tests' visitor
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -76,6 +77,13 @@ def app_env(monkeypatch: pytest.MonkeyPatch, model_dir: Path, sample_dir: Path,
     monkeypatch.setenv("PROTOVIZ_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
 
 
-def app_test(script: Path = APP) -> AppTest:
-    """An AppTest of the router (or of one page file) with a generous timeout for 2 busy cores."""
-    return AppTest.from_file(str(script), default_timeout=TIMEOUT)
+def app_test(script: Path = APP, owner: str = OWNER) -> AppTest:
+    """An AppTest of the router (or of one page file) with a generous timeout for 2 busy cores, opened with
+    ``?ws=<owner>`` (every session of a test is then the same visitor, as after a refresh)."""
+    return with_owner(AppTest.from_file(str(script), default_timeout=TIMEOUT), owner)
+
+
+def with_owner(at: AppTest, owner: str = OWNER) -> AppTest:
+    """Open ``at`` with the workspace token ``owner`` in its address (see app/store.py)."""
+    at.query_params["ws"] = owner
+    return at

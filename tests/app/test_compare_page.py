@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from protoviz.data.synthetic import SyntheticConfig, generate_dataset
+from protoviz.heatmaps import explain_image
+from protoviz.models import load_model
 from protoviz.models.checkpoint import save_model
 from tests.conftest import make_tiny_model
 
@@ -29,7 +32,7 @@ def _errors(app: AppTest) -> list[str]:
     return [e.value for e in app.error] + [str(x.value) for x in app.exception]
 
 
-def test_two_models_side_by_side_on_the_same_sample(app_env: None) -> None:
+def test_two_models_side_by_side_on_the_same_sample(app_env: None, model_dir: Path, sample_dir: Path) -> None:
     app = AppTest.from_file(PAGE, default_timeout=120).run()
     assert _errors(app) == []
     assert app.multiselect(key="compare.models").value == ["tiny_cosine", "tiny_log"]
@@ -38,7 +41,13 @@ def test_two_models_side_by_side_on_the_same_sample(app_env: None) -> None:
     predictions = [m.value for m in app.markdown if " predicts " in m.value]
     assert len(predictions) == 2
     assert predictions[0].startswith("**tiny_cosine** predicts") and predictions[1].startswith("**tiny_log** predicts")
-    assert sum("similarity" in c.value and "weight" in c.value for c in app.caption) == 6  # 3 cards per model
+    expected = 0  # up to 3 cards of evidence for per model, as many as the library finds
+    for name in ("tiny_cosine", "tiny_log"):
+        [item] = explain_image(load_model(model_dir / f"{name}.safetensors"),
+                               [Image.open(sample_dir / "sample_a.png").convert("RGB")], top_k=3)
+        expected += len(item.prototypes)
+    assert sum("similarity" in c.value and "weight" in c.value for c in app.caption) == expected >= 4
+    assert sum("ST-ProtoPNet · similarity: cosine" in c.value for c in app.caption) == 1  # the model's real name
 
 
 def test_a_single_model_asks_for_another(app_env: None) -> None:
@@ -62,6 +71,11 @@ def test_dataset_pass_matching_and_report(app_env: None, model_dir: Path, page_d
     assert all(0.0 <= a <= 1.0 for a in table["accuracy"])
     metrics = {m.label: m.value for m in app.metric}
     assert int(metrics["matched pairs"]) + int(metrics["no counterpart in eight_b"]) == 8
+    assert app.radio(key="compare.profile").value == "parts"  # matching measures parts by default
+    assert any(c.value.startswith("Profile 'parts': where in each image") for c in app.caption)
+    assert any(c.value.startswith("Two prototypes are flagged as near-duplicates when their 'parts' activation "
+                                  "profiles over the 12 probe images correlate above r = 0.99") and
+               "and their prototype vectors' centred cosine is above 0.99" in c.value for c in app.caption)
     app.button(key="compare.compute_parts").click().run()
     assert _errors(app) == []
     table = _scores(app)

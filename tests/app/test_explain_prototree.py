@@ -32,3 +32,18 @@ def test_prototree_shows_its_decision_path(research_models: Path) -> None:
     paths = [m for m in at.markdown if m.value.startswith("**Decision path**")]
     assert len(paths) == 1  # the ProtoTree, not PIP-Net
     assert any("leaf node" in c.value and "predicts" in c.value for c in at.caption)
+
+
+def test_each_family_gives_its_own_reading_of_the_decision(research_models: Path) -> None:
+    at = app_test()
+    at.run()
+    at.multiselect(key="explain.models").set_value(["tree", "pip"])
+    at.multiselect(key="explain.images.samples").set_value(["sample_a.png"])
+    at.run()
+    assert not at.exception, at.exception
+    readings = [c.value for c in at.caption if c.value.startswith("How ")]
+    assert any(r.startswith("How ProtoTree decides") and "leaf" in r for r in readings)
+    assert any(r.startswith("How PIP-Net decides") and "present" in r for r in readings)
+    lines = [i.value for i in at.info]
+    assert any(line.startswith("The probability of") for line in lines)  # ProtoTree: leaves add up to it
+    assert any(line.startswith("Sum of all") and "not a plain linear layer" not in line for line in lines)  # PIP-Net

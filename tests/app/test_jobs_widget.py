@@ -7,7 +7,7 @@ import threading
 
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import TIMEOUT
+from tests.app.conftest import TIMEOUT, with_owner
 
 WAIT = 60.0
 
@@ -46,7 +46,7 @@ def script() -> None:
 
 
 def session(**state: object) -> AppTest:
-    at = AppTest.from_function(script, default_timeout=TIMEOUT)
+    at = with_owner(AppTest.from_function(script, default_timeout=TIMEOUT))
     at.session_state["gate"], at.session_state["started"] = threading.Event(), threading.Event()
     for name, value in state.items():
         at.session_state[name] = value

@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from protoviz.workspace import Workspace
-from tests.app.conftest import TIMEOUT, VIEWS, app_test
+from tests.app.conftest import OWNER, TIMEOUT, VIEWS, app_test, with_owner
 
 
 def script() -> None:
@@ -36,7 +36,7 @@ def script() -> None:
 
 
 def session(**state: object) -> AppTest:
-    at = AppTest.from_function(script, default_timeout=TIMEOUT)
+    at = with_owner(AppTest.from_function(script, default_timeout=TIMEOUT))
     for name, value in state.items():
         at.session_state[name] = value
     at.run()
@@ -62,8 +62,8 @@ def test_an_added_model_survives_a_refresh_and_a_restart_until_removed(app_env: 
     st.cache_resource.clear()  # what a server restart loses: loaded models, the workspace and job objects
     restarted = session()
     assert "mine: 6 prototypes, origin added" in texts(restarted)
-    [kept] = Workspace().models.all()
-    assert kept.path.is_file() and kept.path.is_relative_to(Workspace().home)
+    [kept] = Workspace(owner=OWNER).models.all()
+    assert kept.path.is_file() and kept.path.is_relative_to(Workspace(owner=OWNER).home)
     again = session(to_add=[("mine", str(model_dir / "tiny_cosine.safetensors"))])
     assert any("already kept" in e.value for e in again.error)
     removed = session(to_remove=["mine"])
@@ -76,7 +76,7 @@ def test_a_bad_file_is_refused_and_nothing_is_kept(app_env: None, tmp_path: Path
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     at = session(to_add=[("bad", str(broken))])
     assert any(e.value.startswith("broken.safetensors") for e in at.error)
-    assert Workspace().models.all() == [] and not list((Workspace().home / "models").glob("*/*"))
+    assert Workspace(owner=OWNER).models.all() == [] and not list((Workspace(owner=OWNER).home / "models").glob("*/*"))
 
 
 def test_models_page_adds_and_removes_a_kept_model(app_env: None, model_dir: Path) -> None:
@@ -92,6 +92,6 @@ def test_models_page_adds_and_removes_a_kept_model(app_env: None, model_dir: Pat
     assert "kept one" in [h.value for h in later.subheader]
     later.button(key="models.remove.kept one").click().run()
     assert not later.exception, later.exception
-    assert "kept one" not in [h.value for h in later.subheader] and Workspace().models.all() == []
+    assert "kept one" not in [h.value for h in later.subheader] and Workspace(owner=OWNER).models.all() == []
 
 

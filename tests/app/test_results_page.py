@@ -13,13 +13,13 @@ from protoviz.jobs import JobManager
 from protoviz.payload import Payload
 from protoviz.progress import Progress
 from protoviz.workspace import DB_NAME, RunKey, Workspace, home_dir
-from tests.app.conftest import VIEWS, app_test
+from tests.app.conftest import OWNER, VIEWS, app_test
 
 PAGE = VIEWS / "results.py"
 
 
 def seed() -> tuple[int, int]:
-    ws = Workspace()
+    ws = Workspace(owner=OWNER)
     first = ws.save_run(RunKey.make("evaluate", "a" * 64, "f" * 64, {"metrics": ["accuracy"], "seed": 0}),
                         Payload(data={"n": 1}, tables={"scores": [{"metric": "accuracy", "value": 0.5, "unit": "%"}],
                                                        "prototypes": [{"prototype": 0, "consistency": math.nan}]},
@@ -62,12 +62,12 @@ def test_runs_are_listed_reopened_exported_and_deleted(app_env: None) -> None:
     at.selectbox(key="results.open").set_value(second).run()
     at.button(key=f"results.delete.{second}").click().run()
     assert not at.exception, at.exception
-    assert [r.id for r in Workspace().list_runs()] == [first]
+    assert [r.id for r in Workspace(owner=OWNER).list_runs()] == [first]
     assert list(frame(at, "size (kB)")["run"]) == [first]
 
 
 def test_jobs_are_listed_with_their_state(app_env: None) -> None:
-    jobs = JobManager(Workspace())
+    jobs = JobManager(Workspace(owner=OWNER))
 
     def fails(progress: Progress) -> Payload:
         progress(2, 4, "scan")

@@ -29,6 +29,10 @@ def test_checks_on_my_images(app_env: None) -> None:
     assert list(table["method"]) == ["upsample", "saliency", "random"]
     assert table.set_index("method").loc["random", "randomisation check"] == "FAIL"
     assert len(app.get("plotly_chart")) == 2  # randomisation, curves (no masks: no relevance figure)
+    formats = app.get("button_group")  # each figure's format choice: PNG, SVG, PDF and, for charts, offline HTML
+    assert formats and all(len(f.proto.options) in (3, 4) for f in formats)
+    assert sum(len(f.proto.options) == 4 for f in formats) == 2  # the two charts offer HTML too
+    assert not any("HTML" in b.proto.label for b in app.get("download_button"))  # no CDN-loading HTML button
     # the result stays in the session: another prototype is shown without running again
     app.selectbox(key="trust.map_k").set_value(1).run()
     assert _errors(app) == [] and len(app.dataframe) == 1

@@ -37,9 +37,10 @@ def test_two_models_on_an_uploaded_image(page: object, streamlit_url: str, tmp_p
     expect(predictions).to_have_count(2)
     expect(predictions.nth(0).get_by_text("tiny_cosine")).to_be_visible()
     expect(predictions.nth(1).get_by_text("tiny_log")).to_be_visible()
-    for i in range(2):  # each model shows its top prototypes with heatmaps next to their source patches
+    for i in range(2):  # each model shows its top prototypes (up to 3) with heatmaps next to their source patches
         expect(predictions.nth(i).get_by_text("looks like").first).to_be_visible()
-        expect(predictions.nth(i).locator("img")).to_have_count(6)
+        pictures = predictions.nth(i).locator("img").count()
+        assert pictures in (2, 4, 6), pictures
     expect(page.get_by_text("bird.png").first).to_be_visible()  # type: ignore[attr-defined]
     expect(page.get_by_text("Traceback")).to_have_count(0)  # type: ignore[attr-defined]
 

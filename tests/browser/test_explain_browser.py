@@ -22,9 +22,11 @@ def test_upload_png_shows_prototype_cards(page: object, tmp_path: Path) -> None:
     page.locator("input[type='file']").first.set_input_files(str(image))  # type: ignore[attr-defined]
     cards = page.locator(CARD)  # type: ignore[attr-defined]
     expect(cards.first).to_be_visible()
-    expect(cards).to_have_count(5)
     expect(cards.first.get_by_text("looks like")).to_be_visible()
+    expect(page.get_by_text("Evidence for", exact=True)).to_be_visible()  # type: ignore[attr-defined]
+    expect(page.get_by_text("Evidence against", exact=True)).to_be_visible()  # type: ignore[attr-defined]
     expect(page.get_by_text("Sum of all 6 prototypes' contributions")).to_be_visible()  # type: ignore[attr-defined]
+    assert 2 <= cards.count() <= 2 * 5  # evidence for (own class) and against (the others), top 5 each
     expect(page.get_by_text("Traceback")).to_have_count(0)  # type: ignore[attr-defined]
 
 

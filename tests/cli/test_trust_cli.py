@@ -29,3 +29,32 @@ def test_trust_command_prints_the_table_and_writes_json(tmp_path: Path, capsys: 
 def test_trust_command_reports_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["trust", str(tmp_path / "nope.safetensors")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_trust_takes_images_from_a_dataset_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+    from PIL import Image
+
+    from protoviz.data.synthetic import SyntheticConfig, generate_dataset
+
+    checkpoint = save_model(make_tiny_model(classes=8, per_class=1), tmp_path / "tiny.safetensors")
+    cub = generate_dataset(tmp_path / "cub", SyntheticConfig(image_size=64, n_train_per_class=0, n_test_per_class=1))
+    out, table = tmp_path / "trust.json", tmp_path / "trust.csv"
+    common = ["--images", "3", "--prototypes", "1", "--methods", "upsample", "--stages", "1", "--steps", "4",
+              "--device", "cpu"]
+    assert main(["trust", str(checkpoint), "--data", str(cub), *common, "--out", str(out), "--csv", str(table)]) == 0
+    captured = capsys.readouterr()
+    assert "trust: 100/100 % of the checks" in captured.err  # progress with a rate (and time left while running)
+    report = json.loads(out.read_text())
+    assert report["provenance"]["data"] == {"folder": str(cub), "split": "test", "images": 3}
+    assert len(report["methods"]["upsample"]["relevance"]["part_share"]) == 3  # the CUB folder has part masks
+    assert pd.read_csv(table)["method"].tolist() == ["upsample"]
+    assert json.loads((tmp_path / "trust.provenance.json").read_text())["data"]["images"] == 3
+    folder = tmp_path / "plain"  # an ImageFolder: no masks, so no relevance, and no error
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (10, 200, 30)).save(folder / name / "x.png")
+    assert main(["trust", str(checkpoint), "--data", str(folder), "--split", "all", *common]) == 0
+    assert "randomisation check" in capsys.readouterr().out
+    assert main(["trust", str(checkpoint), "--data", str(tmp_path / "nowhere"), *common]) == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -27,7 +27,8 @@ def test_explain_writes_csv_and_json(tiny_checkpoint: Path, tiny_data: Path, tmp
     assert status == 0
     captured = capsys.readouterr()
     assert "5/5 images" in captured.err and "wrote" in captured.out
-    table = pd.read_csv(out / "characteristics.csv", comment="#")
+    table = pd.read_csv(out / "characteristics.csv")
+    assert json.loads((out / "characteristics.provenance.json").read_text())["config"]["mode"] == "reference"
     assert len(table) == 6 * 7 and table["images"].eq(5).all()
     doc = json.loads((out / "characteristics.json").read_text())
     assert doc["config"]["mode"] == "reference" and doc["dataset"]["split"] == "test" and doc["dataset"]["limit"] == 5

@@ -16,6 +16,7 @@ from protoviz.explain import ExplainConfig, explain_dataset, explain_images
 from protoviz.explain.export import global_csv, global_json, provenance, write_global
 from protoviz.explain.extras import rank_agreement
 from protoviz.models import load_model
+from protoviz.tables import sidecar_path
 from tests.conftest import make_tiny_model
 
 
@@ -77,20 +78,21 @@ def test_export_files_record_how_they_were_made(tiny_checkpoint, tmp_path) -> No
     info = provenance(model, "tiny", {"root": "memory", "images": 3}, seed=0)
     result = explain_dataset(model, _images(3), ExplainConfig(noise_floor=True), batch_size=2, provenance=info)
     csv_path, json_path = write_global(result, tmp_path / "out", model)
-    table = pd.read_csv(csv_path, comment="#")
+    table = pd.read_csv(csv_path)  # a plain table: nothing before the header
     assert len(table) == model.num_prototypes * 7
     assert set(table["characteristic"]) == {"hue", "shape", "texture", "contrast", "saturation", "brightness",
                                             "identity"}
-    header = json.loads(csv_path.read_text().splitlines()[0][2:])
+    header = json.loads(sidecar_path(csv_path).read_text())
+    assert header["table"] == "characteristics.csv"
     doc = json.loads(json_path.read_text())
     for record in (header, doc):
         assert record["config"]["mode"] == "fast" and record["config"]["params"]["hue"] == 0.1
         assert record["model"]["checkpoint_sha256"] == model.metadata["checkpoint_sha256"]
         assert record["versions"]["torch"] == torch.__version__ and "device" in record and record["seed"] == 0
     assert len(doc["prototypes"]) == model.num_prototypes and doc["images"] == 3
-    assert global_csv(result, model).startswith("# ")
+    assert global_csv(result, model).startswith("prototype,")
     assert json.loads(global_json(result))["kind"] == "global_characteristics"
-    assert pd.read_csv(io.StringIO(global_csv(result)), comment="#")["rank"].between(1, 7).all()
+    assert pd.read_csv(io.StringIO(global_csv(result)))["rank"].between(1, 7).all()
 
 
 def test_fast_and_reference_agree_in_rank_on_a_small_set() -> None:

@@ -55,10 +55,13 @@ def test_top_k_are_the_largest_contributions_with_their_parts() -> None:
         assert explanation.predicted == predicted
         expected = output.max_similarities[i] * model.class_weights[predicted]
         ranked = [p.index for p in explanation.prototypes]
-        assert ranked == expected.topk(5).indices.tolist()
+        assert ranked == [j for j in expected.topk(5).indices.tolist() if expected[j] > 0]
+        against = [p.index for p in explanation.against]
+        assert against == [j for j in (-expected).topk(5).indices.tolist() if expected[j] < 0]
         contributions = [p.contribution for p in explanation.prototypes]
-        assert contributions == sorted(contributions, reverse=True)
-        for evidence in explanation.prototypes:
+        assert contributions == sorted(contributions, reverse=True) and all(c > 0 for c in contributions)
+        assert all(p.contribution < 0 and p.side == "against" for p in explanation.against)
+        for evidence in explanation.cards:
             j = evidence.index
             assert evidence.similarity == pytest.approx(float(output.max_similarities[i, j]), rel=1e-6)
             assert evidence.weight == pytest.approx(float(model.class_weights.detach()[predicted, j]))
@@ -99,17 +102,18 @@ def test_sources_are_attached_and_records_are_json_able() -> None:
     model.prototype_sources = [PrototypeSource(image_id=f"img{j}", box=(0, 8, 0, 8), patch_thumbnail=patch)
                                for j in range(model.num_prototypes)]
     explanation = explain_image(model, random_images(1), top_k=3)[0]
-    assert all(p.source is not None and p.source.image_id == f"img{p.index}" for p in explanation.prototypes)
+    assert all(p.source is not None and p.source.image_id == f"img{p.index}" for p in explanation.cards)
     record = json.loads(json.dumps(explanation.as_record()))
     assert record["predicted_name"] == explanation.predicted_name
-    assert len(record["prototypes"]) == 3
+    assert len(record["prototypes"]) == len(explanation.prototypes) and len(record["against"]) == len(explanation.against)
+    assert sum(step["value"] for step in record["decision"]["steps"]) == pytest.approx(record["class_logit"], abs=1e-4)
     assert record["settings"]["percentile"] == 95.0
 
 
 def test_top_k_is_capped_by_the_number_of_prototypes() -> None:
     model = make_tiny_model(seed=6, classes=2, per_class=1)
     explanation = explain_image(model, torch.randn(1, 3, 64, 64), top_k=50)[0]
-    assert len(explanation.prototypes) == 2
+    assert len(explanation.prototypes) + len(explanation.against) == 2  # own class for, the other against
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -30,7 +30,8 @@ def test_forward_shapes_and_linear_head(family: str) -> None:
     assert torch.equal(out.max_similarities, out.similarity_maps.flatten(2).amax(2))
     assert model.prototype_class_identity.shape == (P, C)
     assert model.class_weights.shape == (C, P)
-    if model.output_kind == "logits" and type(model).logits_from_similarities is FAMILIES.get("protopnet").logits_from_similarities:
+    base_head = type(model).logits_from_similarities is FAMILIES.get("protopnet").logits_from_similarities
+    if model.output_kind == "logits" and (base_head or model.family == "protopool") and model.logits_from_pooled:
         torch.testing.assert_close(out.logits, out.max_similarities @ model.class_weights.t())
 
 

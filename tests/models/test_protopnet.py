@@ -78,7 +78,7 @@ def test_bottleneck_add_on_halves_down_to_the_prototype_dim() -> None:
 
 @pytest.mark.parametrize("name,channels,stride", [
     ("resnet18", 512, 32), ("resnet50", 2048, 32), ("vgg11", 512, 32), ("densenet121", 1024, 32),
-    ("resnet18_layer3", 256, 16), ("resnet18_stride8", 512, 8), ("tiny_cnn", 128, 16),
+    ("resnet18_layer3", 256, 16), ("resnet18_stride8", 512, 8), ("tiny_cnn", 128, 16), ("vgg11_stride16", 512, 16),
 ])
 def test_backbones_are_cut_like_protopnet(name: str, channels: int, stride: int) -> None:
     backbone = build_backbone(name).module.eval()

@@ -10,12 +10,14 @@ PIP-Net ``checkpoints`` folder (net_trained_last, net_trained, ...), or a folder
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
+from protoviz.models.hints import BACKBONE_HINTS, LoadHints, record_choice
 from protoviz.models.limits import DEFAULT_LIMITS, ModelLimits, build_within_budget, check_config
 
 _FOLDER_CANDIDATES = ("net_trained_last", "net_trained", "net_pretrained", "best_model_push.pth", "best_model.pth")
@@ -23,21 +25,30 @@ _SUFFIXES = (".pth", ".pt", ".tar", ".pkl", ".ckpt")
 _MAX_LISTED = 10_000
 
 
-def load_legacy(path: Path, family: str | None, device: torch.device,
+def load_legacy(path: Path, family: str | None, device: torch.device, hints: LoadHints | None = None,
                 limits: ModelLimits = DEFAULT_LIMITS) -> PrototypeModel:
     """Load a research checkpoint (file or folder) as a :class:`PrototypeModel` on ``device``.
 
+    ``hints``: what the file cannot tell (:mod:`protoviz.models.hints`); ``family`` overrides its family.
     The model is first built on the meta device and checked against the weights the file holds
     (:func:`protoviz.models.limits.build_within_budget`), then built and filled for real.
     """
-    from protoviz.models.legacy import detect
+    from protoviz.models.legacy import detect, pipnet
     from protoviz.models.legacy.containers import read_checkpoint, read_regular_file
 
+    hints = replace(hints or LoadHints(), family=family or (hints.family if hints else None))
+    family = hints.family
     file = checkpoint_file(Path(path))
+    run_net = pipnet.run_folder_net(file) if hints.backbone is None else None
+    if run_net in BACKBONE_HINTS:
+        hints = replace(hints, backbone=run_net)
     data = read_regular_file(file, limits.max_file_bytes)
     loaded = read_checkpoint(data, file.name, limits)
-    model = build_within_budget(lambda: detect.convert(loaded.obj, family, file.name), loaded.elements, file.name,
-                                limits, check=lambda meta: check_config(meta.config_dict(), file.name, limits))
+    chosen = hints
+    model = build_within_budget(lambda: detect.convert(loaded.obj, family, file.name, chosen), loaded.elements,
+                                file.name, limits, check=lambda meta: check_config(meta.config_dict(), file.name, limits))
+    if run_net in BACKBONE_HINTS and "backbone" in model.metadata.get("load_hints", {}):
+        record_choice(model.metadata, "backbone", str(run_net), "read from the run folder's metadata/args.txt")
     model.metadata.update({"imported_from": file.name, "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
                            "research_family": model.family})
     return model.to(device).eval()

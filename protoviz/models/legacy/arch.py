@@ -1,22 +1,26 @@
-"""Backbones of the research repositories: parametric builders and inference from state-dict keys.
+"""Backbones of the research repositories, inferred from state-dict keys.
 
-The research code cuts torchvision-shaped ResNets, VGGs and DenseNets; a checkpoint only tells us the
-shapes. :func:`infer_backbone` reads the keys under a prefix (``features.``, ``_net.``) and returns a
-backbone name :func:`protoviz.models.backbones.build_backbone` understands: a standard name
-(``resnet18``, ``vgg11``, ``resnet50_stride8`` ...) when the shapes match one, else a parametric
-descriptor such as ``vgg:cfg=8,M,16,M;bn=0`` or ``resnet:block=basic;layers=1,1;widths=8,16;stem=8``,
-built here with the same parameter names so the state dict loads unchanged.
+The research code cuts torchvision-shaped ResNets, VGGs and DenseNets (and PIP-Net a ConvNeXt); a
+checkpoint only tells us the shapes. :func:`infer_backbone` reads the keys under a prefix (``features.``,
+``_net.``) and returns a backbone name :func:`protoviz.models.backbones.build_backbone` understands: a
+standard name (``resnet18``, ``vgg11``, ``resnet50_stride8``, ``convnext_tiny_26`` ...) when the shapes
+match one, else a parametric descriptor such as ``vgg:cfg=8,M,16,M;bn=0`` or
+``resnet:block=basic;layers=1,1;widths=8,16;stem=8``, built by :mod:`protoviz.models.backbones` with the
+same parameter names so the state dict loads unchanged.
+
+What the weights cannot tell (a layer without parameters, a stride) is passed in: ``final_pool=False``
+for VGGs whose last max-pool was removed (ST-ProtoPNet's full/ variant), ``stride8`` for PIP-Net's
+ResNets, ``convnext`` for which of PIP-Net's ConvNeXt-tiny stride variants.
 """
 
 from __future__ import annotations
 
 import re
 
-import torch
-from torch import Tensor, nn
-from torchvision import models as tvm
+from torch import Tensor
 
-from protoviz.errors import CheckpointError, ConfigError
+from protoviz.errors import CheckpointError
+from protoviz.models.backbones import CONVNEXT_THRESHOLDS
 
 _RESNETS = {
     "resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 4, 6, 3)),
@@ -37,112 +41,44 @@ _DENSENETS = {
 }
 
 
-# ----- parametric builders -----------------------------------------------------------------
-class VGGFeatures(nn.Module):
-    """VGG convolutions from a cfg list (ints = 3x3 conv widths, 'M' = 2x2 max-pool)."""
-
-    def __init__(self, cfg: list[int | str], batch_norm: bool):
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for item in cfg:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-                continue
-            layers.append(nn.Conv2d(channels, int(item), 3, padding=1))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(int(item)))
-            layers.append(nn.ReLU())
-            channels = int(item)
-        self.features = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, C, H/2^m, W/2^m)."""
-        return self.features(x)
-
-
-class ResNetFeatures(nn.Module):
-    """A torchvision-shaped ResNet with any block counts and widths (keys ``conv1``, ``layer1.0.*``).
-
-    ``stride8`` sets the first-block stride of layer3 and layer4 to 1 (PIP-Net).
-    """
-
-    def __init__(self, block: str, layers: tuple[int, ...], widths: tuple[int, ...], stem: int, stride8: bool):
-        super().__init__()
-        kind = tvm.resnet.BasicBlock if block == "basic" else tvm.resnet.Bottleneck
-        self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.depth = len(layers)
-        channels = stem
-        for i, (count, width) in enumerate(zip(layers, widths, strict=True), start=1):
-            stride = 1 if i == 1 or (stride8 and i >= 3) else 2
-            blocks: list[nn.Module] = []
-            for b in range(count):
-                down = None
-                out = width * kind.expansion
-                if b == 0 and (stride != 1 or channels != out):
-                    down = nn.Sequential(nn.Conv2d(channels, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
-                blocks.append(kind(channels, width, stride if b == 0 else 1, down))
-                channels = out
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, C, H/s, W/s)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(1, self.depth + 1):
-            x = getattr(self, f"layer{i}")(x)
-        return x
-
-
-class DenseNetFeatures(nn.Module):
-    """torchvision DenseNet ``features`` with any growth rate / block counts, plus ProtoPNet's final ReLU."""
-
-    def __init__(self, growth: int, blocks: tuple[int, ...], init: int):
-        super().__init__()
-        self.features = tvm.DenseNet(growth_rate=growth, block_config=blocks, num_init_features=init).features
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) -> (B, C, H/32, W/32)."""
-        return torch.relu(self.features(x))
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v)
-
-
-def build_parametric(name: str) -> nn.Module:
-    """Build a backbone from a descriptor ``kind:key=value;key=value``."""
-    kind, _, rest = name.partition(":")
-    try:
-        params = dict(item.split("=", 1) for item in rest.split(";") if item)
-        if kind == "vgg":
-            cfg: list[int | str] = [v if v == "M" else int(v) for v in params["cfg"].split(",")]
-            return VGGFeatures(cfg, params.get("bn", "0") == "1")
-        if kind == "resnet":
-            return ResNetFeatures(params["block"], _ints(params["layers"]), _ints(params["widths"]),
-                                  int(params["stem"]), params.get("stride8", "0") == "1")
-        if kind == "densenet":
-            return DenseNetFeatures(int(params["growth"]), _ints(params["blocks"]), int(params["init"]))
-    except (KeyError, ValueError) as error:
-        raise ConfigError(f"malformed backbone descriptor {name!r}: {error}") from error
-    raise ConfigError(f"unknown backbone descriptor kind {kind!r} in {name!r} (expected vgg, resnet or densenet)")
+_CONVNEXT_TINY = ((3, 3, 9, 3), (96, 192, 384, 768))
 
 
 # ----- inference from keys ----------------------------------------------------------------
-def infer_backbone(state: dict[str, Tensor], prefix: str, stride8: bool = False) -> str:
-    """The backbone name for the tensors under ``prefix`` (e.g. ``features.``) of a research state dict."""
+def infer_backbone(state: dict[str, Tensor], prefix: str, stride8: bool = False, final_pool: bool = True,
+                   convnext: str = "convnext_tiny_26") -> str:
+    """The backbone name for the tensors under ``prefix`` (e.g. ``features.``) of a research state dict.
+
+    ``final_pool=False``: a VGG without its last max-pool. ``convnext``: the ConvNeXt stride variant to name
+    (the weights of ``convnext_tiny_26`` and ``convnext_tiny_13`` are identical).
+    """
     keys = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
         return _infer_resnet(keys, stride8)
     if "features.conv0.weight" in keys:
         return _infer_densenet(keys)
     if "features.0.weight" in keys:
-        return _infer_vgg(keys)
+        return _infer_vgg(keys, final_pool)
+    if "features.0.0.weight" in keys and "features.1.0.layer_scale" in keys:
+        return _infer_convnext(keys, convnext)
     sample = ", ".join(sorted(keys)[:4]) or "none"
     raise CheckpointError(f"cannot recognise the backbone under {prefix!r} (keys: {sample}); "
-                          "expected a ResNet, VGG or DenseNet as in the research code")
+                          "expected a ResNet, VGG, DenseNet or ConvNeXt as in the research code")
+
+
+def _infer_convnext(keys: dict[str, Tensor], variant: str) -> str:
+    if variant not in CONVNEXT_THRESHOLDS:
+        raise CheckpointError(f"unknown ConvNeXt variant {variant!r}; expected one of {', '.join(CONVNEXT_THRESHOLDS)}")
+    depths, dims = [], []
+    for stage in (1, 3, 5, 7):
+        blocks = {int(m.group(1)) for k in keys if (m := re.match(rf"features\.{stage}\.(\d+)\.", k))}
+        depths.append(max(blocks) + 1 if blocks else 0)
+        scale = keys.get(f"features.{stage}.0.layer_scale")
+        dims.append(int(scale.shape[0]) if scale is not None else 0)
+    if (tuple(depths), tuple(dims)) != _CONVNEXT_TINY:
+        raise CheckpointError(f"a ConvNeXt with stage depths {tuple(depths)} and widths {tuple(dims)}: only PIP-Net's "
+                              f"ConvNeXt-tiny {_CONVNEXT_TINY} is supported")
+    return variant
 
 
 def _infer_resnet(keys: dict[str, Tensor], stride8: bool) -> str:
@@ -165,7 +101,7 @@ def _infer_resnet(keys: dict[str, Tensor], stride8: bool) -> str:
             f"stem={stem};stride8={int(stride8)}")
 
 
-def _infer_vgg(keys: dict[str, Tensor]) -> str:
+def _infer_vgg(keys: dict[str, Tensor], final_pool: bool) -> str:
     convs = sorted(int(m.group(1)) for k, v in keys.items()
                    if (m := re.fullmatch(r"features\.(\d+)\.weight", k)) and v.dim() == 4)
     bn = f"features.{convs[0] + 1}.running_mean" in keys
@@ -174,10 +110,12 @@ def _infer_vgg(keys: dict[str, Tensor]) -> str:
     for position, index in enumerate(convs):
         cfg.append(int(keys[f"features.{index}.weight"].shape[0]))
         following = convs[position + 1] if position + 1 < len(convs) else index + step + 1
-        cfg += ["M"] * (following - index - step)
+        cfg += ["M"] * (following - index - step)  # the pools after the last conv have no keys: assume one
     for name, standard in _VGGS.items():
         if cfg == standard and not bn:
-            return name
+            return name if final_pool else f"{name}_stride16"
+    if not final_pool and cfg[-1] == "M":
+        cfg = cfg[:-1]
     return f"vgg:cfg={','.join(map(str, cfg))};bn={int(bn)}"
 
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
+from protoviz.models.hints import LoadHints
 from protoviz.models.legacy import pipnet, protopnet, protopool, prototree, stprotopnet
 from protoviz.models.legacy.common import research_class, strip_prefix, tensor_state
 from protoviz.models.legacy.unpickler import StandIn
@@ -47,14 +48,19 @@ def family_of_keys(keys: set[str], hint: str | None) -> str:
     raise CheckpointError(f"no research family recognised from the state-dict keys ({sample})")
 
 
-def convert(obj: Any, hint: str | None, label: str) -> PrototypeModel:
-    """Turn a safely loaded checkpoint object into a protoviz model of its family."""
+def convert(obj: Any, hint: str | None, label: str, hints: LoadHints | None = None) -> PrototypeModel:
+    """Turn a safely loaded checkpoint object into a protoviz model of its family.
+
+    ``hint`` names the family; ``hints`` carries the other facts a file cannot tell (slots, activation,
+    backbone: :mod:`protoviz.models.hints`); ``label`` is the file name.
+    """
+    hints = hints or LoadHints(family=hint)
     if hint is not None and hint not in FAMILIES:
         raise CheckpointError(f"unknown family hint {safe_name(hint)}; expected one of {', '.join(FAMILIES)}")
     if isinstance(obj, nn.DataParallel):
         obj = obj.module
     if isinstance(obj, StandIn):
-        return _convert_module(obj, hint, label)
+        return _convert_module(obj, hint, label, hints)
     if isinstance(obj, Mapping) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
     if isinstance(obj, nn.Module):
@@ -62,9 +68,10 @@ def convert(obj: Any, hint: str | None, label: str) -> PrototypeModel:
     state = strip_prefix(tensor_state(obj, label), "module.")
     family = family_of_keys(set(state), hint)
     _check_hint(family, hint, label)
+    hints.check_family(family, label)
     if family == "prototree":
         raise CheckpointError(f"{label} {prototree.STATE_ONLY_MESSAGE}")
-    return _from_state(family, state, label)
+    return _from_state(family, state, label, hints)
 
 
 def _check_hint(found: str, hint: str | None, label: str) -> None:
@@ -72,7 +79,7 @@ def _check_hint(found: str, hint: str | None, label: str) -> None:
         raise CheckpointError(f"{label} is a {found} checkpoint, not {hint} as the family hint says")
 
 
-def _convert_module(module: StandIn, hint: str | None, label: str) -> PrototypeModel:
+def _convert_module(module: StandIn, hint: str | None, label: str, hints: LoadHints) -> PrototypeModel:
     name = research_class(module).rsplit(".", 1)[-1]
     if name not in _CLASS_FAMILIES:
         raise CheckpointError(f"{label} pickles {safe_name(research_class(module))}, which is not a known research "
@@ -83,22 +90,24 @@ def _convert_module(module: StandIn, hint: str | None, label: str) -> PrototypeM
                                   (isinstance(vectors, Tensor) and tuple(vectors.shape[2:]) == (2, 2))):
         family = "deformable"
     _check_hint(family, hint, label)
+    hints.check_family(family, label)
     if family == "prototree":
         return prototree.from_module(module, label)
     if family == "deformable":
-        return _from_state("deformable", tensor_state(module, label), label, module)
-    return protopnet.from_module(family, module, label)
+        return _from_state("deformable", tensor_state(module, label), label, hints, module)
+    return protopnet.from_module(family, module, label, hints)
 
 
-def _from_state(family: str, state: dict[str, Tensor], label: str, module: nn.Module | None = None) -> PrototypeModel:
+def _from_state(family: str, state: dict[str, Tensor], label: str, hints: LoadHints,
+                module: nn.Module | None = None) -> PrototypeModel:
     if family in ("protopnet", "tesnet"):
-        return protopnet.build(family, state, None, 224, label)
+        return protopnet.from_state(family, state, label, hints)
     if family == "stprotopnet":
         return stprotopnet.build(state, label)
     if family == "protopool":
-        return protopool.build(state, label)
+        return protopool.build(state, label, hints)
     if family == "pipnet":
-        return pipnet.build(state, label)
+        return pipnet.build(state, label, hints)
     from protoviz.models.legacy import deformable
 
     return deformable.build(state, module, label)

@@ -2,7 +2,9 @@
 
 Both share the skeleton ``features.*``, ``add_on_layers.*``, ``prototype_vectors`` (P, D, 1, 1), ``ones``,
 ``last_layer.weight`` (C, P). A whole module also carries ``prototype_class_identity`` (P, C) (pruned
-models: P need not be a multiple of C), ``img_size`` and ``prototype_activation_function``.
+models: P need not be a multiple of C), ``img_size`` and ``prototype_activation_function`` (ProtoPNet:
+``log`` or ``linear``; a state dict does not record it, so the ``activation`` hint says, default ``log``).
+TesNet's similarity is a projection whatever that attribute says.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import Tensor, nn
 
 from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
+from protoviz.models.hints import ACTIVATIONS, LoadHints, record_choice
 from protoviz.models.legacy.arch import infer_backbone
 from protoviz.models.legacy.common import (
     add_on_kind,
@@ -40,8 +43,10 @@ def _shapes(state: dict[str, Tensor], label: str) -> tuple[int, int, int]:
     return P, D, int(last.shape[0])
 
 
-def build(family: str, state: dict[str, Tensor], identity: Tensor | None, image_size: Any, label: str) -> PrototypeModel:
-    """A native ProtoPNet (``protopnet``) or :class:`TesNet` (``tesnet``) holding the research weights."""
+def build(family: str, state: dict[str, Tensor], identity: Tensor | None, image_size: Any, label: str,
+          activation: str = "log") -> PrototypeModel:
+    """A native ProtoPNet (``protopnet``, with ``log`` or ``linear`` activation) or :class:`TesNet`
+    (``tesnet``) holding the research weights."""
     P, D, C = _shapes(state, label)
     pickled = identity is not None
     if identity is None:
@@ -60,7 +65,7 @@ def build(family: str, state: dict[str, Tensor], identity: Tensor | None, image_
     else:
         with torch.device(identity.device):  # also when built on the meta device (identity stays on the CPU)
             standard = P % C == 0 and (not pickled or torch.equal(identity.float(), default_identity(P, C)))
-        config = ProtoPNetConfig(names, backbone, max(1, P // C), D, add_on, "log", input=spec,
+        config = ProtoPNetConfig(names, backbone, max(1, P // C), D, add_on, activation, input=spec,
                                  num_prototypes=None if standard else P)
         model = ProtoPNet(config)
         weights["class_identity"] = identity
@@ -68,12 +73,28 @@ def build(family: str, state: dict[str, Tensor], identity: Tensor | None, image_
     return model
 
 
-def from_module(family: str, module: nn.Module, label: str) -> PrototypeModel:
+def from_state(family: str, state: dict[str, Tensor], label: str, hints: LoadHints) -> PrototypeModel:
+    """Convert a state dict (224 px, class identity j // (P / C)); ProtoPNet's activation from the hint."""
+    activation = hints.activation or "log"
+    model = build(family, state, None, 224, label, activation)
+    if family == "protopnet":
+        record_choice(model.metadata, "activation", activation, "given" if hints.activation else
+                      "assumed: a state dict does not record prototype_activation_function (the default is log)")
+    return model
+
+
+def from_module(family: str, module: nn.Module, label: str, hints: LoadHints | None = None) -> PrototypeModel:
     """Convert an unpickled ``model.PPNet`` / ``model.TESNet`` stand-in."""
-    activation = getattr(module, "prototype_activation_function", "log")
-    if family == "protopnet" and activation != "log":
-        raise CheckpointError(f"{label}: prototype_activation_function {activation!r} is not supported "
-                              "(protoviz reads ProtoPNet's 'log' similarity)")
+    hints = hints or LoadHints()
+    activation = "log"
+    if family == "protopnet":
+        activation = getattr(module, "prototype_activation_function", "log")
+        if activation not in ACTIVATIONS:
+            raise CheckpointError(f"{label}: prototype_activation_function {activation!r} is not supported "
+                                  f"(protoviz reads ProtoPNet's {' and '.join(ACTIVATIONS)} activations)")
+        if hints.activation is not None and hints.activation != activation:
+            raise CheckpointError(f"{label} records prototype_activation_function {activation!r}, "
+                                  f"not {hints.activation!r} as the activation hint says")
     identity = attribute(module, "prototype_class_identity", Tensor, label)
     state = module_tensors(module, label)
-    return build(family, state, identity.detach().float(), getattr(module, "img_size", 224), label)
+    return build(family, state, identity.detach().float(), getattr(module, "img_size", 224), label, activation)

@@ -1,6 +1,10 @@
 """ProtoTree research checkpoints: a folder with ``model.pth`` (whole module), ``model_state.pth``
 (state dict) and ``tree.pkl`` (plain pickle of the module).
 
+Nodes keep ProtoTree's own numbers (``Node._index``, preorder in the unpruned tree); after pruning
+(``prune.py`` splices a pruned node's sibling into its grandparent) the numbers have gaps and differ from
+preorder positions. Pruned branches stay in ``_out_map`` and their prototype rows in ``prototype_layer``.
+
 The branch -> prototype-row map ``_out_map`` is a dict keyed by node objects, built from a set ordered
 by object ids, so it differs from process to process: a state dict alone cannot be re-attached to a
 tree. protoviz therefore reads ``model.pth`` or ``tree.pkl`` (where the map round-trips) and refuses a
@@ -40,12 +44,16 @@ def _tree(root: nn.Module, out_map: dict[Any, Any], label: str) -> tuple[list[di
     nodes: list[dict[str, int]] = []
     leaves: list[Tensor] = []
     flags: set[bool] = set()
+    numbers: set[int] = set()
 
     def visit(node: nn.Module, depth: int = 0) -> int:
         if depth > 32 or len(nodes) > 100_000:
             raise CheckpointError(f"{label}: the tree is deeper than 32 levels or cyclic")
         position = len(nodes)
-        index = int(getattr(node, "index", position))
+        index = vars(node).get("_index")  # Node keeps its number in _index (``index`` is a property)
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0 or index in numbers:
+            raise CheckpointError(f"{label}: tree node {position} has no valid, unique _index (found {index!r})")
+        numbers.add(index)
         kind = research_class(node).rsplit(".", 1)[-1]
         if kind == "Leaf":
             params = getattr(node, "_dist_params", None)

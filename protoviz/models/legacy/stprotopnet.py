@@ -2,6 +2,8 @@
 
 The variant shows in the add-on keys: full/ has convs at ``.1``/``.2`` (after Upsample or Identity),
 cropped/ at ``.0``/``.2`` (with Tanh). Class identity is implicit: j // (P / C) in each set.
+full/'s VGG features drop the last max-pool (``VGG_features(final_maxpool=False)``, stride 16, 14x14 maps
+at 224 px) and its add-on has Identity where ResNets and DenseNets upsample; cropped/'s keep all pools.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def build(state: dict[str, Tensor], label: str) -> STProtoPNet:
         variant = "cropped"
     else:
         raise CheckpointError(f"{label}: cannot tell the full/ from the cropped/ variant from add_on_layers_support keys")
-    backbone = infer_backbone(state, "features.")
+    backbone = infer_backbone(state, "features.", final_pool=variant == "cropped")
     upsample = variant == "full" and not backbone.startswith("vgg")
     model = STProtoPNet(STProtoPNetConfig(class_names(C), backbone, P, D, variant, upsample, input_spec()))
     weights = {k: v for k, v in state.items() if k != "ones"}

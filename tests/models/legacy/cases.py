@@ -28,6 +28,7 @@ class Case:
     reference: Callable[[nn.Module, Tensor], tuple[Tensor, Tensor]]
     hint: str | None = None
     image_size: int = 64
+    hints: tuple[tuple[str, str], ...] = ()  # other load_model hints (slots, activation, backbone)
 
 
 def _whole(family: str, fmt: str, **kwargs) -> Callable[[Path], tuple[Path, nn.Module]]:
@@ -37,10 +38,11 @@ def _whole(family: str, fmt: str, **kwargs) -> Callable[[Path], tuple[Path, nn.M
     return write
 
 
-def _state(make: Callable[[], nn.Module], wrap: Callable[[nn.Module], object], fmt: str = "zip"):
+def _state(make: Callable[[], nn.Module], wrap: Callable[[nn.Module], object], fmt: str = "zip",
+           name: str = "checkpoint.pth"):
     def write(folder: Path) -> tuple[Path, nn.Module]:
         net = make()
-        return w.save(wrap(net), folder / "checkpoint.pth", fmt), net
+        return w.save(wrap(net), folder / name, fmt), net
     return write
 
 
@@ -70,15 +72,37 @@ CASES: tuple[Case, ...] = (
          ref.protopnet, hint="protopnet"),
     Case("tesnet zip", "tesnet", _whole("tesnet", "zip"), ref.tesnet),
     Case("tesnet legacy resnet", "tesnet", _whole("tesnet", "legacy", backbone="resnet"), ref.tesnet),
+    Case("protopnet linear whole", "protopnet", _whole("protopnet", "zip", backbone="resnet", activation="linear"),
+         ref.protopnet),
+    Case("protopnet linear state dict + hints", "protopnet",
+         _state(lambda: w.ppnet("protopnet", activation="linear"), lambda n: n.state_dict()), ref.protopnet,
+         hint="protopnet", hints=(("activation", "linear"),)),
     Case("st full", "stprotopnet", _state(lambda: w.st_net("full"), lambda n: n.state_dict()),
+         lambda n, x: ref.st(n, x, "full")),
+    Case("st full vgg (no final pool)", "stprotopnet", _state(lambda: w.st_net("full", backbone="vgg"),
+                                                              lambda n: n.state_dict()), lambda n, x: ref.st(n, x, "full")),
+    Case("st full densenet legacy", "stprotopnet",
+         _state(lambda: w.st_net("full", backbone="densenet"), lambda n: n.state_dict(), "legacy"),
          lambda n, x: ref.st(n, x, "full")),
     Case("st cropped legacy", "stprotopnet", _state(lambda: w.st_net("cropped"), lambda n: n.state_dict(), "legacy"),
          lambda n, x: ref.st(n, x, "cropped")),
-    Case("protopool last layer", "protopool",
-         _state(w.protopool, lambda n: {"model_state_dict": n.state_dict(), "epoch": 12}), ref.protopool),
-    Case("protopool sum over slots", "protopool",
-         _state(lambda: w.protopool(last_layer=False), lambda n: {"model_state_dict": n.state_dict(), "epoch": 3}),
-         ref.protopool),
+    Case("st cropped vgg", "stprotopnet", _state(lambda: w.st_net("cropped", backbone="vgg"), lambda n: n.state_dict()),
+         lambda n, x: ref.st(n, x, "cropped")),
+    Case("protopool pushed: hard slots", "protopool",
+         _state(w.protopool, w.protopool_checkpoint, name="best_model_push.pth"), ref.protopool),
+    Case("protopool sum over slots: soft", "protopool",
+         _state(lambda: w.protopool(last_layer=False), w.protopool_checkpoint, name="best_model.pth"),
+         lambda n, x: ref.protopool(n, x, "soft")),
+    Case("protopool last layer: soft", "protopool", _state(w.protopool, w.protopool_checkpoint, name="best_model.pth"),
+         lambda n, x: ref.protopool(n, x, "soft")),
+    Case("protopool hard given", "protopool", _state(w.protopool, w.protopool_checkpoint, name="best_model.pth"),
+         ref.protopool, hints=(("slots", "hard"),)),
+    Case("protopool linear thresh soft legacy", "protopool",
+         _state(lambda: w.protopool(use_thresh=True), w.protopool_checkpoint, "legacy", "best_model.pth"),
+         lambda n, x: ref.protopool(n, x, "soft", "linear"), hints=(("activation", "linear"),)),
+    Case("protopool linear pushed hard", "protopool",
+         _state(lambda: w.protopool(last_layer=False), w.protopool_checkpoint, name="best_model_push.pth"),
+         lambda n, x: ref.protopool(n, x, "hard", "linear"), hints=(("activation", "linear"),)),
     Case("pipnet", "pipnet", _state(w.pipnet, w.pipnet_checkpoint), ref.pipnet),
     Case("pipnet add-on + bias legacy", "pipnet",
          _state(lambda: w.pipnet(num_features=6, bias=True), w.pipnet_checkpoint, "legacy"), ref.pipnet),
@@ -86,6 +110,8 @@ CASES: tuple[Case, ...] = (
     Case("prototree model.pth legacy", "prototree", _tree("model.pth", "legacy"), ref.prototree),
     Case("prototree tree.pkl", "prototree", _tree("tree.pkl", "zip"), ref.prototree),
     Case("prototree pruned kontschieder", "prototree", _tree("model.pth", "zip", pruned=True, kontschieder=True),
+         ref.prototree),
+    Case("prototree depth 3 pruned twice (tree.pkl)", "prototree", _tree("tree.pkl", "zip", depth=3, prune=(4, 9)),
          ref.prototree),
     Case("deformable zip (unverified vs CUDA kernel)", "deformable", _module(w.deformable, "zip"), ref.deformable),
     Case("deformable legacy hidden offsets", "deformable", _module(lambda: w.deformable(hidden=6), "legacy"),
@@ -101,7 +127,7 @@ def images(case: Case, batch: int = 3, seed: int = 1) -> Tensor:
 def measure(case: Case, folder: Path, batch: int = 3) -> tuple[float, float, object]:
     """(max |logits diff|, max |maps diff|, loaded model) of protoviz against the reference, float32."""
     path, net = case.write(folder)
-    model = load_model(path, family=case.hint)
+    model = load_model(path, family=case.hint, **dict(case.hints))
     x = images(case, batch)
     with torch.no_grad():
         out = model(x)

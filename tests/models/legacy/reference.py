@@ -37,10 +37,11 @@ def _g(d: Tensor) -> Tensor:
 
 
 def protopnet(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """ProtoPNet: sim = log((d+1)/(d+1e-4)), d = |z - p|^2; logits = W max_hw sim."""
+    """ProtoPNet: sim = log((d+1)/(d+1e-4)) (``log``) or -d (``linear``), d = |z - p|^2; logits = W max_hw sim."""
     z = latent(net.features, net.add_on_layers, x)
     protos = net.prototype_vectors.detach().double().flatten(1)
-    maps = _per_location(z, protos, lambda v, p: _g(((v - p) ** 2).sum(dim=1)))
+    g = _g if net.prototype_activation_function == "log" else (lambda d: -d)
+    maps = _per_location(z, protos, lambda v, p: g(((v - p) ** 2).sum(dim=1)))
     return maps.flatten(2).amax(2) @ net.last_layer.weight.detach().double().t(), maps
 
 
@@ -69,25 +70,33 @@ def st(net: nn.Module, x: Tensor, variant: str) -> tuple[Tensor, Tensor]:
     return logits, torch.cat(maps, dim=1)
 
 
-def protopool(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """ProtoPool with hard slots: f(c, s) = g(min d_a) - g(mean d_a), a = argmax_p presence[c, :, s];
-    logits = last_layer(f flattened) or sum over slots. Maps: g(d) - g(mean d) per prototype."""
+def protopool(net: nn.Module, x: Tensor, slots: str = "hard", activation: str = "log") -> tuple[Tensor, Tensor]:
+    """ProtoPool's forward: pi[c, :, s] = softmax_p(presence[c, :, s]) (soft) or the one-hot of its argmax
+    (hard, as gumbel_scale=10e3); per slot, mixed distances m = sum_p pi d_p of min_hw d and of mean_hw d,
+    f(c, s) = g(m_min) - g(m_mean) with g(d) = log((d+1)/(d+1e-4)) (log) or 1/(d+1) (linear);
+    logits = last_layer(f flattened) or the sum over slots. Maps: g(d) - g(mean d) per prototype."""
+    g = _g if activation == "log" else (lambda d: 1 / (d + 1))
     z = latent(net.features, net.add_on_layers, x)
     protos = net.prototype_vectors.detach().double().flatten(1)
     d = _per_location(z, protos, lambda v, p: ((v - p) ** 2).sum(dim=1))
     dmin, dmean = d.flatten(2).amin(2), d.flatten(2).mean(2)
-    presence = net.proto_presence.detach()
-    C, _, S = presence.shape
+    presence = net.proto_presence.detach().double()
+    C, P, S = presence.shape
     focal = torch.zeros(x.shape[0], C, S, dtype=torch.float64)
     for c in range(C):
         for s in range(S):
-            a = int(presence[c, :, s].argmax())
-            focal[:, c, s] = _g(dmin[:, a]) - _g(dmean[:, a])
+            if slots == "soft":
+                e = torch.exp(presence[c, :, s] - presence[c, :, s].max())
+                pi = e / e.sum()
+            else:
+                pi = torch.zeros(P, dtype=torch.float64)
+                pi[int(presence[c, :, s].argmax())] = 1.0
+            focal[:, c, s] = g((dmin * pi).sum(dim=1)) - g((dmean * pi).sum(dim=1))
     if isinstance(net.last_layer, nn.Linear):
         logits = focal.flatten(1) @ net.last_layer.weight.detach().double().t()
     else:
         logits = focal.sum(dim=2)
-    return logits, _g(d) - _g(dmean)[:, :, None, None]
+    return logits, g(d) - g(dmean)[:, :, None, None]
 
 
 def pipnet(net: nn.Module, x: Tensor, threshold: float = 0.1) -> tuple[Tensor, Tensor]:
@@ -123,6 +132,19 @@ def prototree(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         return (1 - s) * out(node.l) + s * out(node.r)
 
     return out(net._root), maps
+
+
+def prototree_greedy_leaf(net: nn.Module, x: Tensor) -> list[int]:
+    """ProtoTree's greedy routing per image (right when exp(-min d) > 0.5): the reached leaf's ``_index``."""
+    _, maps = prototree(net, x)
+    sims = maps.flatten(2).amax(2)
+    leaves = []
+    for b in range(x.shape[0]):
+        node = net._root
+        while not hasattr(node, "_dist_params"):
+            node = node.r if float(sims[b, net._out_map[node]]) > 0.5 else node.l
+        leaves.append(node._index)
+    return leaves
 
 
 def deformable(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:

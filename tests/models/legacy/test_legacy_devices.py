@@ -49,7 +49,8 @@ def test_every_family_runs_on_cuda_like_on_cpu(case, tmp_path: Path, monkeypatch
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare float32 with float32
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     path, _ = case.write(tmp_path)
-    cpu, gpu = load_model(path, family=case.hint), load_model(path, family=case.hint, device="cuda")
+    hints = dict(case.hints)
+    cpu, gpu = load_model(path, family=case.hint, **hints), load_model(path, family=case.hint, device="cuda", **hints)
     x = images(case)
     with torch.no_grad():
         a, b = cpu(x), gpu(x.cuda())
