@@ -145,8 +145,8 @@ def server_path_input(label: str, key: str, placeholder: str = "") -> str | None
     if not policy.enabled:
         st.caption(OFF_MESSAGE)
         return None
-    roots = ", ".join(f"`{root.name}/`" for root in policy.roots)
-    typed = st.text_input(label, key=key, placeholder=placeholder, help=f"Allowed folders: {roots}")
+    roots = ", ".join(f"{root.name}/" for root in policy.roots)
+    typed = st.text_input(label, key=key, placeholder=placeholder or f"a path inside {roots}")
     if not typed.strip():
         return None
     try:

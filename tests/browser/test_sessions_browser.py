@@ -1,7 +1,6 @@
 """Two visitors at once (two browser contexts against one `streamlit run`): each upload lands in its
-visitor's private folder under a unique name, neither sees the other's session results, rejected uploads
-leave no file, typed server paths are off by default. (Kept models are the workspace's, shared by the
-server's sessions: see tests/security/test_sessions_app.py.)"""
+session's private folder under a unique name, neither sees the other's models or results, rejected
+uploads leave no file, typed server paths are off by default."""
 
 from __future__ import annotations
 
@@ -88,13 +87,15 @@ def test_two_sessions_see_only_their_own_uploads_and_results(browser: object, st
         expect(alice.get_by_text("Added 'alice model'")).to_be_visible()
         expect(bob.get_by_text("Added 'bob model'")).to_be_visible()
         expect(alice.get_by_role("heading", name="alice model")).to_be_visible()
+        expect(alice.get_by_role("heading", name="bob model")).to_have_count(0)  # each visitor's own workspace
+        expect(bob.get_by_role("heading", name="alice model")).to_have_count(0)
         expect(alice.get_by_text("ckpt.pth").first).to_be_visible()  # the file's name, no server path
         expect(alice.get_by_text("/tmp/")).to_have_count(0)
         uploads = server_folders["root"] / "uploads"
         folders = _session_folders(uploads)
         assert len(folders) == 2, folders  # one private folder per session ...
         assert all(not list(f.iterdir()) for f in folders)  # ... emptied once the workspace kept its copy
-        kept = sorted((server_folders["root"] / "home" / "models").glob("*/*ckpt.pth"))
+        kept = sorted((server_folders["root"] / "home" / "models").glob("*/*/*ckpt.pth"))
         assert len(kept) == 2, kept  # same file name, different files: neither overwrote the other
 
         # A rejected upload leaves nothing behind; typed paths are off.
@@ -106,7 +107,7 @@ def test_two_sessions_see_only_their_own_uploads_and_results(browser: object, st
         _add_model(bob, evil, "evil")
         expect(bob.locator("[data-testid='stAlert']").filter(has_text="posix.system")).to_be_visible()
         assert sum(len(list(f.iterdir())) for f in _session_folders(uploads)) == 0  # the refused file is gone
-        assert len(sorted((server_folders["root"] / "home" / "models").glob("*/*"))) == 2
+        assert len(sorted((server_folders["root"] / "home" / "models").glob("*/*/*"))) == 2
         assert not (tmp_path / "pwned").exists()
         expect(bob.get_by_text("Typed server paths are turned off")).to_be_visible()
 
@@ -122,6 +123,7 @@ def test_two_sessions_see_only_their_own_uploads_and_results(browser: object, st
         expect(bob.locator(CARD)).to_have_count(0)
         _navigate(bob, "Models")
         expect(bob.get_by_role("heading", name="bob model")).to_be_visible()
+        expect(bob.get_by_role("heading", name="alice model")).to_have_count(0)
         for tab in (alice, bob):
             expect(tab.get_by_text("Traceback")).to_have_count(0)
     finally:

@@ -1,14 +1,14 @@
-"""Two sessions of one server process (two AppTests share the process, as two browser tabs share a
-server): what one adds or computes, the other must not see."""
+"""Two visitors of one server process (two AppTests with their own workspace tokens share the process, as
+two browsers share a server): a checkpoint one uploads is kept for that visitor only."""
 
 from __future__ import annotations
 
 import io
 
-import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from protoviz.owners import new_token
 from tests.app.conftest import VIEWS, app_test
 from tests.models.legacy import writers as w
 
@@ -25,10 +25,9 @@ def _upload_model(at: AppTest, name: str, seed: int) -> None:
     assert any(f"Added {name!r}" in s.value for s in at.success), [e.value for e in at.error]
 
 
-@pytest.mark.xfail(strict=True, reason="the workspace (PROTOVIZ_HOME) keeps added models for every session of a "
-                                       "server; a served dashboard needs them scoped to their visitor")
-def test_a_model_one_session_adds_is_not_listed_in_another(app_env: None) -> None:
-    alice, bob = app_test(VIEWS / "models.py"), app_test(VIEWS / "models.py")
+def test_a_model_one_visitor_uploads_is_not_listed_for_another(app_env: None) -> None:
+    alice = app_test(VIEWS / "models.py", owner=new_token())
+    bob = app_test(VIEWS / "models.py", owner=new_token())
     alice.run()
     bob.run()
     _upload_model(alice, "alice model", 1)
