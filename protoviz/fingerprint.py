@@ -61,8 +61,10 @@ def dataset_fingerprint(dataset: DatasetLike, progress: Progress = no_progress, 
         raise DatasetError(f"{dataset.root}: {len(records)} images is more than the {max_files} a fingerprint reads")
     root = Path(dataset.root)
     digest = hashlib.sha256()
+    path = getattr(dataset, "path", "clean")  # the published data path gives other pixels and keypoints
     _line(digest, [VERSION, "dataset", dataset.kind, dataset.split, bool(dataset.crop_to_box),
-                   list(dataset.class_names), list(dataset.part_names) if dataset.part_names is not None else None])
+                   list(dataset.class_names), list(dataset.part_names) if dataset.part_names is not None else None,
+                   *([path] if path != "clean" else [])])
     total = len(records)
     for done, record in enumerate(records, start=1):
         parts = None

@@ -140,6 +140,9 @@ def render_card(loaded: LoadedModel, explanation: ImageExplanation, evidence: Pr
             y0, y1, x0, x1 = evidence.box
             st.caption(f"box rows {y0}-{y1}, cols {x0}-{x1} · max at map cell {evidence.map_location} · "
                        "heatmap colours from {} (blue) to {} (red)".format(*scale_labels(low, high)))
+            if evidence.source is not None and evidence.source.boxes_differ:
+                st.caption("The box the original push wrote is elsewhere: it was drawn before the push "
+                           "replaced the prototype. Shown: where the prototype itself fires.")
             st.button("Open prototype card", key=f"open-{slot}{side}-{evidence.rank}", type="tertiary",
                       icon=":material/open_in_new:", on_click=open_card, args=(loaded.name, evidence.index))
 

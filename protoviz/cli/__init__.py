@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from protoviz.errors import ProtovizError
 
 # Order shown in `protoviz --help`.
-COMMANDS: tuple[str, ...] = ("info", "cards", "synth", "train", "compare", "explain", "evaluate", "trust", "convert")
+COMMANDS: tuple[str, ...] = ("info", "cards", "synth", "train", "compare", "explain", "evaluate", "trust", "convert",
+                             "project")
 
 
 def build_parser() -> argparse.ArgumentParser:

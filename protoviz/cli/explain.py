@@ -1,4 +1,9 @@
-"""`protoviz explain CKPT --data DIR --mode fast|reference --out results/`: global characteristic importance.
+"""`protoviz explain CKPT --data DIR --mode fast|reference --as clean|published --out results/`: global
+characteristic importance.
+
+``--as published`` (the default with ``--mode reference``) reproduces Nauta et al.'s numbers: crops and
+every modified image are written and re-read as JPEG as their code did (see protoviz.data.published and
+the ``Codec`` of each registered characteristic); ``--as clean`` keeps everything in memory.
 
 Runs the global explanation (hue, shape, texture, contrast, saturation, brightness per prototype) over
 every image of a dataset split, printing progress, and writes ``characteristics.csv`` and
@@ -16,12 +21,14 @@ import time
 from pathlib import Path
 
 from protoviz.data.datasets import open_dataset
+from protoviz.data.published import dataset_for_path
 from protoviz.device import pick_device
 from protoviz.errors import ConfigError, ModelError
+from protoviz.explain.characteristics import list_characteristics
 from protoviz.explain.export import provenance, write_global
 from protoviz.explain.extras import agreement, redundancy
 from protoviz.explain.global_ import explain_dataset
-from protoviz.explain.params import MODES, ExplainConfig, ModificationParams
+from protoviz.explain.params import CHARACTERISTICS, MODES, PATHS, ExplainConfig, ModificationParams
 from protoviz.models import load_model
 
 
@@ -30,8 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="a model checkpoint (.safetensors or a research format)")
     parser.add_argument("--data", default=None, help="dataset folder (CUB layout or ImageFolder); "
                                                      "default: the bundled synthetic test set")
-    parser.add_argument("--mode", default="fast", choices=MODES,
-                        help="fast: batched tensor ops on the device; reference: PIL/OpenCV as published")
+    parser.add_argument("--mode", default=None, choices=MODES,
+                        help="fast (default): batched tensor ops on the device; reference: PIL/OpenCV as published")
+    parser.add_argument("--as", dest="path", default=None, choices=PATHS,
+                        help="data path: 'clean' keeps images in memory (the better-founded numbers); 'published' "
+                             "writes and re-reads every crop and modified image as JPEG as the published code did "
+                             "(reproduces Nauta et al.'s numbers; implies --mode reference). Default: published "
+                             "with --mode reference, else clean")
+    parser.add_argument("--characteristics", default=None,
+                        help="comma-separated registered characteristics, combinations a+b, noise floors floor:a "
+                             f"(default: {','.join(CHARACTERISTICS)}; registered: {','.join(list_characteristics())})")
+    parser.add_argument("--floors", action="store_true",
+                        help="also run every characteristic at its neutral strength (a noise floor per characteristic)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     parser.add_argument("--split", default="test", choices=("test", "train", "all"))
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (each sent with 6 variants)")
@@ -77,6 +94,17 @@ def parse_params(items: list[str]) -> ModificationParams:
     return ModificationParams(**values)
 
 
+def resolve_path(mode: str | None, path: str | None) -> tuple[str, str]:
+    """(mode, data path) from the flags: ``--as published`` implies the reference mode, ``--mode
+    reference`` alone defaults to the published path (a paper's number), everything else is clean."""
+    if path == "published" and mode == "fast":
+        raise ConfigError("--as published re-encodes the reference modifications; use it with --mode reference "
+                          "(or without --mode)")
+    if path is None:
+        path = "published" if mode == "reference" else "clean"
+    return (mode or ("reference" if path == "published" else "fast")), path
+
+
 def _finite(value: float) -> float | None:
     """JSON has no NaN: a correlation of a constant vector is written as null."""
     return None if math.isnan(value) else float(value)
@@ -90,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
         data = synthetic_dataset()
     else:
         data = Path(args.data)
-    dataset = open_dataset(data, split=args.split, crop_to_box=not args.no_crop)
-    config = ExplainConfig(mode=args.mode, noise_floor=args.noise_floor, params=parse_params(args.param))
+    mode, path = resolve_path(args.mode, args.path)
+    dataset = dataset_for_path(open_dataset(data, split=args.split, crop_to_box=not args.no_crop), path)
+    names = tuple(n.strip() for n in (args.characteristics or "").split(",") if n.strip()) or CHARACTERISTICS
+    config = ExplainConfig(mode=mode, path=path, names=names, noise_floor=args.noise_floor, floors=args.floors,
+                           params=parse_params(args.param))
     info = provenance(model, Path(args.checkpoint).stem, {**dataset.describe(), "limit": args.limit}, config.seed)
     result = explain_dataset(model, dataset, config, batch_size=args.batch_size, limit=args.limit,
                              progress=_printer(args.quiet), provenance=info)
@@ -103,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     document = json.loads(json_path.read_text(encoding="utf-8"))
     document["redundant_pairs"] = flagged
     if args.agreement_split:
-        other = open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop)
+        other = dataset_for_path(open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop), path)
         second = explain_dataset(model, other, config, batch_size=args.batch_size, limit=args.limit,
                                  progress=_printer(args.quiet))
         together = agreement(result, second)
@@ -116,5 +147,5 @@ def run(args: argparse.Namespace) -> int:
               f"median Pearson {together.median_pearson:.2f} over {result.num_prototypes} prototypes")
     json_path.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
     print(f"wrote {csv_path} and {json_path} ({result.num_images} images, {result.num_prototypes} prototypes, "
-          f"mode {args.mode}; {len(flagged)} redundant pair(s) flagged)")
+          f"mode {mode}, {path} path; {len(flagged)} redundant pair(s) flagged)")
     return 0

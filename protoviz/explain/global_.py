@@ -20,8 +20,8 @@ from PIL import Image
 
 from protoviz.device import run_with_oom_fallback
 from protoviz.errors import ConfigError, DatasetError
+from protoviz.explain.characteristics import describe_run
 from protoviz.explain.local import LocalExplanation, PreparedBatch, explain_units, prepare_cpu, to_device
-from protoviz.explain.modifications_fast import texture_backend
 from protoviz.explain.params import ExplainConfig
 from protoviz.models.base import PrototypeModel
 
@@ -139,8 +139,7 @@ def explain_dataset(model: PrototypeModel, source: ImageSource | Sequence[Image.
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     total = len(source) if limit is None else min(len(source), max(0, int(limit)))
-    if config.mode == "fast":
-        provenance = {**(provenance or {}), "fast_texture_backend": texture_backend(config.fast_texture, model.device)}
+    provenance = {**(provenance or {}), "modifications": describe_run(config, model.device)}
     chunks = [list(range(s, min(total, s + batch_size))) for s in range(0, total, batch_size)]
     accumulator = GlobalAccumulator(config.characteristics, model.num_prototypes)
     was_training = model.training

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from protoviz.errors import ConfigError
-from protoviz.explain.params import IDENTITY, ModificationParams
+from protoviz.explain.params import ModificationParams
 
 TEXTURE_BACKENDS: tuple[str, ...] = ("auto", "torch", "opencv")
 _LUMA = (0.299, 0.587, 0.114)
@@ -249,28 +249,42 @@ def texture_scaled(unit: Tensor, params: ModificationParams, scale: Tensor, max_
 
 
 def modify_fast(unit: Tensor, names: tuple[str, ...], params: ModificationParams, scale: Tensor | None = None,
-                max_search: int = 7, texture_image: Tensor | None = None) -> Tensor:
-    """Unit images (B, 3, H, W) -> modified images (B, M, 3, H, W), one per name, on the same device.
+                max_search: int = 7, texture_image: Tensor | None = None,
+                prepared: dict[str, Tensor] | None = None, backend: str = "torch") -> Tensor:
+    """Unit images (B, 3, H, W) -> modified images (B, M, 3, H, W), one per registered name, same device.
 
     scale: (B, 2) input size / native size per image for (y, x); None means the input is the native size.
-    texture_image: (B, 3, H, W) the texture modification computed beforehand (e.g. by
-    :func:`texture_opencv` on a worker thread); None computes it here with the tensor filter.
+    prepared: name -> (B, 3, H, W) a characteristic's CPU pre-computation (e.g. OpenCV's texture filter
+    on the loader thread); ``texture_image`` is the same for ``texture`` alone. backend: the texture
+    filter's backend when nothing was prepared.
     """
+    from protoviz.explain.characteristics import FastContext, get_characteristic
+
     if unit.dim() != 4 or unit.shape[1] != 3:
         raise ConfigError(f"modify_fast: expected unit images (B, 3, H, W), got {tuple(unit.shape)}")
     if scale is None:
         scale = torch.ones(unit.shape[0], 2, dtype=torch.float64)
-    operations = {
-        "hue": lambda x: hue(x, params.hue_shift_steps),
-        "shape": lambda x: shape(x, params.shape_amplitude, params.shape_frequency, scale),
-        "texture": lambda x: (texture_scaled(x, params, scale, max_search) if texture_image is None
-                              else texture_image.to(device=x.device, dtype=x.dtype)),
-        "contrast": lambda x: contrast(x, params.contrast),
-        "saturation": lambda x: saturation(x, params.saturation),
-        "brightness": lambda x: brightness(x, params.brightness),
-        IDENTITY: identity,
-    }
-    unknown = [n for n in names if n not in operations]
-    if unknown:
-        raise ConfigError(f"modify_fast: unknown modifications {unknown}; known: {sorted(operations)}")
-    return torch.stack([operations[name](unit) for name in names], dim=1)
+    prepared = dict(prepared or {})
+    if texture_image is not None:
+        prepared.setdefault("texture", texture_image)
+    characteristics = [get_characteristic(name) for name in names]
+    base = FastContext(params=params, scale=scale, max_search=max_search, backend=backend)
+    return torch.stack([c.fast(unit, FastContext(params, scale, max_search, backend, prepared.get(c.name)))
+                        if c.name in prepared else c.fast(unit, base) for c in characteristics], dim=1)
+
+
+def prepare_cpu_modifications(unit: Tensor, names: tuple[str, ...], params: ModificationParams, scale: Tensor,
+                              max_search: int, backend: str) -> dict[str, Tensor]:
+    """The CPU pre-computations of the characteristics that have one (OpenCV's texture filter on the
+    CPU backend): name -> (B, 3, H, W), to run on the loader thread beside the forward pass."""
+    from protoviz.explain.characteristics import FastContext, get_characteristic
+
+    context = FastContext(params=params, scale=scale, max_search=max_search, backend=backend)
+    out = {}
+    for name in names:
+        characteristic = get_characteristic(name)
+        if characteristic.prepare_function is not None:
+            result = characteristic.prepare_function(unit, context)
+            if result is not None:
+                out[name] = result
+    return out

@@ -1,20 +1,23 @@
 """The reference modifications, operation for operation as the reference code (Nauta et al., 2021).
 
-Each works on one whole PIL RGB image at its native size, before resizing and normalising. Unlike the
-reference, which wrote every variant to JPEG (quality 75 for the colour ones, 95 for texture and shape)
-and read it back, protoviz keeps the modified images in memory, so no re-encoding noise is added
-(``extras.jpeg_noise_floor`` measures what that noise would have been).
+Each works on one whole PIL RGB image at its native size, before resizing and normalising. The
+reference wrote every variant to JPEG (quality 75 for the colour ones, 95 for texture and shape) and
+read it back; the clean path keeps the modified images in memory, so no re-encoding noise is added,
+and the published path (``path='published'``, :mod:`protoviz.explain.published`) adds that round trip.
+The registered characteristics (:mod:`protoviz.explain.characteristics`) call these functions.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from protoviz.errors import ConfigError, ImageError
+from protoviz.errors import ImageError
+from protoviz.explain.params import CHARACTERISTICS as PAPER_ORDER
 from protoviz.explain.params import IDENTITY, ModificationParams
 
 
@@ -72,26 +75,25 @@ def identity(image: Image.Image) -> Image.Image:
     return Image.merge("HSV", image.convert("HSV").split()).convert("RGB")
 
 
-def reference_operations(params: ModificationParams) -> dict[str, Callable[[Image.Image], Image.Image]]:
-    """Name -> the reference modification with ``params`` bound (every name of CHARACTERISTICS + identity)."""
-    return {
-        "hue": lambda im: hue(im, params.hue_shift_steps),
-        "shape": lambda im: shape(im, params.shape_amplitude, params.shape_frequency),
-        "texture": lambda im: texture(im, params.texture_h, params.texture_h_color,
-                                      params.texture_template, params.texture_search),
-        "contrast": lambda im: contrast(im, params.contrast),
-        "saturation": lambda im: saturation(im, params.saturation),
-        "brightness": lambda im: brightness(im, params.brightness),
-        IDENTITY: identity,
-    }
+def reference_operations(params: ModificationParams,
+                         names: tuple[str, ...] | None = None) -> dict[str, Callable[[Image.Image], Image.Image]]:
+    """Name -> the registered reference modification with ``params`` bound (Nauta et al.'s six and
+    identity by default; any registered, combined or noise-floor name when ``names`` is given)."""
+    from protoviz.explain.characteristics import get_characteristic
+
+    chosen = names if names is not None else (*PAPER_ORDER, IDENTITY)
+    return {name: functools.partial(get_characteristic(name).reference, params=params) for name in chosen}
 
 
-def modify_reference(image: Image.Image, names: tuple[str, ...], params: ModificationParams) -> list[Image.Image]:
-    """One RGB image at native size -> its modified versions, one per name, at native size."""
+def modify_reference(image: Image.Image, names: tuple[str, ...], params: ModificationParams,
+                     published: bool = False) -> list[Image.Image]:
+    """One RGB image at native size -> its modified versions, one per name, at native size; with
+    ``published`` each is written and read back as the published code stored it (its ``Codec``)."""
+    from protoviz.explain.characteristics import get_characteristic
+
     if image.mode != "RGB":
         raise ImageError(f"modify_reference: expected an RGB image, got mode {image.mode!r}")
-    operations = reference_operations(params)
-    unknown = [n for n in names if n not in operations]
-    if unknown:
-        raise ConfigError(f"modify_reference: unknown modifications {unknown}; known: {sorted(operations)}")
-    return [operations[name](image) for name in names]
+    characteristics = [get_characteristic(name) for name in names]
+    if published:
+        return [c.published_image(image, params) for c in characteristics]
+    return [c.reference(image, params) for c in characteristics]

@@ -67,6 +67,8 @@ class PrototypeEvidence:
             "weight": self.weight, "contribution": self.contribution, "box_y0_y1_x0_x1": list(self.box),
             "map_location": list(self.map_location),
             "source_image": self.source.image_id if self.source is not None else None,
+            "source_box": list(self.source.box) if self.source is not None else None,
+            "source_push_box": list(self.source.push_box) if self.source and self.source.push_box else None,
         }
 
 

@@ -71,11 +71,21 @@ class PrototypeOutput:
 class PrototypeSource:
     """Where a prototype came from after push (projection onto a training patch).
 
-    image_id: dataset id or path of the source image.
-    box: (y0, y1, x0, x1), the high-activation box in the model-input pixels of the source image.
+    image_id: dataset id, or the image's path relative to the dataset root (``/``-separated).
+    box: (y0, y1, x0, x1), the high-activation box of the prototype's own similarity map on its source
+        image (ProtoPNet's 95th percentile), end-exclusive, in model-input pixels.
     image_thumbnail: (h, w, 3) uint8, the source image as the model saw it, downsized.
     patch_thumbnail: (h, w, 3) uint8, the box region of the source image.
     map_location: (row, col) of the latent patch the prototype was projected onto.
+    class_index: the source image's class.
+    rf_box: (y0, y1, x0, x1) receptive field of the latent patch in model-input pixels, where known.
+    push_box: (y0, y1, x0, x1) the high-activation box *as written by the original push*, where it was
+        imported from a push folder. ProtoPNet's push draws it from the prototype *before* replacing it,
+        so it can differ from ``box`` (see :attr:`boxes_differ`).
+    distance: the latent distance between the prototype and its source patch as the family's push
+        measures it (``distance_kind``); ~0 right after an L2 push.
+    origin: how the source was found: ``push`` (protoviz's own training), ``push-folder`` (read from
+        what the original push wrote) or ``projection`` (nearest patch on a training set).
     """
 
     image_id: str
@@ -84,14 +94,33 @@ class PrototypeSource:
     patch_thumbnail: np.ndarray | None = None
     map_location: tuple[int, int] | None = None
     class_index: int | None = None
+    rf_box: tuple[int, int, int, int] | None = None
+    push_box: tuple[int, int, int, int] | None = None
+    distance: float | None = None
+    distance_kind: str | None = None
+    origin: str | None = None
+
+    @property
+    def boxes_differ(self) -> bool:
+        """True when the original push wrote a box more than one pixel away from the model's own box."""
+        if self.push_box is None:
+            return False
+        return max(abs(a - b) for a, b in zip(self.box, self.push_box, strict=True)) > 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-able record (thumbnails are stored separately); optional fields only when known."""
+        record: dict[str, Any] = {
             "image_id": self.image_id,
             "box": list(self.box),
             "map_location": list(self.map_location) if self.map_location else None,
             "class_index": self.class_index,
         }
+        optional = {"rf_box": self.rf_box, "push_box": self.push_box, "distance": self.distance,
+                    "distance_kind": self.distance_kind, "origin": self.origin}
+        for key, value in optional.items():
+            if value is not None:
+                record[key] = list(value) if isinstance(value, tuple) else value
+        return record
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,13 @@ from protoviz.models.limits import (
     check_state_keys,
     safe_name,
 )
+from protoviz.models.source_record import source_from_record
 
 FORMAT_NAME = "protoviz"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: prototype sources may carry rf_box, push_box, distance, distance_kind, origin
+READABLE_VERSIONS: tuple[str, ...] = ("1", "2")
 _SOURCE_PREFIX = "protoviz.source."
+_MAX_COORDINATE = 1 << 20
 
 
 def is_safetensors(path: Path) -> bool:
@@ -93,9 +96,9 @@ def load_native(path: str | Path, device: torch.device | str = "cpu",
     if metadata.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{label} is a safetensors file without protoviz metadata; "
                               "convert research checkpoints with `protoviz convert`")
-    if metadata.get("format_version") != FORMAT_VERSION:
+    if metadata.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{label} has format version {safe_name(metadata.get('format_version'))}; "
-                              f"this protoviz reads version {FORMAT_VERSION}")
+                              f"this protoviz reads versions {', '.join(READABLE_VERSIONS)}")
     family = metadata.get("family")
     if family not in FAMILIES.names():
         raise CheckpointError(f"{label}: unknown model family {safe_name(family)}; known: "
@@ -242,47 +245,25 @@ def _sources(metadata: dict[str, str], tensors: dict[str, torch.Tensor], model: 
         if item is None:
             sources.append(None)
             continue
-        try:
-            sources.append(_source(item, tensors, j, model))
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{label}: prototype source {j} is malformed ({type(error).__name__}); expected "
-                                  "image_id, a box of 4 whole numbers, map_location and class_index") from error
+        image = _thumbnail(tensors.get(f"{_SOURCE_PREFIX}{j}.image"), j)
+        patch = _thumbnail(tensors.get(f"{_SOURCE_PREFIX}{j}.patch"), j)
+        source = source_from_record(item, j, image, patch)
+        for name in ("box", "rf_box", "push_box", "map_location"):
+            values = getattr(source, name, None) or ()
+            if any(abs(v) > _MAX_COORDINATE for v in values):
+                raise CheckpointError(f"{label}: prototype source {j}: {name} values beyond {_MAX_COORDINATE} pixels")
+        sources.append(source)
     return sources
 
 
-def _source(item: Any, tensors: dict[str, torch.Tensor], j: int, model: PrototypeModel) -> PrototypeSource:
-    if not isinstance(item, dict) or not isinstance(item["image_id"], str) or len(item["image_id"]) > 4096:
-        raise ValueError("image_id")
-    height, width = model.input_spec.image_size
-    box = tuple(_whole(v, 0, max(height, width)) for v in item["box"])
-    location = item.get("map_location")
-    class_index = item.get("class_index")
-    if len(box) != 4 or (location is not None and len(location) != 2):
-        raise ValueError("box")
-    if class_index is not None:
-        _whole(class_index, 0, 1 << 31)
-    return PrototypeSource(
-        image_id=item["image_id"], box=box,  # type: ignore[arg-type]
-        image_thumbnail=_thumbnail(tensors.get(f"{_SOURCE_PREFIX}{j}.image")),
-        patch_thumbnail=_thumbnail(tensors.get(f"{_SOURCE_PREFIX}{j}.patch")),
-        map_location=tuple(_whole(v, 0, 1 << 16) for v in location) if location else None,  # type: ignore[arg-type]
-        class_index=class_index,
-    )
-
-
-def _whole(value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError("out of range")
-    return value
-
-
-def _thumbnail(tensor: torch.Tensor | None) -> np.ndarray | None:
-    """An (h, w, 3) uint8 picture of at most 1024 pixels a side, or None."""
+def _thumbnail(tensor: torch.Tensor | None, index: int) -> np.ndarray | None:
+    """An (h, w, 3) uint8 picture of 1 to 1024 pixels a side, or None."""
     if tensor is None:
         return None
-    if tensor.dtype != torch.uint8 or tensor.dim() != 3 or tensor.shape[2] != 3 or max(tensor.shape[:2]) > 1024 \
+    if tensor.dim() != 3 or tensor.shape[2] != 3 or tensor.dtype != torch.uint8 or max(tensor.shape[:2]) > 1024 \
             or min(tensor.shape[:2]) < 1:
-        raise ValueError("thumbnail")
+        raise CheckpointError(f"prototype source {index}: thumbnails must be (h, w, 3) uint8 of at most 1024 "
+                              f"pixels a side, got {tuple(tensor.shape)} {tensor.dtype}")
     return tensor.numpy()
 
 

@@ -95,8 +95,8 @@ def push_prototypes(model: ProtoPNet, data: ImageTensors, batch_size: int = 64, 
         y0, y1, x0, x1 = (int(v) for v in boxes[k])
         sources[j] = PrototypeSource(
             image_id=data.image_ids[index], box=(y0, y1, x0, x1),
-            image_thumbnail=_thumbnail(image, image_thumbnail),
-            patch_thumbnail=_thumbnail(image[y0:y1, x0:x1], patch_thumbnail),
+            image_thumbnail=thumbnail(image, image_thumbnail),
+            patch_thumbnail=thumbnail(image[y0:y1, x0:x1], patch_thumbnail),
             map_location=(loc // map_w, loc % map_w), class_index=int(data.labels[index]))
     model.prototype_sources = sources
     return sources
@@ -114,7 +114,7 @@ def _source_maps(model: ProtoPNet, data: ImageTensors, image_index: Tensor, prot
     return maps[inverse, prototypes].cpu()
 
 
-def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) uint8 -> the same image with its longer side ``size`` px (aspect ratio kept)."""
     picture = Image.fromarray(np.ascontiguousarray(image))
     scale = size / max(picture.size)

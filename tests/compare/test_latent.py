@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from protoviz.compare.latent import fit_pca, latent_view, prototype_classes
+from protoviz.compare.latent import fit_neighbourhood, fit_pca, latent_view, prototype_classes
 from protoviz.compare.scan import tensor_batches
 from protoviz.compare.topk import TopKConfig, topk_patches
 from protoviz.errors import ConfigError
@@ -53,3 +54,30 @@ def test_latent_view_needs_latents() -> None:
     topk = topk_patches(model, tensor_batches(torch.randn(3, 3, 64, 64), 3), TopKConfig(k=2, keep_latents=False))
     with pytest.raises(ConfigError, match="without latents"):
         latent_view(model, topk)
+
+
+@pytest.mark.parametrize("method", ["tsne", "pacmap"])
+def test_neighbourhood_projections_are_seeded_and_keep_clusters(method: str) -> None:
+    model = make_tiny_model(seed=3)
+    torch.manual_seed(4)
+    topk = topk_patches(model, tensor_batches(torch.randn(9, 3, 64, 64), 9), TopKConfig(k=4, thumbnail_size=0))
+    first, again = latent_view(model, topk, method, seed=5), latent_view(model, topk, method, seed=5)
+    assert first.method == method and first.prototype_xy.shape == (6, 2) and first.patch_xy.shape == (6, 4, 2)
+    assert np.array_equal(first.prototype_xy, again.prototype_xy) and np.isnan(first.explained).all()
+    assert np.isfinite(first.patch_xy[first.patch_filled]).all()
+    assert first.axis_titles[0] in ("t-SNE 1", "PaCMAP 1")
+    # two far-apart clusters in a 5-D space stay apart in 2-D
+    generator = np.random.default_rng(0)
+    points = np.concatenate([generator.normal(0, 0.1, (20, 5)), generator.normal(8, 0.1, (20, 5))])
+    coords, _ = fit_neighbourhood(points, method, seed=0)
+    centre_a, centre_b = coords[:20].mean(0), coords[20:].mean(0)
+    spread = max(np.linalg.norm(coords[:20] - centre_a, axis=1).max(), np.linalg.norm(coords[20:] - centre_b, axis=1).max())
+    assert np.linalg.norm(centre_a - centre_b) > 2 * spread
+
+
+def test_unknown_projection_is_refused() -> None:
+    model = make_tiny_model()
+    topk = topk_patches(model, tensor_batches(torch.randn(3, 3, 64, 64), 3), TopKConfig(k=2, thumbnail_size=0))
+    with pytest.raises(ConfigError, match="unknown latent projection"):
+        latent_view(model, topk, "umap")
+    assert latent_view(model, topk).axis_titles[0].startswith("PC1 (")

@@ -58,3 +58,45 @@ def test_explain_rejects_a_bad_parameter(tiny_checkpoint: Path, tiny_data: Path,
         assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(tmp_path),
                      "--param", bad]) == 2
     assert "--param" in capsys.readouterr().err
+
+
+def test_explain_as_published_is_recorded_and_needs_the_reference_mode(tiny_checkpoint: Path, tiny_data: Path,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "published"
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
+                 "--as", "published", "--limit", "3", "--device", "cpu"]) == 0
+    doc = json.loads((out / "characteristics.json").read_text())
+    assert doc["config"]["mode"] == "reference" and doc["config"]["path"] == "published"
+    assert doc["dataset"]["path"] == "published" and doc["dataset"]["published"]["steps"]
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
+                 "--as", "published", "--mode", "fast"]) == 2
+    clean = tmp_path / "clean"
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(clean), "--quiet",
+                 "--mode", "reference", "--as", "clean", "--limit", "3", "--device", "cpu"]) == 0
+    other = json.loads((clean / "characteristics.json").read_text())
+    assert other["config"]["path"] == "clean" and other["dataset"]["path"] == "clean"
+    published_hue = [p["importance"]["hue"] for p in doc["prototypes"]]
+    clean_hue = [p["importance"]["hue"] for p in other["prototypes"]]
+    assert published_hue != clean_hue  # the JPEG round trips move the numbers
+
+
+def test_explain_takes_registered_combined_and_floor_characteristics(tiny_checkpoint: Path, tiny_data: Path,
+                                                                      tmp_path: Path) -> None:
+    out = tmp_path / "extra"
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
+                 "--characteristics", "hue,blur,hue+shape", "--floors", "--limit", "2", "--device", "cpu"]) == 0
+    doc = json.loads((out / "characteristics.json").read_text())
+    assert doc["characteristics"] == ["hue", "blur", "hue+shape", "floor:hue", "floor:blur", "floor:hue+shape"]
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
+                 "--characteristics", "hue,sharpness"]) == 2
+
+
+def test_explain_records_each_characteristic_in_provenance(tiny_checkpoint: Path, tiny_data: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "prov"
+    assert main(["explain", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out), "--quiet",
+                 "--as", "published", "--limit", "2", "--device", "cpu"]) == 0
+    run = json.loads((out / "characteristics.json").read_text())["modifications"]
+    assert run["path"] == "published" and run["characteristics"]["hue"]["parameters"] == {"hue": 0.1}
+    assert run["characteristics"]["texture"]["stored_as"] == "JPEG quality 95 via OpenCV"
+    assert run["characteristics"]["contrast"]["stored_as"] == "JPEG quality 75 via Pillow"

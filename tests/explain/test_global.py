@@ -37,16 +37,17 @@ def test_global_is_the_similarity_weighted_mean_of_local_deltas() -> None:
     config = ExplainConfig(mode="reference")
     seen: list[tuple[int, int]] = []
     result = explain_dataset(model, images, config, batch_size=2, progress=lambda d, t: seen.append((d, t)))
-    local = explain_images(model, images, config)
-    s = local.similarities.double().numpy()  # (B, P)
-    delta = local.deltas.double().numpy()  # (B, M, P)
+    parts = [explain_images(model, images[i:i + 2], config) for i in (0, 2, 4)]  # the run's own batches
+    s = torch.cat([p.similarities for p in parts]).double().numpy()  # (B, P)
+    delta = torch.cat([p.deltas for p in parts]).double().numpy()  # (B, M, P)
     expected = np.einsum("bp,bmp->pm", s, delta) / s.sum(0)[:, None]
     np.testing.assert_allclose(result.importance, expected, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(result.mean_delta, delta.mean(0).T, rtol=1e-5, atol=1e-9)
     assert seen == [(2, 5), (4, 5), (5, 5)]
     assert result.num_images == 5
     one_by_one = explain_dataset(model, images, config, batch_size=1)
-    np.testing.assert_allclose(one_by_one.importance, result.importance, rtol=1e-4, atol=1e-9)
+    # other batch sizes run other float32 kernels: equal up to float32 resolution of s (about 10 here)
+    np.testing.assert_allclose(one_by_one.importance, result.importance, rtol=1e-4, atol=2e-6)
 
 
 def test_limit_and_empty_and_region_errors() -> None:

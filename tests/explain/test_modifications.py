@@ -102,7 +102,7 @@ def test_modify_fast_shapes_identity_and_errors() -> None:
     assert torch.allclose(out[:, -1], unit, atol=1e-5)
     assert out.min() >= 0 and out.max() <= 1
     with pytest.raises(ConfigError):
-        fast.modify_fast(unit, ("blur",), ModificationParams())
+        fast.modify_fast(unit, ("sharpness",), ModificationParams())
     with pytest.raises(ConfigError):
         fast.modify_fast(unit[0], ("hue",), ModificationParams())
 
