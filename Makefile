@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+ADDRESS ?= 127.0.0.1
 
 .PHONY: run test lint demo-models bench clean
 
@@ -14,9 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-## Open the dashboard with the bundled demo models.
+## Open the dashboard with the bundled demo models (this machine only; ADDRESS=0.0.0.0 serves a network).
 run: $(STAMP)
-	$(PY) -m streamlit run app/streamlit_app.py --server.port $(PORT)
+	$(PY) -m streamlit run app/streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS)
 
 ## Every test: unit, app (AppTest) and browser (Playwright + Debian chromium).
 test: $(STAMP) lint

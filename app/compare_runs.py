@@ -17,6 +17,7 @@ import streamlit as st
 from app.cache import LoadedModel
 from app.progress_bar import BarProgress
 from app.state import session_results
+from app.widgets import server_path_input
 from protoviz.compare.summary import CompareConfig, ModelRun, open_probe_dataset, probe_indices, scan_dataset
 from protoviz.provenance import DatasetIdentity, RunKey, dataset_identity, digest, selection_digest
 
@@ -32,8 +33,9 @@ def dataset_widget(prefix: str) -> tuple[str | None, str, int | None]:
     source = source_col.radio("Dataset", [SYNTHETIC, "local folder"], horizontal=True, key=f"{prefix}.source")
     folder = None
     if source != SYNTHETIC:
-        folder = source_col.text_input("Folder (CUB-200-2011 layout, Stanford Cars/Dogs or ImageFolder)",
-                                       key=f"{prefix}.folder") or None
+        with source_col:
+            folder = server_path_input("Folder (CUB-200-2011 layout, Stanford Cars/Dogs or ImageFolder)",
+                                       key=f"{prefix}.folder")
     split = split_col.selectbox("Split", ["test", "train", "all"], key=f"{prefix}.split")
     limit = size_col.number_input("Images (0 = all)", min_value=0, value=200, step=50, key=f"{prefix}.limit",
                                   help="A seeded random subset keeps quick runs quick; the same for every model.")

@@ -3,7 +3,9 @@
 Demo models are the ``*.safetensors`` files of ``assets/models`` (env ``PROTOVIZ_MODEL_DIR``
 overrides it); models a user adds (e.g. uploaded on the Models page) are copied into the workspace
 (``PROTOVIZ_HOME``, see :mod:`app.store`) and stay across refreshes and restarts until removed.
-Sample images are the files of ``assets/samples`` (env ``PROTOVIZ_SAMPLE_DIR``).
+Sample images are the files of ``assets/samples`` (env ``PROTOVIZ_SAMPLE_DIR``). Uploaded checkpoints
+first land in a private folder per session (:func:`session_uploads`); typed server paths are allowed
+only inside ``PROTOVIZ_ALLOWED_ROOTS`` (:func:`path_policy`).
 The device is picked automatically (env ``PROTOVIZ_DEVICE``, e.g. ``cpu``, overrides it).
 """
 
@@ -22,9 +24,12 @@ from app.cache import LoadedModel, dashboard_device, load_cached_model
 from app.store import workspace
 from protoviz.errors import ModelError, WorkspaceError
 from protoviz.models.legacy import checkpoint_file
+from protoviz.paths import PathPolicy
+from protoviz.uploads import SessionUploads, UploadLimits, sweep_stale, upload_base
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_UPLOADS = "protoviz.uploads"
 _RESULTS = "protoviz.results."
 
 
@@ -113,6 +118,28 @@ def sample_images() -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+@st.cache_resource(show_spinner=False)
+def upload_root() -> Path:
+    """The base folder of every session's upload folder (stale ones from a dead process are swept once)."""
+    base = upload_base()
+    sweep_stale(base)
+    return base
+
+
+def session_uploads() -> SessionUploads:
+    """This session's private upload folder: unique names, size-bounded, removed when the session ends."""
+    uploads = st.session_state.get(_UPLOADS)
+    if uploads is None:
+        uploads = st.session_state[_UPLOADS] = SessionUploads(upload_root(), UploadLimits.from_env())
+    return uploads
+
+
+def path_policy() -> PathPolicy:
+    """Which typed server paths this server allows (``PROTOVIZ_ALLOWED_ROOTS``; none by default). The
+    sessions' upload folders are never reachable by typing."""
+    return PathPolicy.from_env(denied=(upload_root(),))
 
 
 def _user_models() -> dict[str, ModelEntry]:

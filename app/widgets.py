@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +18,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from app.state import available_models, sample_images
+from app.state import available_models, model_dir, path_policy, sample_images, session_uploads, upload_root
 from protoviz.data.images import load_image
-from protoviz.errors import ImageError, ProtovizError
+from protoviz.errors import ImageError, PathNotAllowedError, ProtovizError
+from protoviz.lru import ByteBoundedCache
+from protoviz.paths import OFF_MESSAGE
 from protoviz.viz.export import DEFAULT_DPI, DPI_RANGE, FIGURE_FORMATS, MIME_TYPES, AnyFigure, figure_file
 
 LOG = logging.getLogger("protoviz.app")
@@ -40,12 +44,26 @@ class NamedImage:
 
 
 def show_error(error: BaseException) -> None:
-    """Show an error on the page without a traceback (unexpected ones are logged with theirs)."""
+    """Show an error on the page without a traceback (unexpected ones are logged with theirs).
+
+    Server folders in the message are shortened to their names (allowed roots, the model folder, the
+    upload folders), so pages show paths relative to what the visitor may see.
+    """
     if isinstance(error, ProtovizError):
-        st.error(str(error), icon=":material/error:")
+        st.error(_shorten_paths(str(error)), icon=":material/error:")
         return
-    LOG.exception("unexpected error on a dashboard page", exc_info=error)
-    st.error(f"Something went wrong ({type(error).__name__}): {error}", icon=":material/error:")
+    LOG.error("unexpected error on a dashboard page", exc_info=error)
+    st.error(f"Something went wrong ({type(error).__name__}); the details are in the server's log.",
+             icon=":material/error:")
+
+
+def _shorten_paths(message: str) -> str:
+    folders = {str(root): root.name for root in path_policy().roots}
+    folders[str(upload_root())] = "uploads"
+    folders[str(model_dir())] = model_dir().name
+    for folder in sorted(folders, key=len, reverse=True):
+        message = message.replace(folder + "/", folders[folder] + "/").replace(folder, folders[folder])
+    return message
 
 
 def model_picker(key: str, multi: bool = False, label: str | None = None) -> str | list[str] | None:
@@ -76,9 +94,16 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def decoded_images() -> ByteBoundedCache[Image.Image]:
+    """The process-wide cache of decoded images, bounded by their total pixel bytes
+    (``PROTOVIZ_IMAGE_CACHE_MB``, default 512). Cached images are shared: treat them as read-only."""
+    megabytes = float(os.environ.get("PROTOVIZ_IMAGE_CACHE_MB", "512"))
+    return ByteBoundedCache(int(megabytes * 2**20), lambda image: image.width * image.height * len(image.getbands()))
+
+
 def _decode(name: str, data: bytes) -> Image.Image:
-    return load_image(data, name=name)
+    return decoded_images().get_or_make(hashlib.sha256(data).hexdigest(), lambda: load_image(data, name=name))
 
 
 def image_picker(key: str, label: str = "Images") -> list[NamedImage]:
@@ -108,6 +133,46 @@ def _sample(path: Path) -> list[NamedImage]:
     except (ImageError, OSError) as error:
         show_error(error if isinstance(error, ImageError) else ImageError(f"{path.name}: {error}"))
         return []
+
+
+def server_path_input(label: str, key: str, placeholder: str = "") -> str | None:
+    """A text box for a server folder or file, only when the operator allows typed paths.
+
+    Returns the resolved path inside an allowed root, or None (box empty, refused, or paths off; the
+    reason is shown). The refusal is the same whether or not the typed path exists.
+    """
+    policy = path_policy()
+    if not policy.enabled:
+        st.caption(OFF_MESSAGE)
+        return None
+    roots = ", ".join(f"{root.name}/" for root in policy.roots)
+    typed = st.text_input(label, key=key, placeholder=placeholder or f"a path inside {roots}")
+    if not typed.strip():
+        return None
+    try:
+        return str(policy.resolve(typed))
+    except PathNotAllowedError as error:
+        show_error(error)
+        return None
+
+
+def shown_path(path: str | Path) -> str:
+    """How a server path is shown on a page: relative to an allowed root, the model folder, or the
+    session's uploads; otherwise only its name."""
+    path = Path(path)
+    uploads = session_uploads()
+    if uploads.owns(path):
+        return f"uploaded file {uploads.original_name(path)}"
+    folder = model_dir()
+    if path.parent == folder or path.parent.resolve() == folder.resolve():
+        return f"{folder.name}/{path.name}"
+    shown = path_policy().display(path)
+    return re.sub(r"^[0-9a-f]{12}-", "", shown)  # a kept upload keeps its unique upload name
+
+
+def plain(text: str) -> str:
+    """``text`` (from a file: a class name, a file name) escaped for st.markdown: no links, images or HTML."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~-])", r"\\\1", text)
 
 
 # ----- figure downloads (PNG at a chosen DPI, SVG, PDF; HTML for interactive charts) ---------------------

@@ -29,3 +29,11 @@ class ModelError(ProtovizError):
 
 class WorkspaceError(ProtovizError):
     """The workspace (PROTOVIZ_HOME) is unreadable, damaged, newer than this protoviz, full, or lacks an entry."""
+
+
+class PathNotAllowedError(ProtovizError):
+    """A typed server path is outside the folders the operator allowed (or typed paths are off)."""
+
+
+class UploadError(ProtovizError):
+    """An upload is too large, over the session's disk budget, or cannot be stored."""

@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.progress_bar import BarProgress
 from app.state import get_model, session_results
-from app.widgets import figure_downloads, model_picker, show_error
+from app.widgets import figure_downloads, model_picker, server_path_input, show_error
 from protoviz.data.datasets import ImageDataset, open_dataset
 from protoviz.errors import ProtovizError
 from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
@@ -40,7 +40,8 @@ def dataset_choice() -> tuple[str | None, str, bool, int | None]:
                                    "or an ImageFolder.")
     folder = None
     if source != SYNTHETIC:
-        folder = source_col.text_input("Folder", key="evaluate.folder", placeholder="/data/CUB_200_2011") or None
+        with source_col:
+            folder = server_path_input("Folder", key="evaluate.folder", placeholder="CUB_200_2011")
     split = split_col.selectbox("Split", ["test", "train", "all"], key="evaluate.split")
     limit = limit_col.number_input("Images (0 = all)", min_value=0, value=0, step=50, key="evaluate.limit",
                                    help="Evaluate this many images, evenly spaced over the dataset.")
@@ -69,7 +70,7 @@ def load_dataset(folder: str | None, split: str, crop: bool) -> ImageDataset:
 
                 path = synthetic_dataset()
             else:
-                path = Path(folder.strip()).expanduser()
+                path = Path(folder)
             datasets[key] = open_dataset(path, split=split, crop_to_box=crop)
     return datasets[key]
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from app.state import add_user_model, available_models, get_model, remove_user_model
-from app.widgets import show_error
+from app.state import add_user_model, available_models, get_model, remove_user_model, session_uploads
+from app.widgets import plain, server_path_input, show_error, shown_path
 from protoviz.errors import ProtovizError
 from protoviz.models.legacy import checkpoint_file
 from protoviz.models.legacy.detect import FAMILIES
 
-_UPLOAD_DIR = "protoviz.models.upload_dir"
 AUTO = "detect automatically"
 
 
@@ -23,7 +20,7 @@ def model_card(name: str) -> None:
     entry = available_models()[name]
     with st.container(border=True):
         st.subheader(name)
-        st.caption(f"{entry.origin} model · `{entry.path}`")
+        st.caption(f"{entry.origin} model · `{shown_path(entry.path)}`")
         if entry.origin == "added" and st.button("Remove", key=f"models.remove.{name}", icon=":material/delete:",
                                                  help="Forget this model and delete its kept copy"):
             try:
@@ -41,7 +38,7 @@ def model_card(name: str) -> None:
         left, right = st.columns(2)
         left.dataframe({"property": [k for k, _ in rows], "value": [v for _, v in rows]}, hide_index=True)
         with right:
-            st.markdown("**Classes:** " + ", ".join(loaded.model.class_names))
+            st.markdown("**Classes:** " + ", ".join(plain(name) for name in loaded.model.class_names))
             known = sum(source is not None for source in loaded.model.prototype_sources)
             st.markdown(f"**Prototype sources known:** {known} of {loaded.model.num_prototypes}")
             st.markdown(f"**SHA-256:** `{(loaded.sha256 or '-')[:16]}…`")
@@ -49,15 +46,6 @@ def model_card(name: str) -> None:
             if record:
                 with st.expander("How it was made"):
                     st.json(record)
-
-
-def _saved_upload(name: str, data: bytes) -> Path:
-    """Write an uploaded checkpoint into this session's temporary folder (a safe file name)."""
-    folder = Path(st.session_state.setdefault(_UPLOAD_DIR, tempfile.mkdtemp(prefix="protoviz-upload-")))
-    clean = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name).lstrip(".") or "checkpoint.pth"
-    path = folder / clean
-    path.write_bytes(data)
-    return path
 
 
 def add_model_section() -> None:
@@ -68,28 +56,33 @@ def add_model_section() -> None:
                "are read by a restricted loader that builds only tensors and known layer classes: nothing in a "
                "file can run.")
     upload = st.file_uploader("Upload a checkpoint", key="models.add.upload")
-    local = st.text_input("…or a local path (file or run folder)", key="models.add.path")
+    local = server_path_input("…or a server path (file or run folder)", key="models.add.path")
     left, right = st.columns(2)
     name = left.text_input("Name", key="models.add.name", placeholder="defaults to the file name")
     family = right.selectbox("Family", [AUTO, *FAMILIES], key="models.add.family",
                              help="Only needed for ProtoPNet/TesNet state dicts, which look the same.")
     if not st.button("Add model", key="models.add.submit", type="primary"):
         return
+    uploads = session_uploads()
+    path = None
     try:
         if upload is not None:
-            path = _saved_upload(upload.name, upload.getvalue())
-        elif local.strip():
-            path = checkpoint_file(Path(local.strip()).expanduser())
+            path = uploads.save(upload.name, upload.getvalue())
+        elif local:
+            path = checkpoint_file(Path(local))
         else:
             st.warning("Upload a file or give a path first.")
             return
-        label = name.strip() or Path(upload.name if upload is not None else local.strip()).stem
-        with st.spinner(f"Loading {path.name}…"):
+        label = name.strip() or Path(upload.name if upload is not None else str(local)).stem
+        with st.spinner(f"Loading {shown_path(path)}…"):
             entry = add_user_model(label, path, None if family == AUTO else family)
             loaded = get_model(entry.name)
     except ProtovizError as error:
         show_error(error)
         return
+    finally:
+        if path is not None:
+            uploads.discard(path)  # rejected: nothing stays; added: the workspace keeps its own copy
     st.success(f"Added {entry.name!r}: a {loaded.summary.family} model. It is now available on every page.")
     rows = loaded.summary.as_rows()
     st.dataframe({"property": [k for k, _ in rows], "value": [v for _, v in rows]}, hide_index=True)

@@ -19,7 +19,15 @@ import streamlit as st
 from app.cache import LoadedModel
 from app.progress_bar import BarProgress
 from app.state import get_model, session_results
-from app.widgets import NamedImage, figure_downloads, image_picker, model_picker, show_error
+from app.widgets import (
+    NamedImage,
+    figure_downloads,
+    image_picker,
+    model_picker,
+    server_path_input,
+    show_error,
+    shown_path,
+)
 from protoviz.data.datasets import open_dataset
 from protoviz.errors import ProtovizError
 from protoviz.explain import (
@@ -151,7 +159,7 @@ def dataset_choice() -> tuple[str | None, str, int | None, int]:
     source = st.radio("Dataset", [SYNTHETIC, FOLDER], horizontal=True, key="why.dataset")
     folder = None
     if source == FOLDER:
-        folder = st.text_input("Dataset folder (CUB layout or ImageFolder)", key="why.folder").strip() or None
+        folder = server_path_input("Dataset folder (CUB layout or ImageFolder)", key="why.folder")
     left, middle, right = st.columns(3)
     split = left.selectbox("Split", ["test", "train", "all"], key="why.split")
     limit = middle.number_input("At most this many images (0 = all)", min_value=0, value=0, step=50, key="why.limit")
@@ -167,7 +175,7 @@ def run_global(loaded: LoadedModel, folder: str | None, split: str, limit: int |
         with st.spinner("Generating the synthetic dataset into the cache folder (once) ..."):
             root = synthetic_dataset()
     else:
-        root = Path(folder).expanduser()
+        root = Path(folder)
     dataset = open_dataset(root, split=split)
     info = provenance(loaded.model, loaded.name, {**dataset.describe(), "limit": limit}, config.seed)
     progress = BarProgress("Explaining")
@@ -190,7 +198,8 @@ def render_global(loaded: LoadedModel, config: ExplainConfig) -> None:
     result: GlobalExplanation = results[key]
     model = loaded.model
     dataset = result.provenance.get("dataset") or {}
-    st.caption(f"{result.num_images} images of {dataset.get('root', '?')} ({dataset.get('split', split)} split), "
+    st.caption(f"{result.num_images} images of {shown_path(dataset.get('root', '?'))} "
+               f"({dataset.get('split', split)} split), "
                f"{result.config.mode} mode")
     prototype = st.selectbox("Prototype", list(range(model.num_prototypes)),
                              format_func=lambda j: prototype_label(loaded, j),

@@ -20,8 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from protoviz.data.records import ImageRecord, parse_box, parse_flag, read_rows, require_file
+from protoviz.data.records import (
+    ImageRecord,
+    check_links,
+    count_rows,
+    inside,
+    parse_box,
+    parse_flag,
+    read_rows,
+    require_file,
+)
 from protoviz.errors import DatasetError
+
+MAX_PARTS = 256  # CUB has 15 parts, the synthetic set 8
+ANNOTATION_FILES = ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt",
+                    "bounding_boxes.txt", "parts/parts.txt", "parts/part_locs.txt")
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ def find_cub_root(path: Path) -> Path | None:
 
 def read_cub(root: Path, split: str, need_boxes: bool) -> CubAnnotations:
     """Read and validate a CUB-layout folder; DatasetError names the file and line of any problem."""
+    check_links(root, ANNOTATION_FILES)
     images = _read_images(root)
     ids = list(images)
     labels = _by_image(root, "image_class_labels.txt", "<image id> <class id>", ids, lambda f: int(f[0]))
@@ -67,26 +81,36 @@ def read_cub(root: Path, split: str, need_boxes: bool) -> CubAnnotations:
     masks = root / "masks"
     records = [
         ImageRecord(
-            path=root / "images" / rel, label=class_index[labels[i]], image_id=str(i),
+            path=path, label=class_index[labels[i]], image_id=str(i),
             box=boxes[i] if boxes is not None else None,
             parts=parts[row] if parts is not None else None,
-            mask_path=(masks / rel) if (masks / rel).is_file() else None,
+            mask_path=_mask(masks, rel),
         )
-        for row, (i, rel) in enumerate(images.items())
+        for row, (i, (rel, path)) in enumerate(images.items())
     ]
     return CubAnnotations(root, records, is_train, class_names, part_names, reason, boxes is not None)
 
 
-def _read_images(root: Path) -> dict[int, str]:
+def _mask(masks: Path, relative: str) -> Path | None:
+    """The part mask of an image, if the dataset has one (inside masks/, like the image inside images/)."""
+    path = masks / relative
+    if not path.is_file():
+        return None
+    return inside(masks, relative, masks, f"mask {relative[:80]}", within=masks.parent)
+
+
+def _read_images(root: Path) -> dict[int, tuple[str, Path]]:
+    """image id -> (path relative to images/, the image file), every path inside images/."""
     path = require_file(root, "images.txt", "'<image id> <relative path>' per image")
-    images: dict[int, str] = {}
+    images: dict[int, tuple[str, Path]] = {}
     missing: list[str] = []
     for number, (image_id, rel) in read_rows(path, 2, lambda f: (int(f[0]), " ".join(f[1:])), "<image id> <path>"):
         if image_id in images:
             raise DatasetError(f"{path}, line {number}: image id {image_id} appears twice")
-        images[image_id] = rel
-        if not (root / "images" / rel).is_file():
-            missing.append(f"images/{rel} (line {number})")
+        file = inside(root / "images", rel, path, f"line {number}", within=root)
+        images[image_id] = (rel, file)
+        if not file.is_file():
+            missing.append(f"images/{rel[:80]} (line {number})")
     if not images:
         raise DatasetError(f"{path}: lists no images")
     if missing:
@@ -115,7 +139,8 @@ def _by_image(root: Path, name: str, layout: str, ids: list[int], parse: Callabl
     return values
 
 
-def _read_classes(root: Path, images: dict[int, str], labels: dict[int, int]) -> tuple[tuple[str, ...], dict[int, int]]:
+def _read_classes(root: Path, images: dict[int, tuple[str, Path]], labels: dict[int, int],
+                  ) -> tuple[tuple[str, ...], dict[int, int]]:
     """Class names in class-id order and the map class id -> 0-based label."""
     path = root / "classes.txt"
     names: dict[int, str] = {}
@@ -129,7 +154,7 @@ def _read_classes(root: Path, images: dict[int, str], labels: dict[int, int]) ->
             raise DatasetError(f"{root / 'image_class_labels.txt'}: class id(s) {unknown[:5]} are not in classes.txt")
     else:  # name each class after the folder of its first image
         for image_id, class_id in labels.items():
-            names.setdefault(class_id, Path(images[image_id]).parent.name or f"class {class_id}")
+            names.setdefault(class_id, Path(images[image_id][0]).parent.name or f"class {class_id}")
     ordered = sorted(names)
     return tuple(names[c] for c in ordered), {c: i for i, c in enumerate(ordered)}
 
@@ -145,12 +170,20 @@ def _read_parts(root: Path, ids: list[int]) -> tuple[tuple[str, ...] | None, np.
         if pid in part_ids:
             raise DatasetError(f"{names_path}, line {number}: part id {pid} appears twice")
         part_ids[pid] = name
+    if len(part_ids) > MAX_PARTS:
+        raise DatasetError(f"{names_path}: lists {len(part_ids)} parts; protoviz reads at most {MAX_PARTS}")
     order = sorted(part_ids)
     column = {pid: k for k, pid in enumerate(order)}
     row_of = {image_id: row for row, image_id in enumerate(ids)}
-    locs = np.full((len(ids), len(order), 3), np.nan)
     layout = "<image id> <part id> <x> <y> <visible 0|1>"
     parse = lambda f: (int(f[0]), int(f[1]), float(f[2]), float(f[3]), parse_flag(f[4]))
+    needed, present = len(ids) * len(order), count_rows(locs_path)
+    if present < needed:  # checked before allocating the (N, K, 3) array: it cannot outgrow the file
+        for _ in read_rows(locs_path, 5, parse, layout):
+            pass  # a malformed line is the better message
+        raise DatasetError(f"{locs_path}: no line for part(s) of some images ({present} lines for "
+                           f"{len(ids)} images x {len(order)} parts, {needed} needed)")
+    locs = np.full((len(ids), len(order), 3), np.nan)
     for number, (image_id, pid, x, y, visible) in read_rows(locs_path, 5, parse, layout):
         if image_id not in row_of:
             raise DatasetError(f"{locs_path}, line {number}: image id {image_id} is not in images.txt")

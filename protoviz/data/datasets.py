@@ -29,7 +29,7 @@ from PIL import Image
 from torch import Tensor
 
 from protoviz.data.cub import find_cub_root, read_cub
-from protoviz.data.images import load_image
+from protoviz.data.images import load_image, load_mask
 from protoviz.data.records import ImageRecord, list_images
 from protoviz.data.transforms import normalize, to_unit_tensor
 from protoviz.errors import DatasetError, ImageError
@@ -105,7 +105,7 @@ class ImageDataset:
             raise DatasetError(f"image {record.image_id} of {self.root}: {error}") from error
         parts = record.parts.copy() if record.parts is not None else None
         if self.crop_to_box and record.box is not None:
-            x1, y1, x2, y2 = crop_bounds(record.box)
+            x1, y1, x2, y2 = self._crop(record, image.size)
             image = image.crop((x1, y1, x2, y2))
             if parts is not None:
                 visible = parts[:, 2] > 0
@@ -136,15 +136,30 @@ class ImageDataset:
         if not self.has_parts:
             raise DatasetError(f"{metric} needs part annotations, which are unavailable: {self.parts_reason}")
 
+    def _crop(self, record: ImageRecord, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The record's crop, refused when its box lies outside the (w, h) image (beyond a small margin,
+        which PIL pads, as the reference does)."""
+        x1, y1, x2, y2 = crop_bounds(record.box)  # type: ignore[arg-type]
+        width, height = size
+        slack_x, slack_y = max(2, width // 50), max(2, height // 50)
+        if x1 < -slack_x or y1 < -slack_y or x2 > width + slack_x or y2 > height + slack_y or x2 <= x1 or y2 <= y1:
+            raise DatasetError(f"image {record.image_id} of {self.root}: its box (x={x1}, y={y1}, w={x2 - x1}, "
+                               f"h={y2 - y1}) lies outside the {width}x{height} image")
+        return x1, y1, x2, y2
+
     def load_mask(self, index: int) -> np.ndarray | None:
         """(h, w) uint8 part mask of image ``index``, cropped like the image, or None."""
         record = self.records[index]
         if record.mask_path is None:
             return None
-        mask = Image.open(record.mask_path)
+        try:
+            mask = load_mask(record.mask_path)
+        except ImageError as error:
+            raise DatasetError(f"the part mask of image {record.image_id} of {self.root}: {error}") from error
         if self.crop_to_box and record.box is not None:
-            mask = mask.crop(crop_bounds(record.box))
-        return np.asarray(mask.convert("L"), dtype=np.uint8)
+            x1, y1, x2, y2 = self._crop(record, (mask.shape[1], mask.shape[0]))
+            mask = np.asarray(Image.fromarray(mask).crop((x1, y1, x2, y2)), dtype=np.uint8)
+        return mask
 
     def describe(self) -> dict[str, Any]:
         """What this dataset is, for result files."""
@@ -168,6 +183,14 @@ def open_dataset(path: str | Path, kind: str = "auto", split: str = "test", crop
     Raises DatasetError naming the missing or malformed file and line.
     """
     root = Path(path)
+    try:
+        return _open(root, kind, split, crop_to_box)
+    except OSError as error:
+        raise DatasetError(f"{root}: a file of the dataset cannot be read ({error.strerror or type(error).__name__})") \
+            from None
+
+
+def _open(root: Path, kind: str, split: str, crop_to_box: bool) -> ImageDataset:
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
     if kind not in KINDS:
@@ -201,6 +224,8 @@ def _open_cub(root: Path, split: str, crop_to_box: bool) -> ImageDataset:
     found = find_cub_root(root)
     if found is None:
         raise DatasetError(f"{root}: not a CUB-200-2011 folder (missing images.txt)")
+    if found != root and root.resolve() not in found.resolve().parents:
+        raise DatasetError(f"{root}: its CUB_200_2011 folder is a link that leads out of the folder given")
     notes = read_cub(found, split, need_boxes=crop_to_box)
     keep = np.ones(len(notes.records), dtype=bool)
     if split != "all" and notes.is_train is not None:
@@ -220,7 +245,8 @@ def _open_imagefolder(root: Path, split: str) -> ImageDataset:
         raise DatasetError(f"{root}: expected class folders root/<class>/<image> (or images.txt for CUB), found none")
     index = {name: i for i, name in enumerate(classes)}
     records = [ImageRecord(path=p, label=index[p.parent.name], image_id=p.relative_to(root).as_posix())
-               for base in bases for name in classes if (base / name).is_dir() for p in list_images(base / name)]
+               for base in bases for name in classes if (base / name).is_dir()
+               for p in list_images(base / name, root)]
     if not records:
         raise DatasetError(f"{root}: the class folders hold no image files")
     used_split = split if bases[0] != root else "all"  # a folder without train/test holds one split

@@ -45,7 +45,7 @@ def read_like_opencv(path: Path, limits: ImageLimits = DEFAULT_LIMITS) -> np.nda
     header is read with Pillow before any pixel is decoded)."""
     data = _read_bytes(path, path.name, limits)
     try:
-        with Image.open(io.BytesIO(data)) as header:
+        with Image.open(io.BytesIO(data), formats=list(limits.formats)) as header:
             _check_size(header, path.name, limits)
     except ImageError:
         raise
@@ -61,7 +61,7 @@ def read_like_torchvision(data: bytes | Path, label: str, limits: ImageLimits = 
     """torchvision's ``default_loader``: ``Image.open(...).convert('RGB')``, after the size checks."""
     raw = _read_bytes(data, label, limits)
     try:
-        image = Image.open(io.BytesIO(raw))
+        image = Image.open(io.BytesIO(raw), formats=list(limits.formats))
         _check_size(image, label, limits)
         return image.convert("RGB")
     except ImageError:

@@ -3,13 +3,15 @@ error messages that name the file and the line."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import numpy as np
 
+from protoviz import files
 from protoviz.errors import DatasetError
 
 T = TypeVar("T")
@@ -36,6 +38,10 @@ class ImageRecord:
     mask_path: Path | None = None
 
 
+MAX_ANNOTATION_BYTES = 128 * 2**20  # an annotation text file (CUB's largest, part_locs.txt, is 6 MB)
+MAX_ROWS = 4_000_000  # lines of one annotation file (ImageNet-sized image lists fit)
+
+
 def require_file(root: Path, relative: str, what: str) -> Path:
     """``root / relative`` if it is a file, else DatasetError naming what it should hold."""
     path = root / relative
@@ -44,32 +50,85 @@ def require_file(root: Path, relative: str, what: str) -> Path:
     return path
 
 
+def inside(root: Path, relative: str, listed_in: Path | str, where: str, within: Path | None = None) -> Path:
+    """``root / relative`` for a path read from a dataset file, refused unless it stays inside the dataset.
+
+    ``within`` is the dataset folder (default ``root``; e.g. ``root`` is its ``images/``). Absolute
+    paths, ``..`` components and symbolic links that lead out of ``within`` (a linked ``images/``
+    folder included) are refused with a DatasetError naming ``listed_in`` and ``where`` (``line 12``).
+    """
+    pure = PurePosixPath(relative.replace("\\", "/"))
+    if not relative or not pure.parts or pure.is_absolute() or ".." in pure.parts or "\x00" in relative:
+        raise DatasetError(f"{listed_in}, {where}: the path is absolute or leaves the dataset folder (..)")
+    path = root.joinpath(*pure.parts)
+    try:
+        resolved = path.resolve()
+        base = (within or root).resolve()
+    except (OSError, RuntimeError) as error:
+        raise DatasetError(f"{listed_in}, {where}: the path cannot be resolved ({type(error).__name__})") from None
+    if resolved != base and base not in resolved.parents:
+        raise DatasetError(f"{listed_in}, {where}: the path leads out of the dataset folder (a symbolic link?)")
+    return path
+
+
+def check_links(root: Path, relatives: tuple[str, ...]) -> None:
+    """Refuse annotation files (``images.txt``, ``devkit/cars_meta.mat`` ...) that are links out of ``root``."""
+    for relative in relatives:
+        if (root / relative).exists():
+            inside(root, relative, root / relative, "the file itself")
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 annotation file of at most MAX_ANNOTATION_BYTES; DatasetError naming it otherwise."""
+    data = files.read_regular_file(path, MAX_ANNOTATION_BYTES, DatasetError, str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {error.start})") from None
+
+
 def read_rows(path: Path, min_fields: int, parse: Callable[[list[str]], T], layout: str) -> Iterator[tuple[int, T]]:
     """Yield (1-based line number, parse(fields)) for every non-blank line of a text file.
 
     ``layout`` describes a line (e.g. ``"<image id> <x> <y> <w> <h>"``) for the error message, which
-    names the file and line when a line has fewer than ``min_fields`` fields or ``parse`` fails.
+    names the file and line (never its contents) when a line has fewer than ``min_fields`` fields or
+    ``parse`` fails.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: not UTF-8 text ({error})") from error
-    for number, line in enumerate(text.splitlines(), start=1):
+    rows = 0
+    for number, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):  # lazily, one line at a time
         fields = line.split()
         if not fields:
             continue
+        rows += 1
+        if rows > MAX_ROWS:
+            raise DatasetError(f"{path}: more than {MAX_ROWS:,} lines; protoviz reads at most that many")
         if len(fields) < min_fields:
-            raise DatasetError(f"{path}, line {number}: expected '{layout}', got {line.strip()!r}")
+            raise DatasetError(f"{path}, line {number}: expected '{layout}', found {len(fields)} field(s)")
         try:
             yield number, parse(fields)
-        except (ValueError, IndexError) as error:
-            raise DatasetError(f"{path}, line {number}: expected '{layout}', got {line.strip()!r} ({error})") from error
+        except (ValueError, IndexError, OverflowError) as error:
+            raise DatasetError(f"{path}, line {number}: expected '{layout}' ({_reason(error)})") from None
+
+
+def count_rows(path: Path) -> int:
+    """Non-blank lines of a text file (to size arrays before reading them)."""
+    return sum(1 for line in io.StringIO(read_text(path), newline=None) if line.strip())
+
+
+def _reason(error: Exception) -> str:
+    """Why a field failed, without quoting the file: our own ValueError messages, or the kind of value."""
+    text = str(error)
+    if isinstance(error, ValueError) and ("invalid literal" in text or "could not convert" in text):
+        return "a field is not a number"
+    if isinstance(error, OverflowError):
+        return "a number is out of range"
+    return text if len(text) < 120 and "'" not in text else type(error).__name__
 
 
 def parse_flag(text: str) -> int:
     """'0' or '1' -> int; anything else raises ValueError."""
     if text not in ("0", "1"):
-        raise ValueError(f"{text!r} is not 0 or 1")
+        raise ValueError("a flag is not 0 or 1")
     return int(text)
 
 
@@ -83,6 +142,15 @@ def parse_box(fields: list[str]) -> tuple[float, float, float, float]:
     return x, y, w, h
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(folder: Path, root: Path | None = None) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name; with ``root``, only those whose real
+    location (after symbolic links) is inside ``root``."""
+    base = root.resolve() if root is not None else None
+    found = []
+    for path in folder.iterdir():
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        if base is not None and base not in path.resolve().parents:
+            raise DatasetError(f"{folder}: {path.name} is a link that leads out of the dataset folder")
+        found.append(path)
+    return sorted(found)

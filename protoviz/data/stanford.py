@@ -14,6 +14,9 @@ Boxes (x1, y1, x2, y2) become (x, y, w, h) = (x1, y1, x2 - x1, y2 - y1).
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -21,14 +24,20 @@ from xml.etree import ElementTree
 import numpy as np
 from scipy.io import loadmat
 
-from protoviz.data.records import ImageRecord, parse_box
+from protoviz import files
+from protoviz.data.matfile import check_mat
+from protoviz.data.records import ImageRecord, check_links, inside, parse_box
 from protoviz.errors import DatasetError
 
 _MAX_XML_BYTES = 1_000_000
+_MAX_MAT_BYTES = 64 * 2**20
 
 
 def read_stanford(root: Path, kind: str, split: str, need_boxes: bool) -> tuple[list[ImageRecord], list[str]]:
     """Records of ``split`` and the class names of a Stanford Cars (``kind='cars'``) or Dogs folder."""
+    check_links(root, ("devkit/cars_meta.mat", "devkit/cars_train_annos.mat", "cars_test_annos_withlabels.mat",
+                       "devkit/cars_test_annos_withlabels.mat", "lists/train_list.mat", "lists/test_list.mat",
+                       "Images", "Annotation", "cars_train", "cars_test"))
     if kind == "cars":
         return _read_cars(root, split)
     return _read_dogs(root, split, need_boxes)
@@ -37,15 +46,17 @@ def read_stanford(root: Path, kind: str, split: str, need_boxes: bool) -> tuple[
 def _load_mat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(f"{path.parent}: missing {path.name}")
+    data = files.read_regular_file(path, _MAX_MAT_BYTES, DatasetError, str(path))
+    check_mat(data, str(path))
     try:
-        data = loadmat(path, simplify_cells=True)
-    except (ValueError, OSError, TypeError) as error:
-        raise DatasetError(f"{path}: not a readable MATLAB file ({error})") from error
-    missing = [k for k in keys if k not in data]
+        loaded = loadmat(io.BytesIO(data), simplify_cells=True)
+    except (ValueError, OSError, TypeError, KeyError, IndexError, zlib.error, struct.error, MemoryError) as error:
+        raise DatasetError(f"{path}: not a readable MATLAB file ({type(error).__name__})") from None
+    missing = [k for k in keys if k not in loaded]
     if missing:
-        found = sorted(k for k in data if not k.startswith("__"))
-        raise DatasetError(f"{path}: expected the variable(s) {missing}, found {found}")
-    return data
+        found = sorted(k for k in loaded if not k.startswith("__"))
+        raise DatasetError(f"{path}: expected the variable(s) {missing}, found {found[:10]}")
+    return loaded
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -67,10 +78,12 @@ def _read_cars(root: Path, split: str) -> tuple[list[ImageRecord], list[str]]:
                 label = int(entry["class"]) - 1
                 x1, y1, x2, y2 = (float(entry[f"bbox_{k}"]) for k in ("x1", "y1", "x2", "y2"))
                 box = parse_box([str(x1), str(y1), str(x2 - x1), str(y2 - y1)])
-                fname = str(entry["fname"])
-            except (KeyError, TypeError, ValueError) as error:
-                raise DatasetError(f"{path}: annotation {n} is malformed ({error}); expected bbox_x1..bbox_y2, "
-                                   "class and fname") from error
+                fname = entry["fname"]
+                if not isinstance(fname, str):
+                    raise TypeError("fname is not text")
+            except (KeyError, TypeError, ValueError, OverflowError) as error:
+                raise DatasetError(f"{path}: annotation {n} is malformed ({type(error).__name__}); expected "
+                                   "bbox_x1..bbox_y2, class and fname") from None
             if not 0 <= label < len(names):
                 raise DatasetError(f"{path}: annotation {n} has class {label + 1}, outside 1..{len(names)}")
             records.append(ImageRecord(_image(root / folder, fname, path, n), label, f"{folder}/{fname}", box))
@@ -85,9 +98,9 @@ def _first_file(root: Path, name: str) -> Path:
 
 
 def _image(folder: Path, relative: str, listed_in: Path, n: int) -> Path:
-    path = folder / relative
+    path = inside(folder, relative, listed_in, f"entry {n}", within=folder.parent)
     if not path.is_file():
-        raise DatasetError(f"{listed_in}: entry {n} names {path}, which does not exist")
+        raise DatasetError(f"{listed_in}: entry {n} names {path.relative_to(folder)}, which does not exist")
     return path
 
 
@@ -101,15 +114,18 @@ def _read_dogs(root: Path, split: str, need_boxes: bool) -> tuple[list[ImageReco
     for list_name in lists:
         path = root / "lists" / list_name
         data = _load_mat(path, ("file_list", "labels"))
-        files, labels = _as_list(data["file_list"]), _as_list(data["labels"])
-        if len(files) != len(labels):
-            raise DatasetError(f"{path}: {len(files)} files but {len(labels)} labels")
-        for n, (relative, label) in enumerate(zip(files, labels), start=1):
-            relative, label = str(relative), int(label) - 1
+        listed, labels = _as_list(data["file_list"]), _as_list(data["labels"])
+        if len(listed) != len(labels):
+            raise DatasetError(f"{path}: {len(listed)} files but {len(labels)} labels")
+        for n, (relative, label) in enumerate(zip(listed, labels), start=1):
+            if not isinstance(relative, str) or isinstance(label, bool) or not isinstance(label, int | np.integer):
+                raise DatasetError(f"{path}: entry {n} is not a (file name, class number) pair")
+            label = int(label) - 1
             if not 0 <= label < len(folders):
                 raise DatasetError(f"{path}: entry {n} has label {label + 1}, outside 1..{len(folders)}")
             image = _image(root / "Images", relative, path, n)
-            box = _dog_box(root / "Annotation" / Path(relative).with_suffix(""), need_boxes)
+            box = _dog_box(inside(root / "Annotation", str(Path(relative).with_suffix("")), path, f"entry {n}", root),
+                           need_boxes)
             records.append(ImageRecord(image, label, relative, box))
     return records, names
 
@@ -120,13 +136,15 @@ def _dog_box(path: Path, need_boxes: bool) -> tuple[float, float, float, float] 
         if need_boxes:
             raise DatasetError(f"missing annotation {path} (needed to crop to boxes; open with crop_to_box=False)")
         return None
-    if path.stat().st_size > _MAX_XML_BYTES:
-        raise DatasetError(f"{path}: annotation larger than {_MAX_XML_BYTES} bytes")
+    data = files.read_regular_file(path, _MAX_XML_BYTES, DatasetError, str(path))
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise DatasetError(f"{path}: annotation XML with a DOCTYPE or entities is not read")
     try:
-        node = ElementTree.parse(path).getroot().find("object/bndbox")
+        node = ElementTree.fromstring(data).find("object/bndbox")
         if node is None:
             raise ValueError("no object/bndbox element")
         x1, y1, x2, y2 = (float(node.findtext(k, "")) for k in ("xmin", "ymin", "xmax", "ymax"))
         return parse_box([str(x1), str(y1), str(x2 - x1), str(y2 - y1)])
-    except (ElementTree.ParseError, ValueError) as error:
-        raise DatasetError(f"{path}: expected XML with object/bndbox xmin ymin xmax ymax ({error})") from error
+    except (ElementTree.ParseError, ValueError, OverflowError) as error:
+        raise DatasetError(f"{path}: expected XML with object/bndbox xmin ymin xmax ymax "
+                           f"({type(error).__name__})") from None

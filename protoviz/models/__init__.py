@@ -10,7 +10,8 @@ from protoviz.models import (  # noqa: F401  (research families)
     tesnet,
 )
 from protoviz.models.base import InputSpec, ModelSummary, PrototypeModel, PrototypeOutput, PrototypeSource
-from protoviz.models.registry import build_model, list_families, load_model, register_family
+from protoviz.models.loading import load_model
+from protoviz.models.registry import build_model, list_families, register_family
 
 __all__ = [
     "InputSpec", "ModelSummary", "PrototypeModel", "PrototypeOutput", "PrototypeSource",

@@ -1,13 +1,10 @@
-"""Families of prototype models, listed by name, and the one entry point to load any checkpoint."""
+"""Families of prototype models, listed by name (loading checkpoints is :mod:`protoviz.models.loading`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from protoviz.errors import CheckpointError, ConfigError
+from protoviz.errors import ConfigError
 from protoviz.models.base import PrototypeModel
 
 
@@ -53,26 +50,10 @@ def build_model(family: str, config: dict[str, Any]) -> PrototypeModel:
     return FAMILIES.get(family).from_config(config)
 
 
-def load_model(path: str | Path, family: str | None = None, device: str | torch.device | None = None,
-               **hints: str | None) -> PrototypeModel:
-    """Load any supported checkpoint into an eval-mode model on ``device`` (default: CPU).
+def __getattr__(name: str) -> Any:
+    """``load_model`` moved to :mod:`protoviz.models.loading` (above the families); kept importable here."""
+    if name == "load_model":
+        from protoviz.models.loading import load_model
 
-    Native ``.safetensors`` files are read without pickle; research checkpoints go through the
-    restricted importers in :mod:`protoviz.models.legacy`. ``family`` is a hint for files that two
-    families could have written (e.g. ProtoPNet and TesNet state dicts); ``hints`` are the other facts a
-    file may not tell: ``slots`` (ProtoPool: soft | hard), ``activation`` (ProtoPNet, ProtoPool: log |
-    linear), ``backbone`` (PIP-Net: convnext_tiny_26 | convnext_tiny_13); see :mod:`protoviz.models.hints`.
-    """
-    from protoviz.models import checkpoint, legacy
-    from protoviz.models.hints import LoadHints, apply_to_native
-
-    load_hints = LoadHints.of(family=family, **hints)
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no such file or folder: {path}")
-    target = torch.device(device) if device is not None else torch.device("cpu")
-    if path.is_file() and checkpoint.is_safetensors(path):
-        model = apply_to_native(checkpoint.load_native(path, device=target), load_hints, path.name)
-    else:
-        model = legacy.load_legacy(path, family=family, device=target, hints=load_hints)
-    return model.eval()
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -68,10 +68,13 @@ def sample_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app_env(monkeypatch: pytest.MonkeyPatch, model_dir: Path, sample_dir: Path) -> None:
+def app_env(monkeypatch: pytest.MonkeyPatch, model_dir: Path, sample_dir: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("PROTOVIZ_MODEL_DIR", str(model_dir))
     monkeypatch.setenv("PROTOVIZ_SAMPLE_DIR", str(sample_dir))
     monkeypatch.setenv("PROTOVIZ_DEVICE", "cpu")
+    # typed server paths are off by default; the page tests allow the test run's temporary folders
+    monkeypatch.setenv("PROTOVIZ_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
 
 
 def app_test(script: Path = APP, owner: str = OWNER) -> AppTest:

@@ -64,7 +64,11 @@ def streamlit_url(server_folders: dict[str, Path]) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PROTOVIZ_MODEL_DIR": str(server_folders["models"]),
            "PROTOVIZ_SAMPLE_DIR": str(server_folders["samples"]), "PROTOVIZ_DEVICE": "cpu",
-           "PROTOVIZ_HOME": str(server_folders["root"] / "home")}
+           "PROTOVIZ_HOME": str(server_folders["root"] / "home"),
+           "PROTOVIZ_UPLOAD_DIR": str(server_folders["root"] / "uploads")}
+    env.pop("PROTOVIZ_ALLOWED_ROOTS", None)  # typed server paths are off, as by default, unless a module
+    if "data" in server_folders:  # gives a dataset folder for the pages' folder boxes
+        env["PROTOVIZ_ALLOWED_ROOTS"] = str(server_folders["data"])
     log = server_folders["root"] / "streamlit.log"
     command = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]

@@ -155,3 +155,59 @@ def test_normalize_round_trip() -> None:
     spec = InputSpec(image_size=(8, 8))
     unit = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(denormalize(normalize(unit, spec), spec), unit)
+
+
+ALLOWED = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+
+
+@pytest.mark.parametrize("fmt", ALLOWED)
+def test_every_promised_format_decodes(fmt: str) -> None:
+    image = load_image(encode(gradient(), fmt), name=f"x.{fmt.lower()}")
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "PPM", "TGA", "PCX", "SGI", "IM", "MSP", "XBM", "PDF"])
+def test_other_formats_are_never_decoded(fmt: str) -> None:
+    """EPS would start Ghostscript; every format outside the promise is refused before any decoder runs."""
+    image = gradient().convert("1") if fmt in ("MSP", "XBM") else gradient()
+    data = encode(image, fmt)
+    with pytest.raises(ImageError, match="accepted format"):
+        load_image(data, name=f"x.{fmt.lower()}")
+
+
+def test_animated_gif_gives_its_first_frame() -> None:
+    frames = [Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    rgb = np.asarray(load_image(buffer.getvalue(), name="anim.gif"))
+    assert tuple(rgb[4, 4]) == (255, 0, 0)
+
+
+def test_deep_images_match_the_rescaling_formula() -> None:
+    """16-bit (lookup table), 32-bit and float (row chunks) equal round((v - min) * 255 / (max - min))."""
+    rng = np.random.default_rng(3)
+    for values, mode in ((rng.integers(300, 60000, (17, 23)).astype(np.uint16), None),
+                         (rng.integers(-70000, 90000, (17, 23)).astype(np.int32), "I"),
+                         (rng.normal(size=(17, 23)).astype(np.float32), "F")):
+        image = Image.fromarray(values, mode=mode) if mode else Image.fromarray(values)
+        v = values.astype(np.float64)
+        expected = np.clip((v - v.min()) * (255.0 / (v.max() - v.min())), 0, 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(np.asarray(to_rgb(image))[..., 0], expected)
+
+
+def test_decoded_size_is_bounded_by_mode() -> None:
+    data = encode(Image.new("RGBA", (100, 100)))
+    with pytest.raises(ImageError, match="mode RGBA"):
+        load_image(data, limits=ImageLimits(max_decoded_bytes=100 * 100 * 3))
+    load_image(data, limits=ImageLimits(max_decoded_bytes=100 * 100 * 4))
+
+
+def test_devices_and_pipes_are_refused(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(fifo)
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image("/dev/zero")

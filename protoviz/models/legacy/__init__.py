@@ -9,6 +9,7 @@ PIP-Net ``checkpoints`` folder (net_trained_last, net_trained, ...), or a folder
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,20 +17,24 @@ import torch
 
 from protoviz.errors import CheckpointError
 from protoviz.models.base import PrototypeModel
-from protoviz.models.checkpoint import file_sha256
 from protoviz.models.hints import BACKBONE_HINTS, LoadHints, record_choice
+from protoviz.models.limits import DEFAULT_LIMITS, ModelLimits, build_within_budget, check_config
 
 _FOLDER_CANDIDATES = ("net_trained_last", "net_trained", "net_pretrained", "best_model_push.pth", "best_model.pth")
 _SUFFIXES = (".pth", ".pt", ".tar", ".pkl", ".ckpt")
+_MAX_LISTED = 10_000
 
 
-def load_legacy(path: Path, family: str | None, device: torch.device, hints: LoadHints | None = None) -> PrototypeModel:
+def load_legacy(path: Path, family: str | None, device: torch.device, hints: LoadHints | None = None,
+                limits: ModelLimits = DEFAULT_LIMITS) -> PrototypeModel:
     """Load a research checkpoint (file or folder) as a :class:`PrototypeModel` on ``device``.
 
     ``hints``: what the file cannot tell (:mod:`protoviz.models.hints`); ``family`` overrides its family.
+    The model is first built on the meta device and checked against the weights the file holds
+    (:func:`protoviz.models.limits.build_within_budget`), then built and filled for real.
     """
     from protoviz.models.legacy import detect, pipnet
-    from protoviz.models.legacy.unpickler import load_file
+    from protoviz.models.legacy.containers import read_checkpoint, read_regular_file
 
     hints = replace(hints or LoadHints(), family=family or (hints.family if hints else None))
     family = hints.family
@@ -37,11 +42,14 @@ def load_legacy(path: Path, family: str | None, device: torch.device, hints: Loa
     run_net = pipnet.run_folder_net(file) if hints.backbone is None else None
     if run_net in BACKBONE_HINTS:
         hints = replace(hints, backbone=run_net)
-    obj = load_file(file, device="cpu")
-    model = detect.convert(obj, family, file.name, hints)
+    data = read_regular_file(file, limits.max_file_bytes)
+    loaded = read_checkpoint(data, file.name, limits)
+    chosen = hints
+    model = build_within_budget(lambda: detect.convert(loaded.obj, family, file.name, chosen), loaded.elements,
+                                file.name, limits, check=lambda meta: check_config(meta.config_dict(), file.name, limits))
     if run_net in BACKBONE_HINTS and "backbone" in model.metadata.get("load_hints", {}):
         record_choice(model.metadata, "backbone", str(run_net), "read from the run folder's metadata/args.txt")
-    model.metadata.update({"imported_from": str(file), "checkpoint_sha256": file_sha256(file),
+    model.metadata.update({"imported_from": file.name, "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
                            "research_family": model.family})
     return model.to(device).eval()
 
@@ -56,7 +64,7 @@ def checkpoint_file(path: Path) -> Path:
 
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"no such file or folder: {path}")
+        raise CheckpointError(f"no such file or folder: {path.name}")
     file = _folder_file(path) if path.is_dir() else path
     if file.name == "model_state.pth" and any((file.parent / n).is_file() for n in prototree.FOLDER_FILES):
         file = prototree.folder_file(file.parent)
@@ -71,10 +79,14 @@ def _folder_file(folder: Path) -> Path:
     for name in _FOLDER_CANDIDATES:
         if (folder / name).is_file():
             return folder / name
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _SUFFIXES)
+    files = []
+    for number, entry in enumerate(folder.iterdir()):
+        if number > _MAX_LISTED:
+            break
+        if entry.suffix in _SUFFIXES and entry.is_file():
+            files.append(entry)
     if len(files) == 1:
         return files[0]
-    listed = ", ".join(p.name for p in files[:6]) or "none"
-    raise CheckpointError(f"{folder} is a folder without a ProtoTree model.pth/tree.pkl or a PIP-Net checkpoint, "
-                          f"and it holds {len(files)} checkpoint-like files ({listed}); give the file itself")
+    raise CheckpointError(f"{folder.name} is a folder without a ProtoTree model.pth/tree.pkl or a PIP-Net "
+                          f"checkpoint, and it holds {len(files)} checkpoint-like files; give the file itself")
 

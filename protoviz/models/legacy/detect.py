@@ -21,6 +21,7 @@ from protoviz.models.hints import LoadHints
 from protoviz.models.legacy import pipnet, protopnet, protopool, prototree, stprotopnet
 from protoviz.models.legacy.common import research_class, strip_prefix, tensor_state
 from protoviz.models.legacy.unpickler import StandIn
+from protoviz.models.limits import safe_name
 
 FAMILIES = ("protopnet", "tesnet", "stprotopnet", "protopool", "prototree", "pipnet", "deformable")
 _CLASS_FAMILIES = {"PPNet": "protopnet", "TESNet": "tesnet", "ProtoTree": "prototree"}
@@ -43,7 +44,7 @@ def family_of_keys(keys: set[str], hint: str | None) -> str:
             return hint
         raise CheckpointError("this state dict fits both ProtoPNet and TesNet (identical keys); "
                               "say which with the family hint (--family protopnet or --family tesnet)")
-    sample = ", ".join(sorted(keys)[:5]) or "no tensors"
+    sample = ", ".join(safe_name(k) for k in sorted(keys)[:5]) or "no tensors"
     raise CheckpointError(f"no research family recognised from the state-dict keys ({sample})")
 
 
@@ -55,7 +56,7 @@ def convert(obj: Any, hint: str | None, label: str, hints: LoadHints | None = No
     """
     hints = hints or LoadHints(family=hint)
     if hint is not None and hint not in FAMILIES:
-        raise CheckpointError(f"unknown family hint {hint!r}; expected one of {', '.join(FAMILIES)}")
+        raise CheckpointError(f"unknown family hint {safe_name(hint)}; expected one of {', '.join(FAMILIES)}")
     if isinstance(obj, nn.DataParallel):
         obj = obj.module
     if isinstance(obj, StandIn):
@@ -63,7 +64,7 @@ def convert(obj: Any, hint: str | None, label: str, hints: LoadHints | None = No
     if isinstance(obj, Mapping) and "model_state_dict" in obj:
         obj = obj["model_state_dict"]
     if isinstance(obj, nn.Module):
-        raise CheckpointError(f"{label} holds a {type(obj).__name__} module, not a part-prototype network")
+        raise CheckpointError(f"{label} holds a {safe_name(type(obj).__name__)} module, not a part-prototype network")
     state = strip_prefix(tensor_state(obj, label), "module.")
     family = family_of_keys(set(state), hint)
     _check_hint(family, hint, label)
@@ -81,7 +82,8 @@ def _check_hint(found: str, hint: str | None, label: str) -> None:
 def _convert_module(module: StandIn, hint: str | None, label: str, hints: LoadHints) -> PrototypeModel:
     name = research_class(module).rsplit(".", 1)[-1]
     if name not in _CLASS_FAMILIES:
-        raise CheckpointError(f"{label} pickles {research_class(module)}, which is not a known research model class")
+        raise CheckpointError(f"{label} pickles {safe_name(research_class(module))}, which is not a known research "
+                              "model class")
     family = _CLASS_FAMILIES[name]
     vectors = getattr(module, "prototype_vectors", None)
     if family == "protopnet" and (hasattr(module, "conv_offset") or

@@ -48,6 +48,7 @@ def build(family: str, state: dict[str, Tensor], identity: Tensor | None, image_
     """A native ProtoPNet (``protopnet``, with ``log`` or ``linear`` activation) or :class:`TesNet`
     (``tesnet``) holding the research weights."""
     P, D, C = _shapes(state, label)
+    pickled = identity is not None
     if identity is None:
         if P % C:
             raise CheckpointError(f"{label}: {P} prototypes for {C} classes and no pickled class identity; "
@@ -62,7 +63,8 @@ def build(family: str, state: dict[str, Tensor], identity: Tensor | None, image_
         model: PrototypeModel = TesNet(TesNetConfig(names, backbone, P, D, add_on, spec))
         weights["class_identity"] = identity
     else:
-        standard = P % C == 0 and torch.equal(identity.cpu().float(), default_identity(P, C))
+        with torch.device(identity.device):  # also when built on the meta device (identity stays on the CPU)
+            standard = P % C == 0 and (not pickled or torch.equal(identity.float(), default_identity(P, C)))
         config = ProtoPNetConfig(names, backbone, max(1, P // C), D, add_on, activation, input=spec,
                                  num_prototypes=None if standard else P)
         model = ProtoPNet(config)

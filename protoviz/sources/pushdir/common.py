@@ -75,9 +75,11 @@ def decode_raw(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 of an image file as PIL decodes it (no EXIF rotation, like the research loaders),
     refusing files over protoviz's size limits."""
     try:
+        if not path.is_file():  # a FIFO would block Image.open, a device never end
+            raise ImageError(f"{path.name}: not a regular file")
         if path.stat().st_size > DEFAULT_LIMITS.max_bytes:
             raise ImageError(f"{path.name}: file over {DEFAULT_LIMITS.max_bytes / 2**20:.0f} MB")
-        with Image.open(path) as image:
+        with Image.open(path, formats=list(DEFAULT_LIMITS.formats)) as image:
             if image.size[0] * image.size[1] > DEFAULT_LIMITS.max_pixels:
                 raise ImageError(f"{path.name}: image over {DEFAULT_LIMITS.max_pixels / 1e6:.0f} megapixels")
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -90,7 +92,9 @@ def decode_raw(path: Path) -> np.ndarray:
 def header_size(path: Path) -> tuple[int, int] | None:
     """(H, W) from an image file's header without decoding it; None when unreadable."""
     try:
-        with Image.open(path) as image:
+        if not path.is_file():
+            return None
+        with Image.open(path, formats=list(DEFAULT_LIMITS.formats)) as image:
             return image.size[1], image.size[0]
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None

@@ -56,6 +56,8 @@ def test_the_os_system_spelling_and_protocol_0_are_refused(tmp_path: Path) -> No
     sentinel = tmp_path / "pwned"
     path = tmp_path / "classic.pkl"
     path.write_bytes(mal.protocol0_os_system(sentinel))
+    _refused(path, "protocol 0/1", sentinel)  # Python 2's text pickles are not read at all
+    path.write_bytes(b"\x80\x02" + mal.protocol0_os_system(sentinel))  # the same opcodes after a protocol-2 header
     _refused(path, "os.system", sentinel)
 
 
