@@ -58,7 +58,9 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
     main = group is None or group.is_main
     output = checked_output(args.output, args.force)  # on every rank: a refusal stops them all
     device = group.device if group is not None else pick_device(args.device)
-    model = load_model(args.input, family=args.family, device=device, **load_hints(args))
+    hints = load_hints(args)
+    model = load_model(args.input, family=args.family, device=device, slots=hints.get("slots"),
+                       activation=hints.get("activation"), backbone=hints.get("backbone"))
     progress = None if args.quiet or not main else console_progress()
     projection = project_shard(model, args.data, batch_size=args.batch_size, progress=progress, group=group)
     if projection is None:
