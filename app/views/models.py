@@ -40,6 +40,7 @@ SHOWN_CLASSES = 12
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar", ".pkl", ".ckpt")
 MAX_LISTED = 500
 _UPLOAD_ROUND = "models.add.upload.round"  # bumped after an add, so the uploader drops the file from memory
+_ADDED = "models.add.message"
 
 
 def model_card(name: str) -> None:
@@ -108,6 +109,8 @@ def add_model_section() -> None:
                "are read by a restricted loader that builds only tensors and known layer classes: nothing in a "
                f"file can run. Uploads up to {limit_mb:,.0f} MB; larger checkpoints can be added from a model "
                "folder on the server.")
+    if _ADDED in st.session_state:
+        st.success(st.session_state.pop(_ADDED))
     round_ = int(st.session_state.get(_UPLOAD_ROUND, 0))
     upload = st.file_uploader("Upload a checkpoint", key="models.add.upload" + (f".{round_}" if round_ else ""))
     local = server_path_input("…or a server path (file, run folder or model folder)", key="models.add.path")
@@ -145,11 +148,14 @@ def add_model_section() -> None:
     finally:
         if path is not None:
             uploads.discard(path)  # rejected: nothing stays; added: the workspace keeps its own copy
-    if upload is not None:
-        st.session_state[_UPLOAD_ROUND] = round_ + 1  # a fresh uploader: Streamlit frees the uploaded bytes
-    st.success(f"Added {entry.name!r}: a {loaded.summary.family} model. It is now available on every page.")
-    rows = loaded.summary.as_rows()
-    st.dataframe({"property": [k for k, _ in rows], "value": [v for _, v in rows]}, hide_index=True)
+    message = f"Added {entry.name!r}: a {loaded.summary.family} model. It is now available on every page."
+    if upload is None:
+        st.success(message)
+        return
+    # a fresh, empty uploader on the next run, so Streamlit frees the uploaded bytes it holds in memory
+    st.session_state[_UPLOAD_ROUND] = round_ + 1
+    st.session_state[_ADDED] = message
+    st.rerun()
 
 
 def choose_in_folder(local: str | None) -> str | None:
