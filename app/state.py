@@ -144,7 +144,7 @@ def current_device() -> torch.device:
     return dashboard_device(os.environ.get("PROTOVIZ_DEVICE") or None)
 
 
-def session_results(namespace: str) -> dict[str, Any]:
+def session_results(namespace: str) -> dict[Any, Any]:
     """A dict kept in this session across reruns, one per page/namespace (e.g. ``"explain"``)."""
     return st.session_state.setdefault(_RESULTS + namespace, {})
 
