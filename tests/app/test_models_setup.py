@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import streamlit as st
 import torch
@@ -244,5 +243,6 @@ def test_uploaded_file_is_dropped_from_the_uploader_after_adding(app_env: None, 
         ("kept.safetensors", (model_dir / "tiny_log.safetensors").read_bytes(), "application/octet-stream"))
     at.button(key="models.add.submit").click().run()
     assert not errors(at)
-    assert [u.key for u in at.get("file_uploader")][0] == "models.add.upload.1"  # a fresh, empty uploader
-    assert np.isclose(kept("kept").size_bytes, (model_dir / "tiny_log.safetensors").stat().st_size)
+    assert [u.key for u in at.get("file_uploader")] == ["models.add.upload.1"]  # a fresh, empty uploader
+    assert kept("kept").size_bytes == (model_dir / "tiny_log.safetensors").stat().st_size
+    assert any("Added 'kept'" in s.value for s in at.success)
