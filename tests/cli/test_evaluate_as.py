@@ -77,8 +77,9 @@ def test_explain_honours_the_region_over_a_dataset(setup: tuple[Path, Path], tmp
                  "--limit", "3", "--region", "inside", "--prototypes", "2,7"]) == 0
     assert "region inside" in capsys.readouterr().out
     table = pd.read_csv(out / "characteristics.csv")
-    measured = table.dropna(subset=["importance"])
-    assert set(measured["prototype"]) == {2, 7}
+    assert set(table["prototype"]) == {2, 7} and table["importance"].notna().any()
+    assert sorted(table[table["prototype"] == 2]["rank"]) == list(range(1, len(table) // 2 + 1))
     doc = json.loads((out / "characteristics.json").read_text())
+    assert [bool(p["ranking"]) for p in doc["prototypes"]] == [j in (2, 7) for j in range(len(doc["prototypes"]))]
     assert doc["config"]["region"] == "inside" and doc["modifications"]["region"] == "inside"
     assert main(["explain", str(checkpoint), "--data", str(data), "--out", str(out), "--prototypes", "two"]) == 2
