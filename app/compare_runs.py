@@ -15,7 +15,6 @@ from typing import Any
 import streamlit as st
 
 from app.cache import LoadedModel
-from app.kept_results import kept_for_key, kept_for_model
 from app.progress_bar import BarProgress
 from app.state import session_results
 from app.widgets import server_path_input
@@ -170,15 +169,13 @@ def session_found(kind: type) -> list[Any]:
 
 def keyed(kind: type, key: RunKey) -> Any | None:
     """The latest result of type ``kind`` whose key equals ``key``, or None."""
-    candidates = kept_for_key(kind, key) + session_found(kind)  # the Evaluate and Why pages keep theirs
-    matches = [item for item in candidates if key.complete and result_key(item) == key]
+    matches = [item for item in session_found(kind) if key.complete and result_key(item) == key]
     return matches[-1] if matches else None
 
 
 def for_model(kind: type, loaded: LoadedModel) -> Any | None:
     """The latest result of type ``kind`` made with this model file (any dataset), or None."""
-    candidates = kept_for_model(kind, loaded.sha256) + session_found(kind)
-    matches = [item for item in candidates if (k := result_key(item)) is not None
+    matches = [item for item in session_found(kind) if (k := result_key(item)) is not None
                and loaded.sha256 is not None and k.model_sha256 == loaded.sha256
                and getattr(item, "num_prototypes", loaded.model.num_prototypes) == loaded.model.num_prototypes]
     return matches[-1] if matches else None
