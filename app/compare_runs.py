@@ -19,7 +19,7 @@ from app.progress_bar import BarProgress
 from app.state import session_results
 from app.widgets import server_path_input
 from protoviz.compare.summary import CompareConfig, ModelRun, open_probe_dataset, probe_indices, scan_dataset
-from protoviz.provenance import DatasetIdentity, RunKey, dataset_identity, digest, selection_digest
+from protoviz.provenance import DatasetIdentity, RunKey, dataset_identity, selection_digest
 
 NAMESPACE = "compare"
 SYNTHETIC = "bundled synthetic test set"
@@ -101,7 +101,7 @@ def part_scores_key(loaded: LoadedModel, dataset: Any, config: CompareConfig) ->
     only scores that may join this model's row."""
     indices = probe_indices(len(dataset), config.max_images, config.seed)
     ident = identity(dataset)
-    return RunKey(loaded.sha256, ident.fingerprint, ident.split, digest(_part_config(config).settings(indices)))
+    return RunKey.of("evaluate", loaded.sha256, ident, _part_config(config).settings(indices))
 
 
 def compute_part_scores(loaded: LoadedModel, dataset: Any, config: CompareConfig) -> Any:
@@ -128,7 +128,7 @@ def characteristics_key(loaded: LoadedModel, dataset: Any, limit: int | None) ->
     total = len(dataset) if limit is None else min(len(dataset), limit)
     ident = identity(dataset)
     settings = {"explain": ExplainConfig(), "images": selection_digest(range(total)), "image_count": total}
-    return RunKey(loaded.sha256, ident.fingerprint, ident.split, digest(settings))
+    return RunKey.of("why", loaded.sha256, ident, settings)
 
 
 def compute_characteristics(loaded: LoadedModel, dataset: Any, limit: int | None) -> Any:

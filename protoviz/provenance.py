@@ -1,14 +1,18 @@
-"""How a result was made: one frozen :class:`Provenance` per pass, and the key results are joined on.
+"""How a result was made: one frozen :class:`Provenance` per pass, and the :class:`RunKey` it answers.
 
 Every dataset-wide result (scores, top-k patches, profiles, global explanations) carries the
-Provenance of the pass that made it: the model's checkpoint sha256 and shape, the dataset fingerprint
-and split, the canonical settings, the seed, the device, the library versions, how many images and
-ranks, the batch size asked for and the one that fitted after out-of-memory halvings.
+Provenance of the pass that made it: what kind of result it is, the model's checkpoint sha256 and
+shape, the dataset fingerprint and split, the canonical settings, the seed, the device, the library
+versions, how many images and ranks, the batch size asked for and the one that fitted after
+out-of-memory halvings.
 
-Two results may be compared or shown side by side only when their :class:`RunKey` is equal:
-(model sha256, dataset fingerprint, split, settings digest). The settings digest covers everything that
-changes the numbers (the images chosen, metric parameters, seeds) and nothing that does not (batch
-size, device, which other metrics ran in the same pass).
+One concept, one name: a :class:`RunKey` (kind, model sha256, dataset fingerprint, canonical settings
+JSON with the split) is what a result is the answer to. The workspace stores runs under it (the same
+request twice is served from the store), and two results may be compared or shown side by side only
+when their keys are equal. ``Provenance.key`` is the key of the pass, so a page can make the key of a
+request before running it (:meth:`RunKey.of` with the settings the pass will record) and find it
+stored. The settings cover everything that changes the numbers (the images chosen, the metrics and
+their parameters, seeds, the data path) and nothing that does not (batch size, device).
 
 Pure Python at import time (no torch), so the command line and the workspace can import it cheaply.
 """
@@ -16,6 +20,7 @@ Pure Python at import time (no torch), so the command line and the workspace can
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import platform
 import sys
@@ -91,17 +96,50 @@ def _length(source: Any) -> int | None:
 
 @dataclass(frozen=True)
 class RunKey:
-    """Results join only on equal keys: same model file, same images of the same split, same settings."""
+    """What a run is the answer to: its ``kind`` (``evaluate``, ``why``, ``trust`` ...), the model file's
+    sha256, the dataset fingerprint and ``settings``, canonical JSON (:func:`protoviz.payload.canonical_json`
+    of :func:`canonical` settings). Build one with :meth:`make` (every part required) or :meth:`of` (from a
+    pass's dataset identity; unknown parts stay empty and the key is then not :attr:`complete`)."""
 
-    model_sha256: str | None
-    dataset_fingerprint: str | None
-    split: str | None
-    settings_digest: str
+    kind: str
+    model_sha256: str
+    dataset_fingerprint: str
+    settings: str
+
+    @classmethod
+    def make(cls, kind: str, model_sha256: str, dataset_fingerprint: str, settings: Mapping[str, Any] | Any) -> RunKey:
+        """A key from any settings mapping or dataclass (canonicalised: key order does not matter)."""
+        from protoviz.errors import WorkspaceError
+        from protoviz.payload import canonical_json
+
+        for name, value in (("kind", kind), ("model sha256", model_sha256),
+                            ("dataset fingerprint", dataset_fingerprint)):
+            if not isinstance(value, str) or not value.strip():
+                raise WorkspaceError(f"a run key needs a non-empty {name}")
+        return cls(kind, model_sha256, dataset_fingerprint, canonical_json(settings))
+
+    @classmethod
+    def of(cls, kind: str, model_sha256: str | None, dataset: DatasetIdentity, settings: Mapping[str, Any]) -> RunKey:
+        """The key of a pass of ``kind`` over ``dataset`` with ``settings`` (what the pass records in its
+        provenance): the split joins the settings. Empty model or dataset parts make an incomplete key."""
+        from protoviz.payload import canonical_json
+
+        body = canonical({**dict(settings), "split": dataset.split})
+        return cls(kind, model_sha256 or "", dataset.fingerprint or "", canonical_json(body))
 
     @property
     def complete(self) -> bool:
-        """False when the model or the dataset is unidentified (such a result never joins another)."""
-        return self.model_sha256 is not None and self.dataset_fingerprint is not None
+        """False when the model or the dataset is unidentified (such a result is never stored or joined)."""
+        return bool(self.model_sha256 and self.dataset_fingerprint)
+
+    @property
+    def settings_dict(self) -> dict[str, Any]:
+        return dict(json.loads(self.settings))
+
+    @property
+    def digest(self) -> str:
+        """A short digest of the settings, for file names and captions."""
+        return hashlib.sha256(self.settings.encode("utf-8")).hexdigest()[:SETTINGS_DIGEST_LENGTH]
 
 
 @dataclass(frozen=True)
@@ -113,6 +151,7 @@ class Provenance:
     their digest. batch_size: asked for; batch_size_used: the smallest that fitted (halved on
     out-of-memory ``oom_halvings`` times). world_size: ranks that shared the pass (1 = one process).
     notes: facts a result wants to show beside its numbers (class matching, region size in pixels ...).
+    kind: what the pass made (``evaluate``, ``why`` ...; set by the function that ran it, empty if none).
     """
 
     model_sha256: str | None
@@ -130,6 +169,7 @@ class Provenance:
     started: str
     seconds: float
     notes: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = ""
 
     @property
     def settings_digest(self) -> str:
@@ -137,7 +177,8 @@ class Provenance:
 
     @property
     def key(self) -> RunKey:
-        return RunKey(self.model_sha256, self.dataset.fingerprint, self.dataset.split, self.settings_digest)
+        """The key this pass answers (:meth:`RunKey.of` its kind, model, dataset and settings)."""
+        return RunKey.of(self.kind, self.model_sha256, self.dataset, self.settings)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record of everything above (for result files and the workspace)."""
@@ -149,8 +190,27 @@ class Provenance:
             "device": self.device, "versions": dict(self.versions), "images": self.images,
             "batch_size": self.batch_size, "batch_size_used": self.batch_size_used,
             "oom_halvings": self.oom_halvings, "world_size": self.world_size, "started": self.started,
-            "seconds": round(self.seconds, 3), "notes": dict(self.notes),
+            "seconds": round(self.seconds, 3), "notes": dict(self.notes), "kind": self.kind,
         })
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """The provenance :meth:`to_dict` wrote (as the workspace keeps it); its :attr:`key` is the original's."""
+        dataset = dict(data.get("dataset") or {})
+        fingerprint = dataset.pop("fingerprint", None)
+        identity = DatasetIdentity(fingerprint, dataset.get("split"), dataset)
+
+        def number(name: str) -> int | None:
+            value = data.get(name)
+            return None if value is None else int(value)
+
+        return cls(model_sha256=data.get("model_sha256"), model=dict(data.get("model") or {}), dataset=identity,
+                   settings=dict(data.get("settings") or {}), seed=number("seed"), device=str(data.get("device", "")),
+                   versions=dict(data.get("versions") or {}), images=int(data.get("images") or 0),
+                   batch_size=number("batch_size"), batch_size_used=number("batch_size_used"),
+                   oom_halvings=int(data.get("oom_halvings") or 0), world_size=int(data.get("world_size") or 1),
+                   started=str(data.get("started", "")), seconds=float(data.get("seconds") or 0.0),
+                   notes=dict(data.get("notes") or {}), kind=str(data.get("kind", "")))
 
 
 def model_identity(model: Any) -> dict[str, Any]:

@@ -11,8 +11,8 @@ Owners: every run, kept model and job belongs to an owner (:mod:`protoviz.owners
 it: another owner's run is answered exactly as a missing one. :meth:`Workspace.for_owner` gives the
 same file (connection lock, limits) acting for another owner; the dashboard uses one per visitor.
 
-A run is keyed by its owner and a :class:`RunKey` (kind, model sha256, dataset fingerprint, canonical
-settings JSON): the same request twice by the same owner finds the stored run (``cached=True`` on the
+A run is keyed by its owner and a :class:`~protoviz.provenance.RunKey` (kind, model sha256, dataset
+fingerprint, canonical settings JSON; the one key class, defined beside the provenance it is made from): the same request twice by the same owner finds the stored run (``cached=True`` on the
 returned :class:`RunRecord`). Two owners making the same request compute it twice: no result is shared
 between owners, which is simpler and tells no one what another has computed. The models users added are
 ``workspace.models`` (:mod:`protoviz.kept_models`). Exports never contain the owner.
@@ -46,7 +46,8 @@ from urllib.parse import quote
 from protoviz.errors import WorkspaceError
 from protoviz.kept_models import ModelStore, StoredModel
 from protoviz.owners import LOCAL_OWNER, check_owner, default_owner
-from protoviz.payload import Payload, Storable, as_payload, canonical_json, dumps, export_clean, rows_csv
+from protoviz.payload import Payload, Storable, as_payload, dumps, export_clean, rows_csv
+from protoviz.provenance import RunKey
 from protoviz.workspace_schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION, TABLES, migrate
 
 DB_NAME = "workspace.sqlite"
@@ -86,29 +87,6 @@ class WorkspaceLimits:
                 if values[name] <= 0:
                     raise WorkspaceError(f"{var} must be positive, got {text!r}")
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """What a run is the answer to. ``settings`` is canonical JSON (use :meth:`make`)."""
-
-    kind: str
-    model_sha256: str
-    dataset_fingerprint: str
-    settings: str
-
-    @classmethod
-    def make(cls, kind: str, model_sha256: str, dataset_fingerprint: str, settings: Mapping[str, Any] | Any) -> RunKey:
-        """A key from any settings mapping or dataclass (canonicalised: key order does not matter)."""
-        for name, value in (("kind", kind), ("model sha256", model_sha256),
-                            ("dataset fingerprint", dataset_fingerprint)):
-            if not isinstance(value, str) or not value.strip():
-                raise WorkspaceError(f"a run key needs a non-empty {name}")
-        return cls(kind, model_sha256, dataset_fingerprint, canonical_json(settings))
-
-    @property
-    def settings_dict(self) -> dict[str, Any]:
-        return json.loads(self.settings)
 
 
 @dataclass(frozen=True)
@@ -309,6 +287,9 @@ class Workspace:
         If this owner already stored ``key``, the stored run is kept and returned (``cached=True``) unless
         ``replace``. Raises WorkspaceError when a blob, a JSON document or the total is over its limit.
         """
+        if not (key.complete and key.kind):
+            raise WorkspaceError(f"a {key.kind or 'run'} result without a kind, a model sha256 or a dataset "
+                                 "fingerprint cannot be kept (it could never be found again)")
         payload = as_payload(result)
         texts = {"data": dumps(payload.data, "the result's data"), "tables": dumps(payload.tables, "its tables"),
                  "provenance": dumps(payload.provenance, "its provenance")}

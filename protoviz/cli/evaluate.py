@@ -2,6 +2,11 @@
 
 The metric list, its help and the defaults come from the metric registry. Under ``torchrun`` the images
 are split over the ranks and rank 0 prints and writes the one result (see README).
+
+``--as published`` evaluates the images as EvalProtoPNet did (crops written as JPEG and read back,
+keypoints truncated with int(), see protoviz.data.published); ``--as clean`` crops in memory. The
+default is the paper's path where a paper's number exists: ``published`` for a CUB-layout folder cropped
+to its boxes, ``clean`` for the bundled synthetic set, other layouts and ``--no-crop``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import sys
 from pathlib import Path
 
 from protoviz.data.datasets import KINDS, ImageDataset, open_dataset
+from protoviz.data.published import PATHS, WHY_THEY_DIFFER, dataset_for_path, paper_path
 from protoviz.device import pick_device
 from protoviz.distributed import ShardGroup, join, leave
 from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
@@ -38,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-crop", dest="crop", action="store_false",
                         help="use the whole image, with part coordinates scaled to the resized image, instead of "
                              "cropping each image to its bounding box first as the reference does (the default)")
+    parser.add_argument("--as", dest="path", default=None, choices=PATHS,
+                        help="data path: 'published' evaluates crops written and re-read as JPEG with int() "
+                             "keypoints as EvalProtoPNet did (reproduces the paper's numbers); 'clean' crops in "
+                             "memory (the better-founded numbers). Default: published for a CUB-layout folder "
+                             f"cropped to its boxes, clean otherwise (and for '{SYNTHETIC}')")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated (default: the registry's defaults the dataset allows: "
                              "accuracy,consistency,stability with parts, accuracy,region_stability without)")
@@ -60,15 +71,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def open_data(data: str, kind: str, split: str, crop: bool) -> ImageDataset:
-    """The dataset at ``data``, or the bundled synthetic set for ``'synthetic'``."""
+def open_data(data: str, kind: str, split: str, crop: bool, path: str | None = "clean") -> ImageDataset:
+    """The dataset at ``data``, or the bundled synthetic set for ``'synthetic'``, on data path ``path``
+    (None: :func:`~protoviz.data.published.paper_path`, clean for the synthetic set)."""
     if data == SYNTHETIC:
         from protoviz.data.demo import synthetic_dataset
 
         folder = synthetic_dataset()
     else:
         folder = Path(data).expanduser()
-    return open_dataset(folder, kind=kind, split=split, crop_to_box=crop)
+    dataset = open_dataset(folder, kind=kind, split=split, crop_to_box=crop)
+    if path is None:
+        path = "clean" if data == SYNTHETIC else paper_path(dataset)
+    return dataset_for_path(dataset, path)
 
 
 def config_from(args: argparse.Namespace, dataset: ImageDataset) -> EvaluationConfig:
@@ -94,7 +109,7 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
     device = group.device if group is not None else pick_device(args.device)
     main = group is None or group.is_main
     model = load_model(args.checkpoint, family=args.family, device=device)
-    dataset = open_data(args.data, args.kind, args.split, args.crop)
+    dataset = open_data(args.data, args.kind, args.split, args.crop, args.path)
     config = config_from(args, dataset)
     if not dataset.has_parts and not args.quiet and main:
         print(f"note: part metrics unavailable: {dataset.parts_reason}", file=sys.stderr)
@@ -110,6 +125,10 @@ def write(result: EvaluationResult, name: str, dataset: ImageDataset, args: argp
     prov = result.provenance
     ranks = f", {prov.world_size} ranks" if prov.world_size > 1 else ""
     print(f"{name} on {dataset.root} ({dataset.kind}, {dataset.split}, {prov.images} images, {prov.device}{ranks})")
+    published = getattr(dataset, "path", "clean") == "published"
+    label = "as published (EvalProtoPNet)" if published else "clean (in memory)"
+    print(f"  data path: {label}{'' if args.path else ', the default here'}; --as "
+          f"{'clean' if published else 'published'} for the other. Why they differ: {WHY_THEY_DIFFER}")
     width = max(len(k) for k in result.scores)
     units = result.units
     for key, value in result.scores.items():

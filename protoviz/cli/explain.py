@@ -25,7 +25,7 @@ from protoviz.data.published import dataset_for_path
 from protoviz.device import pick_device
 from protoviz.distributed import ShardGroup, join, leave
 from protoviz.errors import ConfigError, ModelError
-from protoviz.explain.characteristics import list_characteristics
+from protoviz.explain.characteristics import list_characteristics, list_regions
 from protoviz.explain.export import provenance, write_global
 from protoviz.explain.extras import agreement, redundancy
 from protoviz.explain.global_ import explain_shard
@@ -49,6 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--characteristics", default=None,
                         help="comma-separated registered characteristics, combinations a+b, noise floors floor:a "
                              f"(default: {','.join(CHARACTERISTICS)}; registered: {','.join(list_characteristics())})")
+    parser.add_argument("--region", default="whole", choices=list_regions(),
+                        help="where each modification is applied: the whole image (default, Nauta et al.), only "
+                             "inside / outside each prototype's high-activation box, or weighted by its heatmap "
+                             "(focus) or its complement (dual); regions other than whole cost one forward per "
+                             "image, prototype and modification")
+    parser.add_argument("--prototypes", default=None,
+                        help="comma-separated prototype indices a region run explains (default: all)")
+    parser.add_argument("--heatmap-method", default="upsample",
+                        help="the heatmap method that weights focus and dual (a registered method)")
     parser.add_argument("--floors", action="store_true",
                         help="also run every characteristic at its neutral strength (a noise floor per characteristic)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
@@ -83,6 +92,16 @@ def parse_params(items: list[str]) -> ModificationParams:
         except ValueError as error:
             raise ConfigError(f"--param {name}: expected a {kind.__name__}, got {text!r}") from error
     return ModificationParams(**values)
+
+
+def parse_prototypes(text: str | None) -> list[int] | None:
+    """``"3,5"`` -> [3, 5]; None or empty -> None (all prototypes)."""
+    if not text or not text.strip():
+        return None
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError as error:
+        raise ConfigError(f"--prototypes expects comma-separated indices, got {text!r}") from error
 
 
 def resolve_path(mode: str | None, path: str | None) -> tuple[str, str]:
@@ -122,14 +141,17 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
     dataset = dataset_for_path(open_dataset(data, split=args.split, crop_to_box=not args.no_crop), path)
     names = tuple(n.strip() for n in (args.characteristics or "").split(",") if n.strip()) or CHARACTERISTICS
     config = ExplainConfig(mode=mode, path=path, names=names, noise_floor=args.noise_floor, floors=args.floors,
-                           params=parse_params(args.param))
+                           params=parse_params(args.param), region=args.region, heatmap_method=args.heatmap_method)
+    prototypes = parse_prototypes(args.prototypes)
     info = provenance(model, Path(args.checkpoint).stem, {**dataset.describe(), "limit": args.limit}, config.seed)
     progress: Any = None if args.quiet or not main else console_progress()
-    result = explain_shard(model, dataset, config, args.batch_size, args.limit, progress, info, group=group)
+    result = explain_shard(model, dataset, config, args.batch_size, args.limit, progress, info, group=group,
+                           prototypes=prototypes)
     second = None
     if args.agreement_split:
         other = dataset_for_path(open_dataset(data, split=args.agreement_split, crop_to_box=not args.no_crop), path)
-        second = explain_shard(model, other, config, args.batch_size, args.limit, progress, group=group)
+        second = explain_shard(model, other, config, args.batch_size, args.limit, progress, group=group,
+                               prototypes=prototypes)
     if result is None:
         return 0
     csv_path, json_path = write_global(result, args.out, model)
@@ -150,5 +172,5 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
               f"median Pearson {together.median_pearson:.2f} over {result.num_prototypes} prototypes")
     json_path.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
     print(f"wrote {csv_path} and {json_path} ({result.num_images} images, {result.num_prototypes} prototypes, "
-          f"mode {mode}, {path} path; {len(flagged)} redundant pair(s) flagged)")
+          f"mode {mode}, {path} path, region {config.region}; {len(flagged)} redundant pair(s) flagged)")
     return 0

@@ -138,6 +138,18 @@ def published_dataset(dataset: ImageDataset) -> ImageDataset:
     return dataset if isinstance(dataset, PublishedDataset) else PublishedDataset(dataset)
 
 
+def paper_path(dataset: ImageDataset) -> str:
+    """The data path a paper's number needs on ``dataset``: ``published`` for a CUB-layout dataset cropped to
+    its boxes (the setting both published evaluations ran on), ``clean`` otherwise (there is no published
+    number to reproduce, so the better-founded path)."""
+    return "published" if dataset.kind == "cub" and dataset.crop_to_box else "clean"
+
+
+WHY_THEY_DIFFER = ("EvalProtoPNet evaluates crops written as JPEG (quality 95, cv2.imwrite) and read back, with "
+                   "keypoints truncated by int(); the clean path crops in memory and keeps keypoints in float")
+"""One line saying why the two data paths of an evaluation differ."""
+
+
 def dataset_for_path(dataset: ImageDataset, path: str) -> ImageDataset:
     """``dataset`` as is for ``clean``, wrapped by :func:`published_dataset` for ``published``: the one-line
     hook for ``--as published|clean``."""

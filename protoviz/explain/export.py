@@ -45,9 +45,10 @@ def _number(value: float) -> float | None:
 
 def global_rows(result: GlobalExplanation, class_names: list[str] | None = None,
                 prototype_classes: list[int] | None = None) -> list[dict[str, Any]]:
-    """One row per (prototype, characteristic): importance G, mean Delta, mean |Delta|, rank."""
+    """One row per (explained prototype, characteristic): importance G, mean Delta, mean |Delta|, rank (a
+    region run that named prototypes has rows for those only)."""
     rows = []
-    for j in range(result.num_prototypes):
+    for j in result.explained:
         ranking = result.ranking(j, include_identity=True)
         for m, name in enumerate(result.characteristics):
             cls = prototype_classes[j] if prototype_classes is not None else None
@@ -80,6 +81,7 @@ def global_provenance(result: GlobalExplanation) -> dict[str, Any]:
 def global_json(result: GlobalExplanation, model: PrototypeModel | None = None) -> str:
     """The global explanation as JSON text: config, provenance, and per-prototype vectors."""
     classes = prototype_classes(model) if model else None
+    explained = set(result.explained)
     doc = {
         "kind": "global_characteristics", "config": result.config.to_dict(), **result.provenance,
         "characteristics": list(result.characteristics), "images": result.num_images,
@@ -88,7 +90,8 @@ def global_json(result: GlobalExplanation, model: PrototypeModel | None = None) 
                         "mean_delta": dict(zip(result.characteristics, result.mean_delta[j].tolist())),
                         "mean_abs_delta": dict(zip(result.characteristics, result.mean_abs_delta[j].tolist())),
                         "mean_similarity": float(result.mean_similarity[j]),
-                        "ranking": result.ranking(j)} for j in range(result.num_prototypes)],
+                        "ranking": result.ranking(j) if j in explained else []}
+                       for j in range(result.num_prototypes)],
     }
     return json.dumps(doc, indent=2, default=str)
 

@@ -8,14 +8,21 @@ Running sums are kept in float64, so memory does not grow with the dataset, and 
 
 The pass is :func:`protoviz.passes.run_pass`: the originals get the engine's clean forward, their M
 modified versions one forward per batch through :class:`CharacteristicView`, and
-:class:`GlobalAccumulator` is the consumer that reads both.
+:class:`GlobalAccumulator` is the consumer that reads both. Regions other than ``whole`` (inside /
+outside the prototype's box, focus / dual on its heatmap) perturb each prototype's own region:
+:mod:`protoviz.explain.global_regions`, for the prototypes a run names.
+
+A result answers :func:`global_key` (kind ``why``) and is kept in the workspace as a typed payload
+(``@result_type("global_explanation")``): the arrays as blobs, a ``scores`` table per characteristic, an
+``importance`` table per prototype and characteristic and, with noise floors, a ``summary`` table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -30,8 +37,12 @@ from protoviz.explain.local import LocalExplanation, prepare_cpu, to_device, val
 from protoviz.explain.params import ExplainConfig
 from protoviz.models.base import PrototypeModel
 from protoviz.passes import Needs, PassBatch, PassRecord, PassStep, run_pass
+from protoviz.payload import Payload, array_from_bytes, array_to_bytes, result_type
 from protoviz.progress import Progress
-from protoviz.provenance import Provenance, dataset_identity, selection_digest
+from protoviz.provenance import DatasetIdentity, Provenance, RunKey, dataset_identity, selection_digest
+
+KIND = "why"
+ARRAYS = ("importance", "mean_delta", "mean_abs_delta", "mean_similarity", "weight_sum")
 
 if TYPE_CHECKING:
     from protoviz.distributed import ShardGroup
@@ -115,6 +126,19 @@ class GlobalAccumulator:
                               f"got a batch with {local.similarities.shape[1]}")
         self._add(local.similarities, local.deltas)
 
+    def _add_rows(self, rows: Sequence[int], similarities: Tensor, deltas: Tensor) -> None:
+        """similarities (B, K), deltas (B, M, K) on the CPU for the prototypes ``rows`` (K,) only."""
+        index = np.asarray(rows, dtype=np.int64)
+        s = similarities.double()
+        delta = deltas.double()
+        w = s.clamp_min(0.0)
+        self.weighted[index] += torch.einsum("bp,bmp->pm", w, delta).numpy()
+        self.weights[index] += w.sum(0).numpy()
+        self.deltas[index] += delta.sum(0).t().numpy()
+        self.abs_deltas[index] += delta.abs().sum(0).t().numpy()
+        self.similarities[index] += s.sum(0).numpy()
+        self.count += int(s.shape[0])
+
     def _add(self, similarities: Tensor, deltas: Tensor) -> None:
         """similarities (B, P), deltas (B, M, P) on the CPU."""
         s = similarities.double()
@@ -134,8 +158,9 @@ class GlobalAccumulator:
         self.count += other.count
 
     def result(self, config: ExplainConfig | None = None, provenance: dict[str, Any] | None = None,
-               run: Provenance | None = None) -> GlobalExplanation:
-        """The global explanation of everything added so far (``config``: the view's by default)."""
+               run: Provenance | None = None, prototypes: tuple[int, ...] | None = None) -> GlobalExplanation:
+        """The global explanation of everything added so far (``config``: the view's by default);
+        ``prototypes``: the only rows computed (the others are NaN), None for all."""
         config = config or (self.view.config if self.view is not None else None)
         if config is None:
             raise ConfigError("a global result needs the ExplainConfig it was made with")
@@ -143,19 +168,26 @@ class GlobalAccumulator:
             raise DatasetError("a global explanation needs at least one image; the dataset gave none")
         with np.errstate(invalid="ignore", divide="ignore"):
             importance = np.where(self.weights[:, None] > 0, self.weighted / self.weights[:, None], np.nan)
+        means = [self.deltas / self.count, self.abs_deltas / self.count, self.similarities / self.count]
+        if prototypes is not None:
+            skipped = np.setdiff1d(np.arange(self.num_prototypes), np.asarray(prototypes, dtype=np.int64))
+            for values in means:
+                values[skipped] = np.nan
         return GlobalExplanation(
-            characteristics=self.characteristics, importance=importance, mean_delta=self.deltas / self.count,
-            mean_abs_delta=self.abs_deltas / self.count, mean_similarity=self.similarities / self.count,
+            characteristics=self.characteristics, importance=importance, mean_delta=means[0],
+            mean_abs_delta=means[1], mean_similarity=means[2],
             weight_sum=self.weights.copy(), num_images=self.count, config=config, provenance=dict(provenance or {}),
-            run=run)
+            run=run, prototypes=prototypes)
 
 
+@result_type("global_explanation")
 @dataclass(frozen=True)
 class GlobalExplanation:
     """Per-prototype global importance.
 
     importance: (P, M) G_{j,m}, NaN for a prototype whose weights summed to 0. mean_delta and
     mean_abs_delta: (P, M) unweighted means of Delta and |Delta|. mean_similarity, weight_sum: (P,).
+    prototypes: the prototypes a region run explained (the other rows are NaN), None = all.
     """
 
     characteristics: tuple[str, ...]
@@ -168,10 +200,43 @@ class GlobalExplanation:
     config: ExplainConfig
     provenance: dict[str, Any] = field(default_factory=dict)
     run: Provenance | None = None  # the pass's provenance (its key joins results)
+    prototypes: tuple[int, ...] | None = None
 
     @property
     def model_sha256(self) -> str | None:
         return self.run.model_sha256 if self.run is not None else None
+
+    @property
+    def explained(self) -> list[int]:
+        """The prototypes this result explains (all of them unless a region run named some)."""
+        return list(self.prototypes) if self.prototypes is not None else list(range(self.num_prototypes))
+
+    def to_payload(self) -> Payload:
+        """The storable form: arrays as blobs, config and legacy provenance as data, tables ``scores`` (per
+        characteristic over the explained prototypes), ``importance`` and, with noise floors, ``summary``."""
+        from protoviz.explain.global_tables import global_tables
+
+        data = {"characteristics": list(self.characteristics), "num_images": self.num_images,
+                "config": self.config.to_dict(), "provenance": self.provenance,
+                "prototypes": None if self.prototypes is None else list(self.prototypes)}
+        return Payload(data=data, tables=global_tables(self), blobs={n: array_to_bytes(getattr(self, n)) for n in ARRAYS},
+                       provenance={} if self.run is None else self.run.to_dict())
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> GlobalExplanation:
+        """The explanation :meth:`to_payload` stored (its arrays need the payload's blobs)."""
+        from protoviz.errors import WorkspaceError
+
+        missing = [n for n in ARRAYS if n not in payload.blobs]
+        if missing:
+            raise WorkspaceError(f"a stored global explanation lacks its arrays {missing} (load it with its blobs)")
+        data = payload.data
+        prototypes = data.get("prototypes")
+        return cls(characteristics=tuple(data["characteristics"]),
+                   **{n: array_from_bytes(payload.blobs[n]) for n in ARRAYS}, num_images=int(data["num_images"]),
+                   config=ExplainConfig.from_dict(data["config"]), provenance=dict(data.get("provenance") or {}),
+                   run=Provenance.from_dict(payload.provenance) if payload.provenance else None,
+                   prototypes=None if prototypes is None else tuple(int(j) for j in prototypes))
 
     @property
     def num_prototypes(self) -> int:
@@ -195,19 +260,39 @@ def _images_of(source: ImageSource | Sequence[Image.Image], indices: Sequence[in
     return images
 
 
+def global_settings(config: ExplainConfig, total: int, prototypes: Sequence[int] | None = None) -> dict[str, Any]:
+    """What a global result depends on (the settings its pass records): the config and the first ``total``
+    images, and for a region run the prototypes it explains."""
+    settings: dict[str, Any] = {"explain": config, "images": selection_digest(range(total)), "image_count": total}
+    if config.region != "whole":
+        settings["prototypes"] = list(prototypes) if prototypes is not None else "all"
+    return settings
+
+
+def global_key(model_sha256: str | None, source: ImageSource | Sequence[Image.Image], config: ExplainConfig,
+               limit: int | None = None, prototypes: Sequence[int] | None = None,
+               identity: DatasetIdentity | None = None) -> RunKey:
+    """The key :func:`explain_dataset` will stamp on its result (``result.run.key``), made before running it."""
+    total = len(source) if limit is None else min(len(source), max(0, int(limit)))
+    chosen = None if prototypes is None else sorted({int(j) for j in prototypes})
+    return RunKey.of(KIND, model_sha256, identity or dataset_identity(source), global_settings(config, total, chosen))
+
+
 def explain_dataset(model: PrototypeModel, source: ImageSource | Sequence[Image.Image],
                     config: ExplainConfig | None = None, batch_size: int = 16, limit: int | None = None,
                     progress: Progress | None = None, provenance: dict[str, Any] | None = None, *,
-                    lock: Any = None) -> GlobalExplanation:
+                    lock: Any = None, prototypes: Sequence[int] | None = None) -> GlobalExplanation:
     """Global explanation of every prototype over ``source`` (every image, or the first ``limit``).
 
     Batches of ``batch_size`` images are decoded (and, in reference mode, modified with PIL / OpenCV)
     on a worker thread while the previous batch runs on the device; each batch gets one forward of its
     originals and one of its M modified versions. ``progress(done, total, stage)`` after each batch;
     ``lock`` is held around each batch's forwards; the batch halves on out-of-memory (the pass engine's
-    fallback). Whole-image modifications only.
+    fallback). With a region other than ``whole`` each of ``prototypes`` (default: all) gets its own
+    modified images (:mod:`protoviz.explain.global_regions`); whole images explain every prototype.
     """
-    result = explain_shard(model, source, config, batch_size, limit, progress, provenance, lock=lock)
+    result = explain_shard(model, source, config, batch_size, limit, progress, provenance, lock=lock,
+                           prototypes=prototypes)
     if result is None:
         raise ConfigError("explain: no result on a single process")  # cannot happen without a group
     return result
@@ -216,26 +301,52 @@ def explain_dataset(model: PrototypeModel, source: ImageSource | Sequence[Image.
 def explain_shard(model: PrototypeModel, source: ImageSource | Sequence[Image.Image],
                   config: ExplainConfig | None = None, batch_size: int = 16, limit: int | None = None,
                   progress: Progress | None = None, provenance: dict[str, Any] | None = None, *,
-                  lock: Any = None, group: ShardGroup | None = None) -> GlobalExplanation | None:
+                  lock: Any = None, group: ShardGroup | None = None,
+                  prototypes: Sequence[int] | None = None) -> GlobalExplanation | None:
     """:func:`explain_dataset` as one rank of a torchrun job: this rank's share of the batches, the sums
     merged on rank 0, which returns the result (the other ranks return None)."""
     config = config or ExplainConfig()
-    if config.region != "whole":
-        raise ConfigError("a global run modifies whole images; region-only perturbation is for local explanations")
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if config.region == "whole" and prototypes is not None:
+        raise ConfigError("a whole-image run explains every prototype in one shared forward; name prototypes only "
+                          "for region runs (inside, outside, focus, dual)")
     total = len(source) if limit is None else min(len(source), max(0, int(limit)))
     provenance = {**(provenance or {}), "modifications": describe_run(config, model.device)}
     positions = list(range(total))
+    accumulator, chosen, batch_size = _accumulator(model, config, prototypes, batch_size, lock)
     mine = positions if group is None else group.take(positions, batch_size)
-    accumulator = GlobalAccumulator(config.characteristics, model.num_prototypes, CharacteristicView(config))
-    record = PassRecord(dataset_identity(source), {"explain": config, "images": selection_digest(positions),
-                                                   "image_count": total}, config.seed, batch_size)
+    settings = global_settings(config, total, None if prototypes is None else chosen)
+    record = PassRecord(dataset_identity(source), settings, config.seed, batch_size)
     report = run_pass(model, _prepared(model, source, mine, batch_size, config), [accumulator], progress,
                       total=len(mine), stage="characteristics", lock=lock, record=record, group=group)
     if group is not None and not group.is_main:
         return None
-    return accumulator.result(config, provenance, report.provenance)
+    run = replace(report.provenance, kind=KIND)
+    return accumulator.result(config, provenance, run, None if config.region == "whole" else chosen)
+
+
+def _accumulator(model: PrototypeModel, config: ExplainConfig, prototypes: Sequence[int] | None, batch_size: int,
+                 lock: Any) -> tuple[GlobalAccumulator, tuple[int, ...] | None, int]:
+    """The pass's consumer, the prototypes it explains (None: all, whole images) and the batch size to use."""
+    if config.region == "whole":
+        return GlobalAccumulator(config.characteristics, model.num_prototypes, CharacteristicView(config)), None, \
+            batch_size
+    from protoviz.explain.global_regions import (
+        RegionAccumulator,
+        RegionView,
+        map_shape,
+        region_batch_size,
+        region_prototypes,
+    )
+
+    chosen = region_prototypes(model, prototypes)
+    with lock if lock is not None else nullcontext():
+        shape = map_shape(model)
+    batch_size = region_batch_size(model, config, chosen, batch_size, shape)
+    accumulator = RegionAccumulator(config.characteristics, model.num_prototypes,
+                                    region_view=RegionView(config, chosen))
+    return accumulator, chosen, batch_size
 
 
 def _prepared(model: PrototypeModel, source: ImageSource | Sequence[Image.Image], positions: list[int],

@@ -156,3 +156,14 @@ class ExplainConfig:
         data["characteristics"] = list(self.characteristics)
         data["names"] = list(self.names)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExplainConfig:
+        """The config :meth:`to_dict` wrote (derived entries such as ``characteristics`` are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "params" in values:
+            values["params"] = ModificationParams(**values["params"])
+        if "names" in values:
+            values["names"] = tuple(values["names"])
+        return cls(**values)

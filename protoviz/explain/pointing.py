@@ -16,6 +16,7 @@ maps clamped at 0) is compared with the object's segmentation S (the dataset's p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import Tensor
 from protoviz.data.datasets import ImageDataset, iterate_batches
 from protoviz.errors import ConfigError, DatasetError
 from protoviz.models.base import PrototypeModel
+from protoviz.progress import Progress
 
 
 def normalise(maps: Tensor, signed: bool = False) -> Tensor:
@@ -96,9 +98,12 @@ class PointingGame:
 
 @torch.no_grad()
 def pointing_game(model: PrototypeModel, dataset: ImageDataset, method: str = "upsample", top: int = 1,
-                  area: float = 0.1, batch_size: int = 16, indices: Sequence[int] | None = None) -> PointingGame:
+                  area: float = 0.1, batch_size: int = 16, indices: Sequence[int] | None = None, *,
+                  progress: Progress | None = None, lock: AbstractContextManager[Any] | None = None,
+                  stage: str = "pointing game") -> PointingGame:
     """The pointing game over ``dataset`` (or its ``indices``): each image's ``top`` most similar
-    prototypes (by max similarity), their ``method`` heatmaps against the object mask."""
+    prototypes (by max similarity), their ``method`` heatmaps against the object mask.
+    ``progress(done, total, stage)`` after each batch; ``lock`` held around each batch's model calls."""
     from protoviz.heatmaps.methods import compute_heatmaps, get_method
 
     if not dataset.has_masks:
@@ -108,15 +113,19 @@ def pointing_game(model: PrototypeModel, dataset: ImageDataset, method: str = "u
         raise ConfigError(f"pointing game: top must be within [1, {model.num_prototypes}], got {top}")
     signed = get_method(method).signed
     result = PointingGame(method, area, top)
+    total = len(dataset) if indices is None else len(indices)
+    guard = lock if lock is not None else nullcontext()
+    done = 0
     was_training = model.training
     model.eval()
     try:
         for batch in iterate_batches(dataset, model.input_spec, batch_size, indices, with_masks=True):
             images = batch.images.to(model.device)
-            scores = model.similarity_maps(images).flatten(2).amax(dim=2)  # (B, P)
-            best = scores.topk(top, dim=1)  # (B, K)
-            with torch.enable_grad():
-                maps = compute_heatmaps(method, model, images, best.indices)  # (B, K, H, W)
+            with guard:
+                scores = model.similarity_maps(images).flatten(2).amax(dim=2)  # (B, P)
+                best = scores.topk(top, dim=1)  # (B, K)
+                with torch.enable_grad():
+                    maps = compute_heatmaps(method, model, images, best.indices)  # (B, K, H, W)
             attribution = normalise(maps.flatten(0, 1).float(), signed)
             assert batch.masks is not None
             objects = (batch.masks > 0).to(model.device).repeat_interleave(top, dim=0)
@@ -128,6 +137,9 @@ def pointing_game(model: PrototypeModel, dataset: ImageDataset, method: str = "u
                                         "similarity": float(best.values[row, rank]),
                                         "mask_relevance": float(masked[row, rank]),
                                         "energy_relevance": float(energy[row, rank])})
+            done += len(batch.image_ids)
+            if progress is not None:
+                progress(done, total, stage)
     finally:
         model.train(was_training)
     return result

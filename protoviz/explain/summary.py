@@ -11,6 +11,7 @@ margin is positive, so a reader sees which values are more than what the path al
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,7 @@ def summarise(result: GlobalExplanation) -> list[CharacteristicSummary]:
     ranks[np.arange(values.shape[0])[:, None], order] = np.arange(1, values.shape[1] + 1)[None, :]
     floors = [floor_column(result, n) for n in names]
     rows = []
-    for j in range(result.num_prototypes):
+    for j in result.explained:  # a region run explains only the prototypes it named
         for m, name in enumerate(names):
             floor, source = floors[m][0][j], floors[m][1]
             value = float(values[j, m])
@@ -85,3 +86,21 @@ def prototype_summary(result: GlobalExplanation, prototype: int) -> dict[str, An
     rows.sort(key=lambda r: r.rank)
     top = next((r.characteristic for r in rows if r.above_floor), None)
     return {"prototype": prototype, "top_above_floor": top, "characteristics": [r.as_record() for r in rows]}
+
+
+def summarise_vector(values: Mapping[str, float], prototype: int) -> list[CharacteristicSummary]:
+    """The summary of one prototype's values by name (a local Delta or a global G, floors included), from
+    the most to the least important measured characteristic, each against its own floor (``floor:NAME``),
+    else the shared ``identity`` floor, else none (NaN): the same rules as :func:`summarise`."""
+    names = [n for n in values if not n.startswith(FLOOR_PREFIX) and n != IDENTITY]
+    order = sorted(range(len(names)), key=lambda m: -np.nan_to_num(float(values[names[m]]), nan=-np.inf))
+    rows = []
+    for rank, m in enumerate(order, start=1):
+        name = names[m]
+        source = next((s for s in (FLOOR_PREFIX + name, IDENTITY) if s in values), None)
+        floor = abs(float(values[source])) if source is not None else math.nan
+        value = float(values[name])
+        margin = value - floor
+        rows.append(CharacteristicSummary(prototype, name, value, floor, source, margin,
+                                          None if math.isnan(margin) else bool(margin > 0), rank))
+    return rows

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from protoviz.errors import DatasetError
+from protoviz.metrics.details import stored_details
 from protoviz.metrics.registry import Metric, register_metric
 from protoviz.metrics.score import PERCENT, Score
 from protoviz.passes import Needs, PassStep
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from protoviz.metrics.runner import EvaluationRun
 
 
+@stored_details("accuracy")
 @dataclass(frozen=True)
 class Accuracy:
     """top1: share of images whose highest class score is the label (%); per_class (C,) in [0, 1]

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from protoviz.errors import DatasetError
 from protoviz.metrics.config import PartMetricConfig
+from protoviz.metrics.details import stored_details
 from protoviz.metrics.noise import NoiseView
 from protoviz.metrics.parts import (
     merge_matrix,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from protoviz.metrics.runner import EvaluationRun
 
 
+@stored_details("part_scores")
 @dataclass(frozen=True)
 class PartScores:
     """Consistency (and stability when noise passes ran) with their per-prototype results.

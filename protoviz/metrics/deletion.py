@@ -25,6 +25,7 @@ from torch import Tensor
 
 from protoviz.data.datasets import load_batch
 from protoviz.heatmaps.upsample import upsample_maps
+from protoviz.metrics.details import stored_details
 from protoviz.metrics.parts import select_pairs
 from protoviz.metrics.registry import Metric, register_metric
 from protoviz.metrics.score import RATIO, Score
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 STAGE = "deletion/insertion curves"
 
 
+@stored_details("deletion_curves")
 @dataclass(frozen=True)
 class DeletionCurves:
     """Per evaluated (image, prototype) pair: ``deletion``/``insertion`` (n, S + 1) curves, their AUCs

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from protoviz.errors import ConfigError
+from protoviz.metrics.details import stored_details
 from protoviz.metrics.parts import select_pairs
 from protoviz.metrics.regions import box_masks, high_activation_masks
 from protoviz.metrics.registry import Metric, register_metric
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from protoviz.metrics.runner import EvaluationRun
 
 
+@stored_details("object_overlap")
 @dataclass(frozen=True)
 class ObjectOverlap:
     """score (%); per prototype ``share`` (P,) mean share of the region on the object (NaN without images)."""

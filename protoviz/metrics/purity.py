@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from protoviz.metrics.details import stored_details
 from protoviz.metrics.parts import merge_matrix, merge_parts, peak_locations, scaled_half_size
 from protoviz.metrics.registry import Metric, register_metric
 from protoviz.metrics.score import FRACTION, Score
@@ -43,6 +44,7 @@ def patch_hits(peaks: Tensor, parts: Tensor, half: tuple[int, int], input_size: 
     return (parts[..., 2] > 0) & (v >= r_lo) & (v < r_hi) & (u >= c_lo) & (u < c_hi)
 
 
+@stored_details("purity")
 @dataclass(frozen=True)
 class Purity:
     """score: mean purity in [0, 1] over used prototypes. per prototype: ``purity`` (P,) (NaN without

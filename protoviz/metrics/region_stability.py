@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from protoviz.metrics.details import stored_details
 from protoviz.metrics.noise import NoiseView
 from protoviz.metrics.parts import select_pairs
 from protoviz.metrics.regions import high_activation_masks, mask_iou
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from protoviz.metrics.runner import EvaluationRun
 
 
+@stored_details("region_stability")
 @dataclass(frozen=True)
 class RegionStability:
     """``score`` (%, mean over draws), ``spread`` (std over draws), ``per_draw`` scores, and per prototype

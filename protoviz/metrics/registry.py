@@ -8,8 +8,8 @@ help, the Evaluate page and the contract tests (every metric on every family) ar
 :func:`list_metrics`, so a new metric is tested the moment it is registered.
 
 ``needs`` says what a metric requires: ``"labels"`` (class labels), ``"parts"`` (part annotations),
-``"objects"`` (part masks, or boxes of uncropped images), ``"noise"`` (noisy forward passes),
-``"model"`` (forwards of its own after the shared pass).
+``"objects"`` (part masks, or boxes of uncropped images), ``"masks"`` (per-pixel object masks only),
+``"noise"`` (noisy forward passes), ``"model"`` (forwards of its own after the shared pass).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from protoviz.metrics.runner import EvaluationRun
     from protoviz.passes import Consumer
 
-NEEDS = frozenset({"labels", "parts", "objects", "noise", "model"})
+NEEDS = frozenset({"labels", "parts", "objects", "masks", "noise", "model"})
 
 
 class Metric(ABC):
@@ -67,13 +67,18 @@ class MetricInfo:
             return ConfigError(f"{self.name} needs part masks (the synthetic set has them) or bounding boxes of "
                                f"uncropped images; {getattr(dataset, 'root', 'the dataset')} has neither (with "
                                "boxes, turn cropping off)")
+        if "masks" in self.needs and not getattr(dataset, "has_masks", False):
+            return DatasetError(f"{self.name} needs per-pixel object masks (segmentations), which "
+                                f"{getattr(dataset, 'root', 'the dataset')} does not have for every image (masks are read from a "
+                                "masks/ folder beside images/, one per image; the synthetic set has them)")
         return None
 
 
 _METRICS: dict[str, MetricInfo] = {}
 M = TypeVar("M", bound=type[Metric])
 BUILTIN = (  # table order
-    "accuracy", "consistency", "stability", "region_stability", "purity", "object_overlap", "deletion")
+    "accuracy", "consistency", "stability", "region_stability", "purity", "object_overlap", "pointing_game",
+    "deletion")
 _builtin = {"loaded": False}
 
 

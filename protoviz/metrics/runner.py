@@ -5,13 +5,17 @@
 per-prototype table and the pass's :class:`~protoviz.provenance.Provenance`. Each metric puts at most one
 consumer on the pass (metrics reading the same counts share one); noisy copies for stability and region
 stability are one shared view. ``evaluate_shard`` runs the same as one rank of a torchrun job.
+
+The result answers :func:`evaluation_key` (kind ``evaluate``; a page makes the key before running, to find
+a stored or running result) and is kept in the workspace as a typed payload (``@result_type("evaluation")``:
+a ``scores`` table with units, a ``prototypes`` table, the details' arrays, the provenance).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -29,8 +33,11 @@ from protoviz.metrics.registry import Metric, get_metric, list_metrics
 from protoviz.metrics.score import Score
 from protoviz.models.base import PrototypeModel
 from protoviz.passes import Consumer, PassRecord, run_pass
+from protoviz.payload import Payload, result_type
 from protoviz.progress import Progress
-from protoviz.provenance import Provenance, dataset_identity, selection_digest
+from protoviz.provenance import DatasetIdentity, Provenance, RunKey, dataset_identity, selection_digest
+
+KIND = "evaluate"
 
 C = TypeVar("C")
 
@@ -39,7 +46,9 @@ C = TypeVar("C")
 class EvaluationConfig:
     """What to compute and how. ``limit``: evaluate that many images evenly spaced over the dataset
     (every class represented when limit >= classes); None = all. ``deletion_images_per_class``: images
-    per class on which each of the class's prototypes gets deletion/insertion curves."""
+    per class on which each of the class's prototypes gets deletion/insertion curves. ``pointing_*``: the
+    pointing game's heatmap method, prototypes per image and share of the image kept (see
+    :mod:`protoviz.explain.pointing`)."""
 
     metrics: tuple[str, ...] = ("accuracy", "consistency", "stability")
     parts: PartMetricConfig = field(default_factory=PartMetricConfig)
@@ -49,6 +58,9 @@ class EvaluationConfig:
     purity_patch_size: float = 32.0
     deletion_steps: int = 10
     deletion_images_per_class: int = 2
+    pointing_method: str = "upsample"
+    pointing_top: int = 1
+    pointing_area: float = 0.1
 
     def __post_init__(self) -> None:
         known = list_metrics()
@@ -59,6 +71,12 @@ class EvaluationConfig:
             raise ConfigError(f"batch_size and limit must be >= 1, got {self.batch_size} and {self.limit}")
         if self.purity_top_k < 1 or self.deletion_steps < 1 or self.deletion_images_per_class < 1:
             raise ConfigError("purity_top_k, deletion_steps and deletion_images_per_class must be >= 1")
+        if self.pointing_top < 1 or not 0.0 < self.pointing_area <= 1.0:
+            raise ConfigError(f"pointing_top must be >= 1 and pointing_area in (0, 1], got {self.pointing_top} and "
+                              f"{self.pointing_area}")
+        from protoviz.heatmaps.methods import get_method
+
+        get_method(self.pointing_method)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,11 +84,12 @@ class EvaluationConfig:
         return data
 
     def settings(self, indices: Sequence[int]) -> dict[str, Any]:
-        """What the numbers depend on: every parameter and the images chosen, not the metrics asked for
-        (a score does not change with its neighbours) nor the batch size (results do not depend on it)."""
+        """What a result depends on: the metrics (in table order: a stored run holds these scores), every
+        parameter and the images chosen, not the batch size (results do not depend on it)."""
         data = self.to_dict()
-        for name in ("metrics", "batch_size", "limit"):
+        for name in ("batch_size", "limit"):
             data.pop(name)
+        data["metrics"] = [m for m in list_metrics() if m in self.metrics]
         return {**data, "images": selection_digest(indices), "image_count": len(indices)}
 
 
@@ -80,6 +99,15 @@ def evaluation_indices(count: int, limit: int | None) -> list[int]:
     if limit is None or limit >= count:
         return list(range(count))
     return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
+
+
+def evaluation_key(model_sha256: str | None, dataset: ImageDataset, config: EvaluationConfig,
+                   indices: Sequence[int] | None = None, identity: DatasetIdentity | None = None) -> RunKey:
+    """The key :func:`evaluate` will stamp on its result (``result.provenance.key``), made before running it:
+    the model file, the dataset's fingerprint and split (``identity``, computed if not given) and
+    :meth:`EvaluationConfig.settings` of the images ``evaluate`` will use."""
+    chosen = list(indices) if indices is not None else evaluation_indices(len(dataset), config.limit)
+    return RunKey.of(KIND, model_sha256, identity or dataset_identity(dataset), config.settings(chosen))
 
 
 @dataclass
@@ -114,6 +142,7 @@ class EvaluationRun:
         return NoiseView(parts.noise_std, parts.noise_clip, parts.seed, parts.noise_draws)
 
 
+@result_type("evaluation")
 @dataclass(frozen=True)
 class EvaluationResult:
     """One :class:`Score` per metric in ``results`` (registry order), one row per prototype in
@@ -179,6 +208,36 @@ class EvaluationResult:
         name = self.parts.dominant_part_names()[index]
         return None if name == "-" else name
 
+    @property
+    def key(self) -> RunKey:
+        return self.provenance.key
+
+    def score_table(self) -> list[dict[str, Any]]:
+        """Every headline number as a row ``{"metric", "score", "value", "unit"}``, in metric order."""
+        return [row for score in self.results.values() for row in score.table()]
+
+    def to_payload(self) -> Payload:
+        """The storable form: a ``scores`` table with units, the ``prototypes`` table, each score's record and
+        its details' arrays (blobs ``details/{metric}/{field}``), the provenance."""
+        records, blobs = [], {}
+        for name, score in self.results.items():
+            record, own = score.record(f"details/{name}")
+            records.append(record)
+            blobs.update(own)
+        return Payload(data={"scores": records, "headline": dict(self.scores), "units": self.units},
+                       tables={"scores": self.score_table(), "prototypes": [dict(r) for r in self.prototypes]},
+                       blobs=blobs, provenance=self.provenance.to_dict())
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> EvaluationResult:
+        """The result :meth:`to_payload` stored (details rebuilt when the payload's blobs were loaded)."""
+        list_metrics()  # registers the built-in metrics' details types
+        provenance = Provenance.from_dict(payload.provenance)
+        rows = [dict(r) for r in payload.tables.get("prototypes", [])]
+        results = {str(r["metric"]): Score.from_record(r, rows, payload.blobs, f"details/{r['metric']}", provenance)
+                   for r in payload.data.get("scores", [])}
+        return cls(results, rows, provenance)
+
     def prototype_scores(self, index: int) -> dict[str, float]:
         """Numeric per-prototype results of prototype ``index`` (for other pages' prototype cards)."""
         row = self.prototypes[index]
@@ -212,7 +271,7 @@ def evaluate_shard(model: PrototypeModel, dataset: ImageDataset, config: Evaluat
     consumers: dict[str, Consumer | None] = {m.info.name: m.consumer(run) for m in metrics}
     unique = list({id(c): c for c in consumers.values() if c is not None}.values())
     mine = chosen if group is None else group.take(chosen, config.batch_size)
-    objects = any("objects" in m.info.needs for m in metrics)
+    objects = any("objects" in m.info.needs for m in metrics)  # "masks" metrics read them in their own pass
     batches = iterate_batches(dataset, model.input_spec, config.batch_size, mine, with_masks=objects)
     record = PassRecord(dataset_identity(dataset), config.settings(chosen), config.parts.seed, config.batch_size,
                         _notes(run))
@@ -221,7 +280,7 @@ def evaluate_shard(model: PrototypeModel, dataset: ImageDataset, config: Evaluat
     if group is not None and not group.is_main:
         return None
     states = {id(c): c.result() for c in unique}
-    provenance = report.provenance
+    provenance = replace(report.provenance, kind=KIND)
     results = {m.info.name: _stamp(m, run, states, consumers, provenance) for m in metrics}
     return EvaluationResult(results, _rows(model, run.relevance, results.values()), provenance)
 
@@ -249,8 +308,6 @@ def _stamp(metric: Metric, run: EvaluationRun, states: dict[int, Any], consumers
     score = metric.score(run, state)
     if score.unit != metric.info.unit:
         raise ConfigError(f"metric {metric.info.name} registered unit {metric.info.unit!r} but scored {score.unit!r}")
-    from dataclasses import replace
-
     return replace(score, provenance=provenance)
 
 

@@ -56,8 +56,8 @@ def test_limit_and_empty_and_region_errors() -> None:
     assert explain_dataset(model, images, batch_size=3, limit=2).num_images == 2
     with pytest.raises(DatasetError):
         explain_dataset(model, images, limit=0)
-    with pytest.raises(ConfigError):
-        explain_dataset(model, images, ExplainConfig(region="inside"))
+    with pytest.raises(ConfigError, match="name prototypes only for region runs"):
+        explain_dataset(model, images, prototypes=[0])
     with pytest.raises(ConfigError):
         explain_dataset(model, images, batch_size=0)
 

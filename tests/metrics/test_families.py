@@ -18,8 +18,9 @@ from protoviz.metrics.runner import EvaluationConfig, evaluate
 from protoviz.models.registry import FAMILIES, build_model, list_families
 
 
-def make_parts_dataset(root: Path, classes: int, per_class: int = 2, size: int = 48) -> Path:
-    """A CUB-layout folder of random images, ``classes`` classes, three parts per image."""
+def make_parts_dataset(root: Path, classes: int, per_class: int = 2, size: int = 48, masks: bool = False) -> Path:
+    """A CUB-layout folder of random images, ``classes`` classes, three parts per image; with ``masks``, an
+    object mask per image (masks/, a random rectangle of part ids)."""
     rng = np.random.default_rng(0)
     rows: dict[str, list[str]] = {k: [] for k in ("images", "labels", "split", "boxes", "locs")}
     for i in range(1, classes * per_class + 1):
@@ -27,6 +28,12 @@ def make_parts_dataset(root: Path, classes: int, per_class: int = 2, size: int =
         rel = f"{label:03d}.c/{i}.png"
         (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "images" / rel)
+        if masks:
+            mask = np.zeros((size, size), dtype=np.uint8)
+            top, left = rng.integers(0, size // 2, 2)
+            mask[top:top + size // 2, left:left + size // 2] = rng.integers(1, 4)
+            (root / "masks" / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(root / "masks" / rel)
         rows["images"].append(f"{i} {rel}")
         rows["labels"].append(f"{i} {label}")
         rows["split"].append(f"{i} 0")
@@ -47,7 +54,7 @@ def make_parts_dataset(root: Path, classes: int, per_class: int = 2, size: int =
 def test_every_family_gets_every_score(family: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(family, FAMILIES.get(family).example_config()).eval()
-    data = open_dataset(make_parts_dataset(tmp_path, model.num_classes), crop_to_box=False)  # boxes: object overlap
+    data = open_dataset(make_parts_dataset(tmp_path, model.num_classes, masks=True), crop_to_box=False)
     config = EvaluationConfig(metrics=tuple(list_metrics()), parts=PartMetricConfig(merge_left_right=True),
                               batch_size=4, deletion_steps=2, deletion_images_per_class=1)
     result = evaluate(model, data, config)

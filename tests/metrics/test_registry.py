@@ -37,7 +37,7 @@ def _model(family: str) -> torch.nn.Module:
 @pytest.mark.parametrize("metric", list_metrics())
 def test_every_metric_on_every_family(metric: str, family: str, tmp_path: Path) -> None:
     model = _model(family)
-    data = open_dataset(make_parts_dataset(tmp_path, model.num_classes, per_class=1), crop_to_box=False)
+    data = open_dataset(make_parts_dataset(tmp_path, model.num_classes, per_class=1, masks=True), crop_to_box=False)
     config = EvaluationConfig(metrics=(metric,), parts=PartMetricConfig(merge_left_right=True), batch_size=2,
                               deletion_steps=2, deletion_images_per_class=1, purity_top_k=2)
     result = evaluate(model, data, config)
