@@ -34,13 +34,16 @@ _MINE = "protoviz.jobs.submitted"  # ids of the jobs this session submitted (the
 
 def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_name: str = "",
                dataset_name: str = "", rerun: bool = False, device: str | None = None,
-               manager: JobManager | None = None, poll_s: float = 1.0, unit: str = "images") -> RunRecord | None:
+               manager: JobManager | None = None, poll_s: float = 1.0, unit: str = "images",
+               with_blobs: bool = True) -> RunRecord | None:
     """The result of ``key`` on this page, or None while there is none.
 
     A stored result is returned at once (with a "from the store" note). A job running for ``key`` shows
     its progress panel. Otherwise, when ``start`` (e.g. a button was clicked) a job is submitted and its
     panel shown; when not, the last attempt's failure or stop message, if any, is shown.
     ``rerun`` computes again even if stored. ``device`` defaults to the dashboard's device.
+    ``with_blobs=False`` returns the record without its blobs (a page that caches the decoded result by
+    run id reads them once, not on every rerun).
     """
     try:
         manager = manager or job_manager()
@@ -49,11 +52,11 @@ def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_na
             job = manager.submit(key, fn, label=label, model_name=model_name, dataset_name=dataset_name,
                                  device=device or str(current_device()), rerun=rerun)
             mine.add(job.id)
-            return job_panel(job.id, manager=manager, poll_s=poll_s, unit=unit)
+            return job_panel(job.id, manager=manager, poll_s=poll_s, unit=unit, with_blobs=with_blobs)
         latest = manager.find(key, active_only=False)
         if latest is not None and (not latest.finished or latest.id in mine):
-            return job_panel(latest.id, manager=manager, poll_s=poll_s, unit=unit)
-        stored = manager.workspace.find_run(key)
+            return job_panel(latest.id, manager=manager, poll_s=poll_s, unit=unit, with_blobs=with_blobs)
+        stored = manager.workspace.find_run(key, with_blobs=with_blobs)
         if stored is not None:
             stored_note(stored)
             return stored
@@ -65,14 +68,14 @@ def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_na
 
 
 def job_panel(job_id: str, *, manager: JobManager | None = None, poll_s: float = 1.0,
-              unit: str = "images") -> RunRecord | None:
+              unit: str = "images", with_blobs: bool = True) -> RunRecord | None:
     """Show job ``job_id``: a live progress bar (rate, time left) and a Stop button while it is queued or
     running; its message if it failed or stopped. Returns its stored run once it is done, else None."""
     try:
         manager = manager or job_manager()
         view = manager.get(job_id)
         if view.state == DONE:
-            record = manager.result(job_id)
+            record = manager.result(job_id, with_blobs)
             if record is not None:
                 stored_note(record)
             return record

@@ -16,8 +16,8 @@ around the cell's centre and clipped to the image: (y0, y1, x0, x1) in model-inp
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,44 @@ class TopKPatches:
     def filled(self) -> Tensor:
         """(P, k) True where a slot holds a patch."""
         return self.images >= 0
+
+    def store(self, blobs: dict[str, bytes], prefix: str = "topk") -> dict[str, Any]:
+        """Put the arrays into ``blobs`` (``prefix/values`` ...; crops chunked, see
+        :func:`~protoviz.compare.stored.put_array`); returns the JSON part (config and image count)."""
+        from protoviz.compare.stored import put_array
+
+        for name in ("values", "images", "cells", "boxes"):
+            put_array(blobs, f"{prefix}/{name}", getattr(self, name).numpy())
+        if self.latents is not None:
+            put_array(blobs, f"{prefix}/latents", self.latents.numpy())
+        if self.thumbnails is not None:
+            put_array(blobs, f"{prefix}/thumbnails", self.thumbnails)
+        return {"config": asdict(self.config), "num_images": self.num_images}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], blobs: Mapping[str, bytes], prefix: str = "topk") -> TopKPatches:
+        """The patches :meth:`store` kept (``data`` is what it returned)."""
+        from protoviz.compare.stored import get_array, has_array
+
+        def tensor(name: str) -> Tensor:
+            return torch.from_numpy(get_array(blobs, f"{prefix}/{name}"))
+
+        return cls(values=tensor("values"), images=tensor("images"), cells=tensor("cells"), boxes=tensor("boxes"),
+                   latents=tensor("latents") if has_array(blobs, f"{prefix}/latents") else None,
+                   thumbnails=get_array(blobs, f"{prefix}/thumbnails")
+                   if has_array(blobs, f"{prefix}/thumbnails") else None,
+                   num_images=int(data["num_images"]), config=TopKConfig(**data["config"]))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per filled slot: prototype, rank (1 = best), dataset index, similarity, map cell, box."""
+        filled = self.filled()
+        out = []
+        for p, r in filled.nonzero().tolist():  # the P * k slots at most
+            y0, y1, x0, x1 = self.boxes[p, r].tolist()
+            out.append({"prototype": p, "rank": r + 1, "dataset_index": int(self.images[p, r]),
+                        "similarity": float(self.values[p, r]), "row": int(self.cells[p, r, 0]),
+                        "col": int(self.cells[p, r, 1]), "y0": y0, "y1": y1, "x0": x0, "x1": x1})
+        return out
 
 
 class TopKAccumulator:
