@@ -27,6 +27,7 @@ from app.cache import LoadedModel
 from app.jobs import job_result
 from app.store import job_manager, workspace
 from app.widgets import server_path_input, shown_path
+from protoviz.compare.latent import PROJECTION_LABELS, PROJECTIONS, LatentView, latent_view
 from protoviz.compare.summary import (
     PASS_RESULT,
     CompareConfig,
@@ -290,6 +291,38 @@ def start_characteristics(loaded: LoadedModel, probe: Probe, limit: int | None, 
     record = job_result(key, work, start=start, label=f"Characteristics · {name} · {probe.label}", model_name=name,
                         dataset_name=probe.label, with_blobs=False)
     return None if record is None else load_result(record)
+
+
+# ----- latent views ------------------------------------------------------------------------------------------
+def projection_picker(prefix: str) -> tuple[str, int]:
+    """The latent projection (PCA, t-SNE, PaCMAP) and its seed."""
+    method_col, seed_col = st.columns([3, 1])
+    method = method_col.segmented_control("Projection", PROJECTIONS, default="pca", key=f"{prefix}.projection",
+                                          format_func=PROJECTION_LABELS.__getitem__, required=True) or "pca"
+    seed = int(seed_col.number_input("Seed", 0, 10_000, 0, key=f"{prefix}.seed",
+                                     help="t-SNE and PaCMAP are random; the same seed gives the same view"))
+    return str(method), seed
+
+
+def projected(loaded: LoadedModel, run: ModelRun, key: RunKey, method: str, seed: int, *, start: bool,
+              label: str) -> LatentView | None:
+    """The latent view of a pass: PCA at once; t-SNE and PaCMAP as a job kept in the workspace (keyed by
+    the pass, the projection and its seed), so a slow projection of a large model is made once."""
+    if method == "pca":
+        return latent_view(loaded.model, run.topk, "pca", seed)
+    model, topk = loaded.model, run.topk
+    settings = canonical({"pass": hashlib.sha256(key.settings.encode()).hexdigest(), "method": method, "seed": seed})
+    latent_key = RunKey.make("latent", key.model_sha256, key.dataset_fingerprint, settings)
+
+    def work(progress: Any) -> LatentView:
+        progress(0, 1, PROJECTION_LABELS[method])
+        view = latent_view(model, topk, method, seed)
+        progress(1, 1, PROJECTION_LABELS[method])
+        return view
+
+    record = job_result(latent_key, work, start=start, label=f"{PROJECTION_LABELS[method]} view · {label}",
+                        model_name=loaded.name, unit="projection")
+    return None if record is None else decode(record.payload)
 
 
 def source_caption(summary: RunSummary, result: Any) -> str:

@@ -11,7 +11,6 @@ protoviz.compare.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -33,28 +32,26 @@ from app.compare_runs import (
     open_probe,
     part_scores_key,
     pass_key,
+    projected,
+    projection_picker,
     source_caption,
     start_characteristics,
     start_part_scores,
 )
-from app.jobs import job_result
 from app.state import available_models, get_model
 from app.widgets import figure_downloads, model_picker, plain, show_error
 from protoviz.compare.card import PatchView, prototype_facts, topk_patch_views
-from protoviz.compare.latent import PROJECTION_LABELS, PROJECTIONS, LatentView, latent_view, prototype_classes
+from protoviz.compare.latent import PROJECTION_LABELS, prototype_classes
 from protoviz.compare.matching import duplicate_flags, duplicate_rule
 from protoviz.compare.report import latent_figure
 from protoviz.compare.summary import CompareConfig, ModelRun
 from protoviz.compare.topk import TopKConfig
 from protoviz.errors import ProtovizError
 from protoviz.models.labels import prototype_set
-from protoviz.payload import decode
-from protoviz.provenance import canonical
 from protoviz.tables import csv_text
 from protoviz.viz.gallery import class_weight_bars, fit_tile, patch_strip, score_bars, tile_grid, tile_row
 from protoviz.viz.overlay import enlarge
 from protoviz.viz.scale import with_colour_scale
-from protoviz.workspace import RunKey
 
 TILE = 112
 PAGE_SIZES = (24, 48, 96)
@@ -368,37 +365,6 @@ def _text(value: Any) -> str:
 
 
 # ----- latent space ---------------------------------------------------------------------------------
-def projection_picker(prefix: str) -> tuple[str, int]:
-    """The latent projection (PCA, t-SNE, PaCMAP) and its seed."""
-    method_col, seed_col = st.columns([3, 1])
-    method = method_col.segmented_control("Projection", PROJECTIONS, default="pca", key=f"{prefix}.projection",
-                                          format_func=PROJECTION_LABELS.__getitem__, required=True) or "pca"
-    seed = int(seed_col.number_input("Seed", 0, 10_000, 0, key=f"{prefix}.seed",
-                                     help="t-SNE and PaCMAP are random; the same seed gives the same view"))
-    return str(method), seed
-
-
-def projected(loaded: LoadedModel, run: ModelRun, key: RunKey, method: str, seed: int, *, start: bool,
-              label: str) -> LatentView | None:
-    """The latent view of a pass: PCA at once; t-SNE and PaCMAP as a job kept in the workspace (keyed by
-    the pass, the projection and its seed), so a slow projection of a large model is made once."""
-    if method == "pca":
-        return latent_view(loaded.model, run.topk, "pca", seed)
-    model, topk = loaded.model, run.topk
-    settings = canonical({"pass": hashlib.sha256(key.settings.encode()).hexdigest(), "method": method, "seed": seed})
-    latent_key = RunKey.make("latent", key.model_sha256, key.dataset_fingerprint, settings)
-
-    def work(progress: Any) -> LatentView:
-        progress(0, 1, PROJECTION_LABELS[method])
-        view = latent_view(model, topk, method, seed)
-        progress(1, 1, PROJECTION_LABELS[method])
-        return view
-
-    record = job_result(latent_key, work, start=start, label=f"{PROJECTION_LABELS[method]} view · {label}",
-                        model_name=loaded.name, unit="projection")
-    return None if record is None else decode(record.payload)
-
-
 def latent_section(loaded: LoadedModel, run: ModelRun | None, probe: Probe | None, config: CompareConfig) -> None:
     if run is None or probe is None or run.topk.latents is None:
         st.info("Compute the top-k patches first: the view shows prototypes and their nearest patches.")
