@@ -14,24 +14,22 @@ from pathlib import Path
 
 from torch import Tensor
 
-from protoviz.data.datasets import load_batch, open_dataset
 from protoviz.device import pick_device
-from protoviz.errors import ConfigError, DatasetError
 from protoviz.heatmaps.methods import HeatmapOptions, list_methods
 from protoviz.heatmaps.trust import PerturbationConfig, RandomisationConfig
 from protoviz.heatmaps.trust_report import (
     TrustConfig,
     TrustReport,
+    dataset_images,
     evaluate_methods,
-    spread_positions,
     synthetic_images,
+    synthetic_record,
     top_prototypes,
 )
 from protoviz.models.base import PrototypeModel
 from protoviz.models.registry import load_model
 from protoviz.passes import PassRecord
 from protoviz.progress import console_progress
-from protoviz.provenance import DatasetIdentity, dataset_identity, selection_digest
 from protoviz.tables import write_csv
 
 
@@ -112,17 +110,5 @@ def gather_images(model: PrototypeModel, data: Path | None, split: str, count: i
     ``data`` (masks where it has them)."""
     if data is None:
         synthetic = synthetic_images(model.input_spec, count)
-        record = PassRecord(synthetic.identity or DatasetIdentity(None, "test"),
-                            {"images": selection_digest(synthetic.positions), "image_count": len(synthetic.positions)},
-                            notes={"data": "the bundled synthetic set"})
-        return synthetic.images, synthetic.masks, list(synthetic.names), record
-    if count < 1:
-        raise ConfigError(f"need at least one image, got {count}")
-    dataset = open_dataset(data, split=split, crop_to_box=False)
-    if len(dataset) == 0:
-        raise DatasetError(f"{data}: the {split} split has no images")
-    picks = spread_positions(count, len(dataset))
-    batch = load_batch(dataset, model.input_spec, picks, with_masks=True)
-    record = PassRecord(dataset_identity(dataset), {"images": selection_digest(picks), "image_count": len(picks)},
-                        notes={"data": {"folder": str(data), "split": split, "images": len(picks)}})
-    return batch.images, batch.masks, [str(name) for name in batch.image_ids], record
+        return synthetic.images, synthetic.masks, list(synthetic.names), synthetic_record(synthetic)
+    return dataset_images(model.input_spec, data, split, count)

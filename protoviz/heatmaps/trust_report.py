@@ -439,3 +439,32 @@ def synthetic_images(spec: Any, count: int, config: Any = None, split: str = "te
         raise ConfigError(f"the synthetic set at {dataset.root} has no part masks")
     return MaskedImages(batch.images, batch.masks, batch.image_ids, tuple(dataset.part_names or ()),
                         dataset_identity(dataset), tuple(picks))
+
+
+def dataset_images(spec: Any, data: Any, split: str, count: int
+                   ) -> tuple[Tensor, Tensor | None, list[str], PassRecord]:
+    """(images (B, 3, H, W) normalised for ``spec``, part masks (B, H, W) or None where the dataset has none,
+    names, what the provenance records): ``count`` images spread over the ``split`` of the dataset at ``data``."""
+    from protoviz.data.datasets import load_batch, open_dataset
+    from protoviz.errors import DatasetError
+    from protoviz.provenance import dataset_identity, selection_digest
+
+    if count < 1:
+        raise ConfigError(f"need at least one image, got {count}")
+    dataset = open_dataset(data, split=split, crop_to_box=False)
+    if len(dataset) == 0:
+        raise DatasetError(f"{data}: the {split} split has no images")
+    picks = spread_positions(count, len(dataset))
+    batch = load_batch(dataset, spec, picks, with_masks=True)
+    record = PassRecord(dataset_identity(dataset), {"images": selection_digest(picks), "image_count": len(picks)},
+                        notes={"data": {"folder": str(data), "split": split, "images": len(picks)}})
+    return batch.images, batch.masks, [str(name) for name in batch.image_ids], record
+
+
+def synthetic_record(images: MaskedImages) -> PassRecord:
+    """What the provenance records of images drawn from the synthetic set."""
+    from protoviz.provenance import selection_digest
+
+    return PassRecord(images.identity or DatasetIdentity(None, "test"),
+                      {"images": selection_digest(images.positions), "image_count": len(images.positions)},
+                      notes={"data": "the bundled synthetic set"})
