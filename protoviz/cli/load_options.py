@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypedDict
 
 from protoviz.models.hints import ACTIVATIONS, BACKBONE_HINTS, SLOTS
 
@@ -20,7 +21,21 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
                              "else convnext_tiny_26)")
 
 
-def load_hints(args: argparse.Namespace) -> dict[str, str | None]:
-    """The hints given on the command line, as keyword arguments of ``load_model``."""
-    return {name: getattr(args, name) for name in ("slots", "activation", "backbone")
-            if getattr(args, name, None) is not None}
+class HintArgs(TypedDict, total=False):
+    """The load hints a command line can give, as keyword arguments of ``load_model``."""
+
+    slots: str
+    activation: str
+    backbone: str
+
+
+def load_hints(args: argparse.Namespace) -> HintArgs:
+    """The hints given on the command line (those left unset are absent)."""
+    hints = HintArgs()
+    if getattr(args, "slots", None) is not None:
+        hints["slots"] = args.slots
+    if getattr(args, "activation", None) is not None:
+        hints["activation"] = args.activation
+    if getattr(args, "backbone", None) is not None:
+        hints["backbone"] = args.backbone
+    return hints

@@ -279,6 +279,13 @@ def iterate_batches(dataset: ImageDataset, spec: InputSpec, batch_size: int, ind
             yield batch
 
 
+def _required_mask(dataset: ImageDataset, index: int) -> np.ndarray:
+    mask = dataset.load_mask(index)
+    if mask is None:
+        raise DatasetError(f"image {index} of {dataset.root.name} has no part mask, though the dataset has masks")
+    return mask
+
+
 def load_batch(dataset: ImageDataset, spec: InputSpec, indices: Sequence[int], with_masks: bool = False) -> Batch:
     """One :class:`Batch` of the images at ``indices``."""
     samples = [dataset[i] for i in indices]
@@ -290,7 +297,7 @@ def load_batch(dataset: ImageDataset, spec: InputSpec, indices: Sequence[int], w
     masks = None
     if with_masks and dataset.has_masks:
         height, width = spec.image_size
-        resized = [Image.fromarray(dataset.load_mask(i)).resize((width, height), Image.Resampling.NEAREST)
+        resized = [Image.fromarray(_required_mask(dataset, i)).resize((width, height), Image.Resampling.NEAREST)
                    for i in indices]
         masks = torch.from_numpy(np.stack([np.asarray(m, dtype=np.uint8) for m in resized]))
     boxes = None

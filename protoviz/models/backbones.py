@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -87,10 +88,10 @@ class ResNetFeatures(nn.Module):
 
 def _set_first_block_stride(layer: nn.Sequential, stride: int) -> None:
     block = layer[0]
-    conv = block.conv2 if isinstance(block, tvm.resnet.Bottleneck) else block.conv1
+    conv = cast(nn.Conv2d, block.conv2 if isinstance(block, tvm.resnet.Bottleneck) else block.conv1)
     conv.stride = (stride, stride)
     if block.downsample is not None:
-        block.downsample[0].stride = (stride, stride)
+        cast(nn.Conv2d, cast(nn.Sequential, block.downsample)[0]).stride = (stride, stride)
 
 
 class VGGFeatures(nn.Module):
@@ -196,6 +197,14 @@ def _vgg(name: str, final_pool: bool) -> Callable[[], nn.Module]:
     return lambda: VGGFeatures.from_torchvision(getattr(tvm, name)(weights=None), final_pool=final_pool)
 
 
+def _densenet(name: str) -> Callable[[], nn.Module]:
+    return lambda: DenseNetFeatures(getattr(tvm, name)(weights=None))
+
+
+def _convnext(threshold: int) -> Callable[[], nn.Module]:
+    return lambda: ConvNeXtFeatures(tvm.convnext_tiny(weights=None), threshold)
+
+
 _BUILDERS: dict[str, Callable[[], nn.Module]] = {
     "tiny_cnn": TinyCNN,
     "tiny_cnn_small": lambda: TinyCNN(widths=(8, 16, 16, 16)),
@@ -205,8 +214,8 @@ _BUILDERS: dict[str, Callable[[], nn.Module]] = {
     **{f"{n}_stride8": _resnet(n, strides=(1, 1)) for n in ("resnet18", "resnet34", "resnet50")},
     **{n: _vgg(n, final_pool=True) for n in VGG_NAMES},
     **{f"{n}_stride16": _vgg(n, final_pool=False) for n in VGG_NAMES},
-    **{n: (lambda n=n: DenseNetFeatures(getattr(tvm, n)(weights=None))) for n in DENSENET_NAMES},
-    **{n: (lambda t=t: ConvNeXtFeatures(tvm.convnext_tiny(weights=None), t)) for n, t in CONVNEXT_THRESHOLDS.items()},
+    **{n: _densenet(n) for n in DENSENET_NAMES},
+    **{n: _convnext(t) for n, t in CONVNEXT_THRESHOLDS.items()},
 }
 
 

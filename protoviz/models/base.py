@@ -172,7 +172,8 @@ class PrototypeModel(nn.Module, ABC):
     """
 
     family: ClassVar[str] = ""
-    config_class: ClassVar[type]  # the family's frozen config dataclass, with to_dict / from_dict
+    config_class: ClassVar[Any]  # the family's frozen config dataclass, with to_dict / from_dict
+    config: Any  # an instance of config_class
     output_kind: ClassVar[str] = "logits"  # 'logits' | 'probs' | 'log_probs'
 
     def __init__(self, input_spec: InputSpec, class_names: tuple[str, ...], backbone: str, similarity: str):
@@ -205,12 +206,12 @@ class PrototypeModel(nn.Module, ABC):
 
     def config_dict(self) -> dict[str, Any]:
         """JSON-able configuration from which :meth:`from_config` rebuilds this model."""
-        return self.config.to_dict()  # type: ignore[attr-defined]
+        return dict(self.config.to_dict())
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PrototypeModel:
         """Build an untrained model from :meth:`config_dict`'s output."""
-        return cls(cls.config_class.from_dict(config))  # type: ignore[call-arg]
+        return cls(cls.config_class.from_dict(config))  # type: ignore[call-arg]  # subclasses take their config
 
     @classmethod
     @abstractmethod

@@ -104,6 +104,7 @@ class DeformableProtoPNet(PrototypeModel):
     """Deformable ProtoPNet behind the common interface (see the module docstring)."""
 
     family = "deformable"
+    class_identity: Tensor  # (P, C) buffer
     config_class = DeformableConfig
 
     def __init__(self, config: DeformableConfig):
@@ -136,8 +137,8 @@ class DeformableProtoPNet(PrototypeModel):
 
     def normalised_prototypes(self) -> Tensor:
         """(P, D+1, kh, kw) prototypes with the epsilon channel, parts scaled to 1 / sqrt(kh kw)."""
-        c, p = self.config, self.prototype_vectors
-        p = torch.cat((p, torch.full_like(p[:, :1], c.epsilon)), dim=1)
+        c, vectors = self.config, self.prototype_vectors
+        p = torch.cat((vectors, torch.full_like(vectors[:, :1], c.epsilon)), dim=1)
         length = torch.sqrt((p * p).sum(dim=1, keepdim=True) + c.epsilon)
         return p / (length + c.epsilon) / math.sqrt(c.prototype_size[0] * c.prototype_size[1])
 

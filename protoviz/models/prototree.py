@@ -141,6 +141,9 @@ class ProtoTree(PrototypeModel):
     """ProtoTree behind the common interface (probabilities, no linear head)."""
 
     family = "prototree"
+    path_index: Tensor  # (L, depth) prototype row of each step of each leaf's path
+    path_right: Tensor  # (L, depth) bool: the path goes right there
+    path_valid: Tensor  # (L, depth) bool: the step exists (leaves sit at different depths)
     config_class = ProtoTreeConfig
     output_kind = "probs"
 

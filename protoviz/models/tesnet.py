@@ -58,6 +58,7 @@ class TesNet(PrototypeModel):
     """TesNet: projection of latent patches onto unit prototypes, linear head."""
 
     family = "tesnet"
+    class_identity: Tensor  # (P, C) buffer
     config_class = TesNetConfig
 
     def __init__(self, config: TesNetConfig):

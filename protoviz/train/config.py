@@ -71,15 +71,15 @@ class TrainConfig:
         rates = {"pretrain_lr": self.pretrain_lr, "warm_lr": self.warm_lr, "features_lr": self.features_lr,
                  "add_on_lr": self.add_on_lr,
                  "prototype_lr": self.prototype_lr, "last_layer_lr": self.last_layer_lr}
-        for name, value in rates.items():
-            if not value > 0:
-                raise ConfigError(f"TrainConfig.{name}: expected a learning rate > 0, got {value!r}")
+        for name, rate in rates.items():
+            if not rate > 0:
+                raise ConfigError(f"TrainConfig.{name}: expected a learning rate > 0, got {rate!r}")
         non_negative = {"weight_decay": self.weight_decay, "cross_entropy": self.cross_entropy,
                         "cluster": self.cluster, "separation": self.separation, "l1": self.l1,
                         "support_closeness": self.support_closeness}
-        for name, value in non_negative.items():
-            if not value >= 0:
-                raise ConfigError(f"TrainConfig.{name}: expected a value >= 0, got {value!r}")
+        for name, weight in non_negative.items():
+            if not weight >= 0:
+                raise ConfigError(f"TrainConfig.{name}: expected a value >= 0, got {weight!r}")
         if not 0 <= self.crop_probability <= 1:
             raise ConfigError(f"TrainConfig.crop_probability: expected a value in [0, 1], "
                               f"got {self.crop_probability!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +49,9 @@ class EpochStats:
 
 
 def _set_modules(model: ProtoPNet, kind: str) -> list[nn.Module | nn.Parameter]:
-    return [model._set_parts(n)[{"add_on": 0, "prototypes": 1, "last": 2}[kind]] for n in model.config.prototype_sets]
+    position = {"add_on": 0, "prototypes": 1, "last": 2}[kind]
+    # positions 0-2 are the add-on module, the prototype parameter and the last layer (3, a buffer, is never asked for)
+    return [cast(nn.Module | nn.Parameter, model._set_parts(name)[position]) for name in model.config.prototype_sets]
 
 
 def _params(items: list[nn.Module | nn.Parameter]) -> list[nn.Parameter]:
@@ -197,8 +200,8 @@ def train_last_layer(model: ProtoPNet, data: ImageTensors, config: TrainConfig, 
             if progress is not None:
                 progress(step + 1, steps, "last_layer")
         loss_m, ce_m, acc_m = (sums / len(data)).tolist()
-        l1 = float(off_class_l1(model).detach())
-        history.append(EpochStats("last_layer", epoch, loss_m, ce_m, 0.0, 0.0, l1, acc_m))
+        history.append(EpochStats("last_layer", epoch, loss_m, ce_m, 0.0, 0.0,
+                                  float(off_class_l1(model).detach()), acc_m))
     for p in model.parameters():
         p.requires_grad_(True)
     return history

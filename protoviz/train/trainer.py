@@ -7,13 +7,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import torch
 
 from protoviz.device import pick_device
 from protoviz.models.base import PrototypeSource
 from protoviz.models.protopnet import ProtoPNet
-from protoviz.progress import Progress
+from protoviz.progress import Progress, ProgressTracker, format_seconds
 from protoviz.train.config import TrainConfig
 from protoviz.train.data import ImageTensors, to_model_input
 from protoviz.train.push import push_prototypes
@@ -40,17 +41,22 @@ class TrainResult:
 
 
 class ProgressPrinter:
-    """A one-line progress bar on a stream, a :class:`~protoviz.progress.Progress` (``progress(step, total,
-    stage)``); ``log(line)`` ends the line."""
+    """A one-line progress bar with rate and time left on a stream, a :class:`~protoviz.progress.Progress`
+    (``progress(done, total, stage)``); ``log(line)`` ends the line."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30):
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30):
         self.stream = stream
         self.width = width
+        self._tracker = ProgressTracker()
 
-    def __call__(self, step: int, total: int | None, stage: str = "") -> None:
-        total = total or step
-        filled = self.width * step // max(total, 1)
-        self.stream.write(f"\r{stage:<10} [{'#' * filled}{'.' * (self.width - filled)}] {step}/{total}")
+    def __call__(self, done: int, total: int | None, stage: str = "") -> None:
+        self._tracker(done, total, stage)
+        reading = self._tracker.last
+        total = total or done
+        filled = self.width * done // max(total, 1)
+        rate = "" if reading is None or reading.rate is None else f" {reading.rate:.1f}/s"
+        left = "" if reading is None or reading.eta_s is None else f" {format_seconds(reading.eta_s)} left"
+        self.stream.write(f"\r{stage:<10} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}{rate}{left}")
         self.stream.flush()
 
     def log(self, line: str) -> None:

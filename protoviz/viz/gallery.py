@@ -77,8 +77,8 @@ def tile_grid(tiles: Sequence[np.ndarray], columns: int, gap: int = 4) -> np.nda
         rows.append(tile_row(row, gap))
     spacer = np.full((gap, rows[0].shape[1], 3), 255, dtype=np.uint8)
     stacked: list[np.ndarray] = []
-    for i, row in enumerate(rows):
-        stacked.extend([spacer, row] if i else [row])
+    for i, strip in enumerate(rows):
+        stacked.extend([spacer, strip] if i else [strip])
     return np.concatenate(stacked, axis=0)
 
 

@@ -31,7 +31,7 @@ def normalize_map(heatmap: np.ndarray) -> np.ndarray:
 
 def jet_colormap(heatmap: np.ndarray) -> np.ndarray:
     """(H, W) -> (H, W, 3) uint8 RGB JET colouring of the min-max normalised map."""
-    scaled = np.uint8(255 * normalize_map(heatmap))
+    scaled = (255 * normalize_map(heatmap)).astype(np.uint8)
     return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1].copy()
 
 

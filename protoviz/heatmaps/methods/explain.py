@@ -31,7 +31,8 @@ def explanation_with_method(model: PrototypeModel, explanation: ImageExplanation
     maps = compute_heatmaps(method, model, images, indices, options)[0]  # (K, H, W)
     boxes = percentile_boxes(maps.clamp(min=0) if spec.signed else maps, explanation.percentile).cpu().tolist()
     maps_np = maps.float().cpu().numpy()
-    evidence = [dataclasses.replace(e, heatmap=maps_np[i], box=tuple(int(v) for v in boxes[i]))
+    evidence = [dataclasses.replace(e, heatmap=maps_np[i], box=(int(boxes[i][0]), int(boxes[i][1]),
+                                                             int(boxes[i][2]), int(boxes[i][3])))
                 for i, e in enumerate(shown)]
     settings = {**explanation.settings, "heatmap_method": method,
                 "heatmap_options": dataclasses.asdict(options or HeatmapOptions())}

@@ -30,6 +30,7 @@ does not conserve relevance (sum R != s_k). Maps are signed: negative = evidence
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -62,20 +63,21 @@ class _Composite:
     seen_conv: bool = False
 
     def conv(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        conv = cast(nn.Conv2d, module)  # hooked on CONVS only; _conv_forward has one signature for all of them
         x = inputs[0]
-        weight = module.weight  # type: ignore[union-attr]
+        weight = conv.weight
         pos, neg = weight.clamp(min=0), weight.clamp(max=0)
         if not self.seen_conv and x.shape[1] == 3:
             low = self.low.to(x.dtype).expand_as(x).clone().requires_grad_(True)
             high = self.high.to(x.dtype).expand_as(x).clone().requires_grad_(True)
             self.pixel_terms = [x, low, high]
-            z = module._conv_forward(x, weight, None) - module._conv_forward(low, pos, None) \
-                - module._conv_forward(high, neg, None)  # type: ignore[operator]
+            z = conv._conv_forward(x, weight, None) - conv._conv_forward(low, pos, None) \
+                - conv._conv_forward(high, neg, None)
         elif bool((x < 0).any()):
-            z = module._conv_forward(x.clamp(min=0), pos, None) \
-                + module._conv_forward(x.clamp(max=0), neg, None)  # type: ignore[operator]
+            z = conv._conv_forward(x.clamp(min=0), pos, None) \
+                + conv._conv_forward(x.clamp(max=0), neg, None)
         else:  # post-ReLU input: the negative half is empty, skip its convolution
-            z = module._conv_forward(x, pos, None)  # type: ignore[operator]
+            z = conv._conv_forward(x, pos, None)
         self.seen_conv = True
         return z * (output / _stabilise(z, self.epsilon)).detach()
 

@@ -14,7 +14,7 @@ lone ``model_state.pth`` with that explanation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -68,8 +68,8 @@ def _tree(root: nn.Module, out_map: dict[Any, Any], label: str) -> tuple[list[di
         if kind != "Branch" or node not in out_map:
             raise CheckpointError(f"{label}: unexpected tree node {research_class(node) or type(node).__name__}")
         nodes.append({"index": index, "prototype": int(out_map[node]), "left": -1, "right": -1})
-        nodes[position]["left"] = visit(node.l, depth + 1)
-        nodes[position]["right"] = visit(node.r, depth + 1)
+        nodes[position]["left"] = visit(cast(nn.Module, node.l), depth + 1)
+        nodes[position]["right"] = visit(cast(nn.Module, node.r), depth + 1)
         return position
 
     visit(root)
