@@ -81,9 +81,9 @@ def known_scores(run: ModelRun | None, evaluation: Any) -> dict[str, np.ndarray]
         rows = getattr(evaluation, "prototypes", None) or []
         columns = [c for c in dict.fromkeys(k for row in rows for k in row) if c not in ("prototype", "class")]
         for column in columns:
-            values = [row.get(column) for row in rows]
-            if all(v is None or isinstance(v, (bool, int, float)) for v in values) and any(v is not None for v in values):
-                scores[column] = np.array([np.nan if v is None else float(v) for v in values])
+            cells = [row.get(column) for row in rows]
+            if all(v is None or isinstance(v, (bool, int, float)) for v in cells) and any(v is not None for v in cells):
+                scores[column] = np.array([np.nan if v is None else float(v) for v in cells])
     return scores
 
 
@@ -199,6 +199,15 @@ def _tiles(loaded: LoadedModel, run: ModelRun | None, shown: np.ndarray, flags: 
 
 def _evaluation_columns(evaluation: Any) -> set[str]:
     return {k for row in getattr(evaluation, "prototypes", None) or [] for k in row}
+
+
+def _selected_points(event: Any) -> list[dict[str, Any]]:
+    """The points a plotly chart's selection event holds (a dict-like state, or an object with attributes)."""
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    if selection is None:
+        return []
+    points = selection.get("points") if isinstance(selection, dict) else getattr(selection, "points", None)
+    return list(points or [])
 
 
 def _class_name(model: Any, index: int) -> str:
@@ -387,8 +396,7 @@ def latent_section(loaded: LoadedModel, run: ModelRun | None, probe: Probe | Non
         figure_downloads(figure, f"{loaded.name}_latent_{method}", key="prototypes.latent_figure")
     with pick_col:
         st.markdown("**Selected point**")
-        points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
-            getattr(getattr(event, "selection", None), "points", [])
+        points = _selected_points(event)
         if not points:
             st.caption("Click a point to see its patch.")
         for point in points[:3]:
@@ -473,7 +481,7 @@ def main() -> None:
     with card_tab:
         classes = prototype_classes(loaded.model)
         index = st.selectbox("Prototype", list(range(loaded.model.num_prototypes)), key="prototypes.selected",
-                             format_func=lambda j: f"#{j} · {_class_name(loaded.model, classes[j])}")
+                             format_func=lambda j: f"#{j} · {_class_name(loaded.model, int(classes[j]))}")
         try:
             card(loaded, int(index), run, probe, config)
         except ProtovizError as error:

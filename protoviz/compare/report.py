@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def comparison_report(comparison: Comparison, class_names: dict[str, Sequence[str]] | None = None,
+def comparison_report(comparison: Comparison, class_names: Mapping[str, Sequence[str]] | None = None,
                       latent_views: dict[str, LatentView] | None = None,
                       explanations: dict[str, list[Any]] | None = None, pairs_shown: int = 12,
                       title: str = "protoviz model comparison") -> HtmlReport:

@@ -19,9 +19,7 @@ copies are private and run without it.
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -137,8 +135,9 @@ def randomisation_stages(model: PrototypeModel, config: RandomisationConfig) -> 
     bounds = [round(i * len(names) / stages) for i in range(stages + 1)]
     top_first = names[::-1]
     groups = [top_first[bounds[i]:bounds[i + 1]] for i in range(stages)]
+    layers: list[list[str]]
     if config.mode == "cascading":
-        layers = [functools.reduce(operator.iadd, groups[:i + 1], []) for i in range(stages)]
+        layers = [[name for group in groups[:i + 1] for name in group] for i in range(stages)]
         labels = [f"top {len(ls)}/{len(names)} layers" for ls in layers]
     else:
         layers = groups

@@ -276,7 +276,11 @@ def _method_json(r: MethodTrust) -> dict[str, Any]:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return np.where(np.isfinite(value), value, None).tolist() if value.dtype.kind == "f" else value.tolist()
+        if value.dtype.kind != "f":
+            return value.tolist()
+        cells = value.astype(object)
+        cells[~np.isfinite(value)] = None  # JSON has no NaN/Inf
+        return cells.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
@@ -339,7 +343,8 @@ def evaluate_methods(model: PrototypeModel, images: Tensor, prototype_indices: T
     config = config or TrustConfig()
     started, clock = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     images = images.to(model.device)
-    indices = prototype_rows(prototype_indices, images.shape[0], model.num_prototypes, images.device)
+    given = prototype_indices if isinstance(prototype_indices, Tensor) else tuple(prototype_indices)
+    indices = prototype_rows(given, images.shape[0], model.num_prototypes, images.device)
     parts = None
     parts_source = None if part_masks is None else "given" if prototype_parts is not None else \
         ("assigned: part most covered by the 95th-percentile box of the upsampled map on the top "
