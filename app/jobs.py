@@ -24,7 +24,7 @@ import streamlit as st
 
 from app.state import current_device
 from app.store import job_manager
-from app.widgets import show_error
+from app.widgets import plain, show_error
 from protoviz.errors import ProtovizError
 from protoviz.jobs import DONE, INTERRUPTED, QUEUED, STOPPED, JobFn, JobManager, JobView
 from protoviz.workspace import RunKey, RunRecord
@@ -106,14 +106,13 @@ def progress_text(view: JobView, unit: str = "images") -> tuple[float, str]:
             return 0.0, ""
         count = f"{reading.done}/{reading.total}" if reading.total is not None else f"{reading.done}"
         return reading.fraction or 0.0, f"{reading.stage + ': ' if reading.stage else ''}{count} {unit}"
+    label = plain(view.label)  # the text is markdown; a label carries model and dataset names
     if view.state == QUEUED:
-        return 0.0, f"{view.label}: waiting for a free slot ({view.position or '?'} in line)"
-    if reading is None:
-        return 0.0, f"{view.label}: starting…"
-    text = f"{view.label} — {reading.describe(unit)}"
+        return 0.0, f"{label}: waiting for a free slot ({view.position or '?'} in line)"
+    text = f"{label}: starting…" if reading is None else f"{label} — {reading.describe(unit)}"
     if view.stop_requested:
         text += " · stopping at the next step…"
-    return reading.fraction or 0.0, text
+    return (reading.fraction or 0.0) if reading is not None else 0.0, text
 
 
 def _live_panel(manager: JobManager, job_id: str, poll_s: float, unit: str) -> None:
@@ -142,6 +141,6 @@ def _live_panel(manager: JobManager, job_id: str, poll_s: float, unit: str) -> N
 
 def _show_end(view: JobView) -> None:
     if view.state in (STOPPED, INTERRUPTED):
-        st.warning(f"{view.label}: {view.message}", icon=":material/stop_circle:")
+        st.warning(f"{plain(view.label)}: {plain(view.message)}", icon=":material/stop_circle:")
     else:
-        st.error(f"{view.label} failed: {view.message}", icon=":material/error:")
+        st.error(f"{plain(view.label)} failed: {plain(view.message)}", icon=":material/error:")

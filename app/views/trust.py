@@ -142,6 +142,7 @@ def run_checks(loaded: LoadedModel, gathered: Gathered, config: TrustConfig, per
     key = trust_key(loaded, gathered, config, per_image)
     model, lock, name = loaded.model, loaded.lock, loaded.name
     summary = loaded.provenance()
+    model_file = {"name": summary["name"], "path": shown_path(str(summary["path"]))}  # st.* here, not in work
 
     def work(progress: Any) -> TrustReport:  # on a worker thread: no st.* here
         def checks(done: int, total: int | None, stage: str = "") -> None:
@@ -152,7 +153,7 @@ def run_checks(loaded: LoadedModel, gathered: Gathered, config: TrustConfig, per
         report = evaluate_methods(model, gathered.images, indices, config, part_masks=gathered.masks,
                                   image_names=gathered.names, model_name=name, progress=checks, lock=lock,
                                   record=gathered.record, masks_note=gathered.masks_note)
-        report.provenance["model_file"] = {"name": summary["name"], "path": shown_path(str(summary["path"]))}
+        report.provenance["model_file"] = model_file
         return report
 
     record = job_result(key, work, start=start, label=f"Trust · {name} · {gathered.label}", model_name=name,
