@@ -166,7 +166,7 @@ def test_dataset_passes_matching_joins_and_report(app_env: None, model_dir: Path
     _with_data(third, page_dataset, 12)
     third.run()
     assert any("self-contained" in c.value for c in third.caption)
-    assert any(b.label == "Download the report (HTML)" for b in third.get("download_button"))
+    assert any(b.proto.label == "Download the report (HTML)" for b in third.get("download_button"))
 
 
 @pytest.mark.skipif(not hasattr(__import__("protoviz.metrics.runner", fromlist=["x"]).EvaluationResult, "to_payload"),

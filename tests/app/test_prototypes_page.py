@@ -4,6 +4,7 @@ background job kept in the workspace (served from the store on a later visit), l
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ def page_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _errors(app: AppTest) -> list[str]:
     return [e.value for e in app.error] + [str(x.value) for x in app.exception]
+
+
+def _caption_with(text: str) -> Callable[[AppTest], bool]:
+    return lambda app: text in captions(app)
 
 
 def _page(timeout: int = 120) -> AppTest:
@@ -115,7 +120,7 @@ def test_latent_views_pca_tsne_pacmap(app_env: None, model_dir: Path, page_datas
         assert _errors(app) == [] and not any("PCA of" in c.value for c in app.caption)
         app.button(key="prototypes.latent_compute").click().run()
         wait_for_runs("latent", 1 if method == "tsne" else 2)
-        rerun_until(app, lambda a, label=label: f"{label} (seed 0) of 8 prototype vectors" in captions(a))
+        rerun_until(app, _caption_with(f"{label} (seed 0) of 8 prototype vectors"))
         [figure] = [c for c in app.get("plotly_chart") if "prototypes (stars)" in c.proto.spec]
         assert f'"{label} 1"' in figure.proto.spec and f'"{label} 2"' in figure.proto.spec
     runs = kept_runs("latent")

@@ -19,6 +19,7 @@ def test_the_results_page_reopens_passes_and_trust_reports(app_env: None) -> Non
     images = torch.randn(6, 3, 64, 64)
     run = scan_model("tiny", model, tensor_batches(images, 3, labels=torch.tensor([0, 1, 2] * 2)), CompareConfig(),
                      total=6, label_map=torch.arange(3))
+    assert run is not None
     report = evaluate_methods(model, images[:2], top_prototypes(model, images[:2], 1),
                               TrustConfig(methods=("upsample",), randomisation=RandomisationConfig(stages=1),
                                           perturbation=PerturbationConfig(steps=2)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -65,6 +66,7 @@ def test_the_report_round_trips_through_the_workspace(masked: Path) -> None:
         again = back.results[name]
         np.testing.assert_array_equal(again.randomisation.rho, result.randomisation.rho)
         np.testing.assert_array_equal(again.curves.deletion, result.curves.deletion)
+        assert again.pointing is not None and result.pointing is not None
         np.testing.assert_array_equal(again.pointing.mask, result.pointing.mask)
         scale = np.abs(result.maps).max(axis=(2, 3), keepdims=True)
         assert np.abs(again.maps - result.maps).max() <= 1e-3 * scale.max()  # float16, scaled per map
@@ -89,6 +91,7 @@ def test_the_pointing_game_is_the_librarys(masked: Path) -> None:
         game = pointing_game(model, dataset, method, top=2, indices=positions)
         expected = np.array([[r["mask_relevance"], r["energy_relevance"]] for r in game.rows]).reshape(-1, 2, 2)
         pointing = report.results[method].pointing
+        assert pointing is not None
         np.testing.assert_allclose(pointing.mask, expected[..., 0], atol=1e-9)
         np.testing.assert_allclose(pointing.energy, expected[..., 1], atol=1e-6)
         row = next(r for r in report.summary_rows() if r["method"] == method)
@@ -108,6 +111,7 @@ class Slow(ProtoPNet):
     """The tiny ProtoPNet taking ``delay`` seconds per forward, logging who ran it and when."""
 
     delay = 0.02
+    log: list[tuple[str, float]]
 
     def set_latents(self, x: Tensor) -> dict[str, Tensor]:
         self.log.append(("trust", time.monotonic()))
@@ -118,9 +122,10 @@ class Slow(ProtoPNet):
 def test_another_request_is_served_while_trust_runs() -> None:
     """Trust holds the model's lock per batch of work, not for the whole run: a second session's forward
     (taken under the same lock) runs between two of Trust's batches."""
-    model = make_tiny_model()
-    model.__class__ = Slow
-    model.log = []  # type: ignore[attr-defined]
+    tiny = make_tiny_model()
+    tiny.__class__ = Slow
+    model = cast(Slow, tiny)
+    model.log = []
     lock = ModelLock("tiny", timeout_s=30)
     images = torch.randn(4, 3, 64, 64)
     started, done = threading.Event(), threading.Event()
