@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 
 from protoviz.device import describe_device, pick_device
+from protoviz.kept_loading import KeptSettings, load_kept
 from protoviz.locking import DEFAULT_TIMEOUT_S, ModelLock
 from protoviz.models.base import ModelSummary, PrototypeModel
 from protoviz.models.registry import load_model
@@ -39,7 +40,14 @@ class LoadedModel:
 
     @property
     def sha256(self) -> str | None:
+        """What identifies the model in stored results: its file's sha256, or for a kept model loaded with
+        hints, class names or sources the digest of the file and those (see :mod:`protoviz.kept_loading`)."""
         return self.model.metadata.get("checkpoint_sha256")
+
+    @property
+    def file_sha256(self) -> str | None:
+        """The sha256 of the checkpoint file itself."""
+        return self.model.metadata.get("file_sha256", self.sha256)
 
     def provenance(self) -> dict[str, object]:
         """How results computed with this model were made (recorded next to every result): the same model
@@ -49,13 +57,21 @@ class LoadedModel:
 
 
 @st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
-def load_cached_model(name: str, path: str, family: str | None, device: str, mtime_ns: int) -> LoadedModel:
-    """Load a checkpoint once per (path, family, device, modification time) for the whole process.
+def load_cached_model(name: str, path: str, family: str | None, device: str, mtime_ns: int,
+                      kept: str = "") -> LoadedModel:
+    """Load a checkpoint once per (path, family, device, modification time, kept settings) for the whole process.
 
-    ``mtime_ns`` is part of the key so that a checkpoint rewritten on disk is read again.
+    ``mtime_ns`` is part of the key so that a checkpoint rewritten on disk is read again. ``kept`` is a
+    kept model's :class:`~protoviz.kept_loading.KeptSettings` as JSON (its load hints, class names and
+    attached sources, applied on every load), or "" for a demo model.
     """
     del mtime_ns  # only part of the cache key
-    model = load_model(path, family=family, device=device)
+    if kept:
+        from app.store import workspace
+
+        model = load_kept(path, KeptSettings.from_json(kept), device, workspace())
+    else:
+        model = load_model(path, family=family, device=device)
     model.eval()
     return LoadedModel(name=name, path=Path(path), model=model, summary=model.summary(), device=model.device,
                        lock=ModelLock(f"model {name!r}", lock_timeout()))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ import torch
 from app.cache import LoadedModel, dashboard_device, load_cached_model
 from app.store import workspace
 from protoviz.errors import ModelError, WorkspaceError
+from protoviz.kept_loading import KeptSettings
+from protoviz.kept_models import StoredModel
 from protoviz.models.legacy import checkpoint_file
 from protoviz.paths import PathPolicy
 from protoviz.uploads import SessionUploads, UploadLimits, sweep_stale, upload_base
@@ -35,12 +38,14 @@ _RESULTS = "protoviz.results."
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A model the dashboard can load: its display name, file, family hint and origin."""
+    """A model the dashboard can load: its display name, file, family hint, origin and, for a kept model,
+    what it is loaded with (hints, class names, attached sources)."""
 
     name: str
     path: Path
     family: str | None = None
     origin: str = "demo"  # 'demo' | 'added'
+    settings: KeptSettings | None = None
 
 
 def model_dir() -> Path:
@@ -65,11 +70,13 @@ def available_models() -> dict[str, ModelEntry]:
     return {**demo_models(), **_user_models()}
 
 
-def add_user_model(name: str, path: str | Path, family: str | None = None) -> ModelEntry:
+def add_user_model(name: str, path: str | Path, family: str | None = None,
+                   hints: Mapping[str, str] | None = None) -> ModelEntry:
     """Keep a checkpoint (copied into the workspace) under ``name`` and load it once, so a bad file fails here.
 
-    Raises :class:`~protoviz.errors.CheckpointError` (or another ProtovizError) if it cannot be loaded
-    (nothing is kept then), WorkspaceError if the name is taken or the workspace is full or unusable.
+    ``hints`` are the load hints the file cannot tell (``slots``, ``activation``, ``backbone``), applied on
+    every load. Raises :class:`~protoviz.errors.CheckpointError` (or another ProtovizError) if it cannot be
+    loaded (nothing is kept then), WorkspaceError if the name is taken or the workspace is full or unusable.
     """
     clean = name.strip()
     if not clean:
@@ -78,14 +85,44 @@ def add_user_model(name: str, path: str | Path, family: str | None = None) -> Mo
     if store.models.get(clean) is not None:
         raise ModelError(f"a model named {clean!r} is already kept; remove it on the Models page or choose "
                          "another name")
-    stored = store.models.add(clean, checkpoint_file(Path(path)), family=family)
-    entry = ModelEntry(clean, stored.path, family, origin="added")
+    given = {k: v for k, v in (hints or {}).items() if v}
+    stored = store.models.add(clean, checkpoint_file(Path(path)), family=family, hints=given)
+    entry = _entry(stored)
     try:
         _load(entry)
     except BaseException:
         store.models.remove(clean)
         raise
     return entry
+
+
+def update_user_model(name: str, **changes: Any) -> ModelEntry:
+    """Change what a kept model is loaded with: ``family``, ``hints``, ``class_names`` or ``sources`` (None
+    clears one). The model is loaded with the new settings first; if that fails, nothing changes."""
+    store = workspace()
+    stored = store.models.get(name)
+    if stored is None:
+        raise ModelError(f"no kept model named {name!r} (another session may have removed it)")
+    unknown = sorted(set(changes) - {"family", "hints", "class_names", "sources"})
+    if unknown:
+        raise ModelError(f"unknown model setting(s): {', '.join(unknown)}")
+    if "hints" in changes:
+        changes["hints"] = {k: v for k, v in (changes["hints"] or {}).items() if v}
+    if changes.get("class_names") is not None:
+        changes["class_names"] = tuple(changes["class_names"])
+    settings = replace(KeptSettings.of(stored), **changes)
+    _load(ModelEntry(name, stored.path, settings.family, "added", settings))
+    updated = store.models.update(name, family=settings.family, hints=dict(settings.hints),
+                                  class_names=settings.class_names, sources=settings.sources)
+    return _entry(updated)
+
+
+def kept_model(name: str) -> StoredModel | None:
+    """The workspace record of an added model (None for a demo model or an unknown name)."""
+    try:
+        return workspace().models.get(name)
+    except WorkspaceError:
+        return None
 
 
 def remove_user_model(name: str) -> None:
@@ -107,7 +144,7 @@ def current_device() -> torch.device:
     return dashboard_device(os.environ.get("PROTOVIZ_DEVICE") or None)
 
 
-def session_results(namespace: str) -> dict[str, Any]:
+def session_results(namespace: str) -> dict[Any, Any]:
     """A dict kept in this session across reruns, one per page/namespace (e.g. ``"explain"``)."""
     return st.session_state.setdefault(_RESULTS + namespace, {})
 
@@ -132,8 +169,19 @@ def session_uploads() -> SessionUploads:
     """This session's private upload folder: unique names, size-bounded, removed when the session ends."""
     uploads = st.session_state.get(_UPLOADS)
     if uploads is None:
-        uploads = st.session_state[_UPLOADS] = SessionUploads(upload_root(), UploadLimits.from_env())
+        uploads = st.session_state[_UPLOADS] = SessionUploads(upload_root(), upload_limits())
     return uploads
+
+
+def upload_limits() -> UploadLimits:
+    """``PROTOVIZ_MAX_UPLOAD_MB`` / ``PROTOVIZ_SESSION_DISK_MB``, the file limit capped at Streamlit's
+    ``server.maxUploadSize`` (the browser cannot send more), so the page states the one limit that holds."""
+    limits = UploadLimits.from_env()
+    try:
+        streamlit_bytes = int(float(st.get_option("server.maxUploadSize")) * 2**20)
+    except (TypeError, ValueError, RuntimeError):
+        return limits
+    return replace(limits, max_file_bytes=min(limits.max_file_bytes, streamlit_bytes))
 
 
 def path_policy() -> PathPolicy:
@@ -148,11 +196,16 @@ def _user_models() -> dict[str, ModelEntry]:
     except WorkspaceError:  # the Models and Results pages show why; other pages go on with the demo models
         logging.getLogger("protoviz.app").warning("added models unavailable", exc_info=True)
         return {}
-    return {m.name: ModelEntry(m.name, m.path, m.family, origin="added") for m in kept}
+    return {m.name: _entry(m) for m in kept}
+
+
+def _entry(stored: StoredModel) -> ModelEntry:
+    return ModelEntry(stored.name, stored.path, stored.family, origin="added", settings=KeptSettings.of(stored))
 
 
 def _load(entry: ModelEntry) -> LoadedModel:
     if not entry.path.is_file():
         raise ModelError(f"model {entry.name!r}: file {entry.path} does not exist")
     mtime = entry.path.stat().st_mtime_ns
-    return load_cached_model(entry.name, str(entry.path), entry.family, str(current_device()), mtime)
+    kept = entry.settings.to_json() if entry.settings is not None and entry.settings.applied else ""
+    return load_cached_model(entry.name, str(entry.path), entry.family, str(current_device()), mtime, kept)

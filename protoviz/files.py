@@ -50,9 +50,10 @@ def read_regular_file(path: Path, limit: int, error: type[ProtovizError], label:
         if size > limit:
             raise error(f"{label} is {_size(size)}; the limit is {_size(limit)}")
         chunks, total = [], 0
+        want = size + 1  # a regular file comes back in one read (one buffer, no join) unless it grew
         try:
             while total <= limit:
-                chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
+                chunk = os.read(fd, min(want if not chunks else _CHUNK, limit + 1 - total))
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -61,7 +62,7 @@ def read_regular_file(path: Path, limit: int, error: type[ProtovizError], label:
             raise error(f"{label} cannot be read ({_reason(failure)})") from None
     if total > limit:
         raise error(f"{label} is larger than {_size(limit)} (it grew while being read)")
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_head(path: Path, count: int, error: type[ProtovizError], label: str | None = None) -> tuple[bytes, int]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 MB = 1 << 20
 _INCOMING_MAX_AGE_S = 24 * 3600
 _MODEL_COLUMNS = "name, sha256, file, size_bytes, family, class_names, sources, hints, added_at"
+KEEP: Any = object()  # ModelStore.update: leave this field as it is
 
 
 @dataclass(frozen=True)
@@ -104,19 +105,31 @@ class ModelStore:
             incoming.unlink(missing_ok=True)
         return self._require(clean)
 
-    def update(self, name: str, *, class_names: Sequence[str] | None = None,
-               sources: Mapping[str, Any] | None = None, hints: Mapping[str, Any] | None = None) -> StoredModel:
-        """Set the class names, attached sources or hints of a kept model (None leaves a field as it is)."""
+    def update(self, name: str, *, class_names: Sequence[str] | None = KEEP, sources: Mapping[str, Any] | None = KEEP,
+               hints: Mapping[str, Any] | None = KEEP, family: str | None = KEEP) -> StoredModel:
+        """Set the class names, attached sources, hints or family hint of a kept model.
+
+        A field left at :data:`KEEP` is not changed; None clears it (the checkpoint's own class names and
+        sources, no hints, the detected family).
+        """
+        values: dict[str, str | None] = {}
+        if class_names is not KEEP:
+            values["class_names"] = None if class_names is None else dumps(list(class_names), "class names")
+        if sources is not KEEP:
+            values["sources"] = None if sources is None else dumps(dict(sources), "sources")
+        if hints is not KEEP:
+            values["hints"] = dumps(dict(hints or {}), "hints")
+        if family is not KEEP:
+            if family is not None and not isinstance(family, str):
+                raise WorkspaceError(f"a family hint is a family name, got {type(family).__name__}")
+            values["family"] = family
         with self._ws.write() as con:
             found = con.execute("SELECT 1 FROM models WHERE owner = ? AND name = ?", (self._ws.owner, name)).fetchone()
             if found is None:
-                raise WorkspaceError(f"no kept model named {name!r}")
-            for column, value in (("class_names", None if class_names is None else list(class_names)),
-                                  ("sources", None if sources is None else dict(sources)),
-                                  ("hints", None if hints is None else dict(hints))):
-                if value is not None:
-                    con.execute(f"UPDATE models SET {column} = ? WHERE owner = ? AND name = ?",
-                                (dumps(value, column), self._ws.owner, name))
+                raise WorkspaceError(f"no kept model named {name!r} (another session may have removed it)")
+            for column, value in values.items():  # column names come from the fixed set above
+                con.execute(f"UPDATE models SET {column} = ? WHERE owner = ? AND name = ?",
+                            (value, self._ws.owner, name))
         return self._require(name)
 
     def _require(self, name: str) -> StoredModel:

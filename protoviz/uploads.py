@@ -5,12 +5,15 @@ Each session gets its own folder (mode 0700) under one base folder (``PROTOVIZ_U
 first never overwrites it; a rejected upload is deleted at once (:meth:`SessionUploads.discard`), and
 the whole folder goes when the session object is garbage-collected (the session ended), when the
 process exits, or at the next start if the process died (:func:`sweep_stale`). One file may hold at
-most ``PROTOVIZ_MAX_UPLOAD_MB`` (default 200, Streamlit's ``server.maxUploadSize``) and one session at
-most ``PROTOVIZ_SESSION_DISK_MB`` (default 1024) on disk.
+most ``PROTOVIZ_MAX_UPLOAD_MB`` (default 2048, as ``server.maxUploadSize`` in ``.streamlit/config.toml`` and
+the 2 GiB a checkpoint may have, :class:`~protoviz.models.limits.ModelLimits`) and one session at most
+``PROTOVIZ_SESSION_DISK_MB`` (default 4096) on disk. Large files are copied in 1 MB blocks
+(:meth:`SessionUploads.save_stream`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -22,19 +25,21 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from protoviz.errors import UploadError
 
 ENV_DIR, ENV_MAX_FILE, ENV_SESSION = "PROTOVIZ_UPLOAD_DIR", "PROTOVIZ_MAX_UPLOAD_MB", "PROTOVIZ_SESSION_DISK_MB"
 _PREFIX = "session-"
+_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
 class UploadLimits:
     """Bytes one uploaded file, and all of one session's files together, may take on disk."""
 
-    max_file_bytes: int = 200 * 2**20
-    max_session_bytes: int = 1024 * 2**20
+    max_file_bytes: int = 2048 * 2**20
+    max_session_bytes: int = 4096 * 2**20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> UploadLimits:
@@ -93,7 +98,13 @@ class SessionUploads:
 
     def save(self, name: str, data: bytes) -> Path:
         """Store ``data`` under a unique name ending in the cleaned ``name``; UploadError when over a limit."""
-        size, limits = len(data), self.limits
+        return self.save_stream(name, io.BytesIO(data), len(data))
+
+    def save_stream(self, name: str, reader: BinaryIO, size: int) -> Path:
+        """Copy ``size`` bytes from ``reader`` in 1 MB blocks (no second copy of a large upload in memory) to
+        a unique name ending in the cleaned ``name``; UploadError when over a limit (checked before writing
+        and again while copying, in case ``reader`` holds more than it said)."""
+        limits = self.limits
         if size > limits.max_file_bytes:
             raise UploadError(f"{clean_name(name)} is {size / 2**20:.0f} MB; uploads are limited to "
                               f"{limits.max_file_bytes / 2**20:.0f} MB on this server")
@@ -104,10 +115,18 @@ class SessionUploads:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                written = 0
+                for block in iter(lambda: reader.read(_BLOCK), b""):
+                    written += len(block)
+                    if written > size or written > limits.max_file_bytes:
+                        raise UploadError(f"{clean_name(name)} holds more than the {size} bytes announced")
+                    handle.write(block)
         except OSError as error:
             path.unlink(missing_ok=True)
             raise UploadError(f"{clean_name(name)} could not be stored ({error.strerror})") from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return path
 
     def owns(self, path: Path) -> bool:

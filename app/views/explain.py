@@ -20,6 +20,7 @@ import streamlit as st
 from PIL import Image
 
 from app.cache import LoadedModel
+from app.dataset_images import dataset_image_picker
 from app.state import get_model, session_results
 from app.widgets import NamedImage, figure_downloads, image_picker, model_picker, show_error
 from protoviz.data.transforms import preprocess
@@ -45,6 +46,7 @@ PROTOTYPES_MODEL_KEY = "prototypes.model"  # widget keys of the Prototypes page
 PROTOTYPES_SELECTED_KEY = "prototypes.selected"
 PROTOTYPES_OPEN_CARD_FLAG = "prototypes.open_card"  # tells the Prototypes page to show the card itself
 OPEN_CARD_FLAG = "explain.open_card"
+DATASET_OPEN = "explain.dataset.open"  # keep the dataset picker open while it has picked images
 SIDES = {"for": "Evidence for", "against": "Evidence against"}
 
 
@@ -254,8 +256,13 @@ def main() -> None:
                                   format_func=lambda n: get_method(n).label)
         with right:
             images = image_picker("explain.images")
+            with st.expander("…or pick images from a dataset, by class", icon=":material/folder_open:",
+                             expanded=bool(st.session_state.get(DATASET_OPEN))):
+                picked = dataset_image_picker("explain.dataset")
+            st.session_state[DATASET_OPEN] = bool(picked)
+            images = [*images, *picked]
     if not model_names or not images:
-        st.info("Choose at least one model and one image (upload, or pick a bundled sample).",
+        st.info("Choose at least one model and one image (upload, a bundled sample, or a dataset's images).",
                 icon=":material/arrow_upward:")
         return
     loaded_models: list[LoadedModel] = []

@@ -4,6 +4,10 @@ For each prototype, its nearest latent patch among the images its family's push 
 ProtoPNet, TesNet and ST-ProtoPNet; the classes whose slots use it for ProtoPool; the leaves under its
 node for ProtoTree; every image for PIP-Net), in one streaming pass. No weight changes. For a model
 pushed on the same folder this is the patch the push chose, at latent distance ~0.
+
+Sharded like ``evaluate``: ``torchrun --nproc_per_node N -m protoviz project IN OUT --data DIR`` splits the
+images across the ranks (whole batches), merges the per-prototype bests on rank 0, which describes the
+sources and writes the one output file. The result equals one process's.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from pathlib import Path
 from protoviz.cli.convert import checked_output, names_from
 from protoviz.cli.load_options import add_load_options, load_hints
 from protoviz.device import pick_device
+from protoviz.distributed import ShardGroup, join, leave
 from protoviz.models import load_model
 from protoviz.models.checkpoint import save_model
 from protoviz.progress import console_progress
-from protoviz.sources import attach_sources, project_sources
+from protoviz.sources import attach_sources, project_shard
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,22 +38,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "folders (default: the --data folder names when the model has none)")
     parser.add_argument("--family", default=None, help="family hint for ambiguous files (protopnet or tesnet)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (under torchrun: cpu "
+                                                          "or cuda; each rank takes cuda:LOCAL_RANK)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     add_load_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    output = checked_output(args.output, args.force)
-    model = load_model(args.input, family=args.family, device=pick_device(args.device), **load_hints(args))
-    projection = project_sources(model, args.data, batch_size=args.batch_size, progress=console_progress())
+    group = join(args.device)
+    try:
+        return _run(args, group)
+    finally:
+        leave(group)
+
+
+def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
+    main = group is None or group.is_main
+    output = checked_output(args.output, args.force)  # on every rank: a refusal stops them all
+    device = group.device if group is not None else pick_device(args.device)
+    hints = load_hints(args)
+    model = load_model(args.input, family=args.family, device=device, slots=hints.get("slots"),
+                       activation=hints.get("activation"), backbone=hints.get("backbone"))
+    progress = None if args.quiet or not main else console_progress()
+    projection = project_shard(model, args.data, batch_size=args.batch_size, progress=progress, group=group)
+    if projection is None:
+        return 0
     model = attach_sources(model, projection.sources, "projection", args.data, images=len(projection.images))
     model = names_from(model, args.classes, None, args.data)
     save_model(model, output, extra={"converted_from": str(args.input)})
     chosen = [s for s in projection.sources if s is not None]
+    ranks = f" ({group.world_size} ranks)" if group is not None else ""
     print(f"wrote {output}: {len(chosen)}/{model.num_prototypes} prototypes with a source among "
-          f"{len(projection.images)} images")
+          f"{len(projection.images)} images{ranks}")
     if chosen:
         distances = sorted(float(s.distance) for s in chosen if s.distance is not None)
         print(f"latent distance to the source patch ({chosen[0].distance_kind}): min {distances[0]:.4g}, "

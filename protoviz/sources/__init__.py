@@ -13,11 +13,11 @@ from typing import Any
 
 from protoviz.errors import ConfigError
 from protoviz.models.base import PrototypeModel, PrototypeSource
-from protoviz.sources.projection import Projection, ProjectionAccumulator, project_sources
+from protoviz.sources.projection import Projection, ProjectionAccumulator, project_shard, project_sources
 from protoviz.sources.pushdir import PushImport, import_push_folder
 
 __all__ = ["Projection", "ProjectionAccumulator", "PushImport", "attach_sources", "import_push_folder",
-           "project_sources"]
+           "project_shard", "project_sources"]
 
 
 def attach_sources(model: PrototypeModel, sources: list[PrototypeSource | None], method: str,

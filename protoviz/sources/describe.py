@@ -12,7 +12,9 @@ Memory: one batch of images and their (b, P, h, w) maps at a time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +60,9 @@ class Described:
 @torch.no_grad()
 def describe_sources(model: PrototypeModel, dataset: ImageDataset, picks: Sequence[Pick], batch_size: int = 32,
                      image_thumbnail: int = 96, patch_thumbnail: int = 64,
-                     progress: Progress | None = None) -> Described:
-    """One :class:`PrototypeSource` per prototype (None where no pick names it)."""
+                     progress: Progress | None = None, lock: AbstractContextManager[Any] | None = None) -> Described:
+    """One :class:`PrototypeSource` per prototype (None where no pick names it). ``lock`` is held around
+    each chunk of source images (a shared model's lock)."""
     rule = push_rule(model)
     sources: list[PrototypeSource | None] = [None] * model.num_prototypes
     own: dict[int, tuple[int, int]] = {}
@@ -76,8 +79,9 @@ def describe_sources(model: PrototypeModel, dataset: ImageDataset, picks: Sequen
             batch = load_batch(dataset, model.input_spec, chunk)
             x = batch.images.to(model.device)
             rows = [(k, pick) for k, index in enumerate(chunk) for pick in by_image[index]]
-            _describe_chunk(model, rule, x, batch.unit, batch.image_ids, batch.labels, rows, field,
-                            (image_thumbnail, patch_thumbnail), sources, own)
+            with lock if lock is not None else nullcontext():
+                _describe_chunk(model, rule, x, batch.unit, batch.image_ids, batch.labels, rows, field,
+                                (image_thumbnail, patch_thumbnail), sources, own)
             if progress is not None:
                 progress(min(start + batch_size, len(images)), len(images), "source images")
     finally:

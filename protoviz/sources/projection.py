@@ -9,8 +9,10 @@ families). Then :func:`~protoviz.sources.describe.describe_sources` draws the bo
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -20,9 +22,12 @@ from protoviz.errors import ConfigError, DatasetError
 from protoviz.models.base import PrototypeModel, PrototypeSource
 from protoviz.passes import Needs, PassStep, run_pass
 from protoviz.progress import Progress
-from protoviz.sources.criteria import PushRule, push_rule
+from protoviz.sources.criteria import RULES, PushRule, push_rule
 from protoviz.sources.describe import Pick, describe_sources
 from protoviz.sources.folder import FolderImages, imagefolder_images
+
+if TYPE_CHECKING:
+    from protoviz.distributed import ShardGroup
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,19 @@ class ProjectionAccumulator:
     Eligibility follows the family's push (:mod:`protoviz.sources.criteria`); the step's labels must be
     the model's class indices (required unless every class is eligible). Ties keep the earliest image,
     then the first cell, as the originals do.
+
+    The model is needed only by :meth:`update` (the distances of a step need its prototypes); it is not
+    part of the state: a pickled accumulator (sent to rank 0 by :mod:`protoviz.distributed`) holds the
+    family name, the (P, C) eligibility and the per-prototype bests, and merges without a model.
     """
 
     def __init__(self, model: PrototypeModel, rule: PushRule | None = None):
-        self.model = model
-        self.rule = rule or push_rule(model)
-        self.needs = Needs(latent=self.rule.needs_latent)
-        self.allowed = self.rule.eligible(model).to(model.device)  # (P, C) bool
+        self.model: PrototypeModel | None = model
+        rule = rule or push_rule(model)
+        self.family = rule.family
+        self.column_major = rule.column_major
+        self.needs = Needs(latent=rule.needs_latent)
+        self.allowed = rule.eligible(model).to(model.device)  # (P, C) bool
         self.everyone = bool(self.allowed.all())
         count = model.num_prototypes
         self.distance = torch.full((count,), float("inf"), device=model.device)
@@ -60,8 +71,17 @@ class ProjectionAccumulator:
         self.flat = torch.zeros(count, dtype=torch.long, device=model.device)
         self.map_size: tuple[int, int] | None = None
 
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if k != "model"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        vars(self).update(state)
+        self.model = None
+
     def update(self, step: PassStep) -> None:
-        distances = self.rule.step_distances(self.model, step).float()  # (B, P, h, w)
+        if self.model is None:
+            raise ConfigError("this projection state was received from another rank; it can merge, not update")
+        distances = RULES[self.family].step_distances(self.model, step).float()  # (B, P, h, w)
         _batch, count, height, width = distances.shape
         self.map_size = (height, width)
         if not self.everyone:
@@ -72,7 +92,7 @@ class ProjectionAccumulator:
                 raise DatasetError(f"image labels must be model classes 0..{self.allowed.shape[1] - 1}")
             eligible = self.allowed[:, labels].t()  # (B, P)
             distances = distances.masked_fill(~eligible[:, :, None, None], float("inf"))
-        if self.rule.column_major:
+        if self.column_major:
             distances = distances.transpose(2, 3)
         flat = distances.permute(1, 0, 2, 3).reshape(count, -1)  # (P, B*h*w) in (image, cell) order
         values, where = flat.min(dim=1)
@@ -82,6 +102,7 @@ class ProjectionAccumulator:
 
     def merge(self, other: ProjectionAccumulator) -> None:
         """Fold in another shard's state (ties: lower image index, then lower cell)."""
+        other = _on(other, self.distance.device)
         earlier = (other.image < self.image) | ((other.image == self.image) & (other.flat < self.flat))
         better = (other.image >= 0) & ((other.distance < self.distance)
                                        | ((other.distance == self.distance) & (earlier | (self.image < 0))))
@@ -101,7 +122,7 @@ class ProjectionAccumulator:
             raise ConfigError("the projection saw no images")
         height, width = self.map_size
         flat = self.flat.cpu()
-        if self.rule.column_major:  # flat indexes the transposed (w, h) map
+        if self.column_major:  # flat indexes the transposed (w, h) map
             cell = torch.stack([flat % height, flat // height], dim=1)
         else:
             cell = torch.stack([flat // width, flat % width], dim=1)
@@ -119,12 +140,25 @@ class Projection:
 
 
 def project_sources(model: PrototypeModel, data_dir: str | Path, batch_size: int = 32,
-                    progress: Progress | None = None) -> Projection:
+                    progress: Progress | None = None, *, lock: AbstractContextManager[Any] | None = None) -> Projection:
     """Find every prototype's nearest eligible training patch in the ImageFolder ``data_dir``.
 
     The model's class c must be the folder's c-th class (sorted folder names), as when the model was
     trained on it. Does not modify the model; set ``model.prototype_sources = projection.sources`` to use them.
+    ``lock`` (e.g. a shared model's :class:`~protoviz.locking.ModelLock`) is held around each batch's forward.
     """
+    projection = project_shard(model, data_dir, batch_size, progress, lock=lock)
+    assert projection is not None  # a single process is its own rank 0
+    return projection
+
+
+def project_shard(model: PrototypeModel, data_dir: str | Path, batch_size: int = 32,
+                  progress: Progress | None = None, *, lock: AbstractContextManager[Any] | None = None,
+                  group: ShardGroup | None = None) -> Projection | None:
+    """:func:`project_sources` as one rank of a torchrun job: this rank's share of the batches
+    (:meth:`~protoviz.distributed.ShardGroup.take`), the accumulators merged on rank 0, which then
+    describes the sources and returns them (the other ranks return None). Every image is forwarded in the
+    same batch as in one process, so the result is the same."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     rule = push_rule(model)
@@ -134,11 +168,21 @@ def project_sources(model: PrototypeModel, data_dir: str | Path, batch_size: int
         raise DatasetError(f"{data_dir} has {len(listing.classes)} class folders but the model has "
                            f"{model.num_classes} classes; the projection needs the folder the model was trained on")
     dataset = listing.dataset()
-
-    run_pass(model, iterate_batches(dataset, model.input_spec, batch_size), [accumulator], progress,
-             total=len(dataset), stage="projection")
+    order = list(range(len(dataset)))
+    mine = order if group is None else group.take(order, batch_size)
+    run_pass(model, iterate_batches(dataset, model.input_spec, batch_size, mine), [accumulator], progress,
+             total=len(mine), stage="projection", lock=lock, group=group)
+    if group is not None and not group.is_main:
+        return None
     result = accumulator.result()
     picks = [Pick(prototype=j, image_index=int(result.image[j]), location=(int(result.cell[j, 0]), int(result.cell[j, 1])))
              for j in range(model.num_prototypes) if int(result.image[j]) >= 0]
-    described = describe_sources(model, dataset, picks, batch_size, progress=progress)
+    described = describe_sources(model, dataset, picks, batch_size, progress=progress, lock=lock)
     return Projection(described.sources, result, listing)
+
+
+def _on(other: ProjectionAccumulator, device: torch.device) -> ProjectionAccumulator:
+    """``other``'s state tensors on ``device`` (a shard's state arrives on the CPU)."""
+    for name in ("distance", "image", "flat"):
+        setattr(other, name, getattr(other, name).to(device))
+    return other

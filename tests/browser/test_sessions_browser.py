@@ -39,8 +39,8 @@ def _settle(tab: object) -> None:
 def _add_model(tab: object, file: Path, name: str) -> None:
     from playwright.sync_api import expect
 
-    tab.get_by_label("Name").fill(name)  # type: ignore[attr-defined]
-    tab.get_by_label("Name").press("Enter")  # type: ignore[attr-defined]
+    tab.get_by_label("Name", exact=True).fill(name)  # type: ignore[attr-defined]
+    tab.get_by_label("Name", exact=True).press("Enter")  # type: ignore[attr-defined]
     _settle(tab)
     tab.locator("input[type='file']").first.set_input_files(str(file))  # type: ignore[attr-defined]
     uploader = tab.get_by_role("region", name="Upload a checkpoint")  # type: ignore[attr-defined]
@@ -109,7 +109,7 @@ def test_two_sessions_see_only_their_own_uploads_and_results(browser: object, st
         assert sum(len(list(f.iterdir())) for f in _session_folders(uploads)) == 0  # the refused file is gone
         assert len(sorted((server_folders["root"] / "home" / "models").glob("*/*/*"))) == 2
         assert not (tmp_path / "pwned").exists()
-        expect(bob.get_by_text("Typed server paths are turned off")).to_be_visible()
+        expect(bob.get_by_text("Typed server paths are turned off").first).to_be_visible()  # also in set-up tabs
 
         # Alice explains an uploaded image; Bob's Explain page has neither her image nor her model.
         image = tmp_path / "alice_bird.png"

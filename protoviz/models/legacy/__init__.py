@@ -43,13 +43,15 @@ def load_legacy(path: Path, family: str | None, device: torch.device, hints: Loa
     if run_net in BACKBONE_HINTS:
         hints = replace(hints, backbone=run_net)
     data = read_regular_file(file, limits.max_file_bytes)
+    digest = hashlib.sha256(data).hexdigest()
     loaded = read_checkpoint(data, file.name, limits)
+    del data  # the tensors are copied out: the file's bytes need not stay beside the model being built
     chosen = hints
     model = build_within_budget(lambda: detect.convert(loaded.obj, family, file.name, chosen), loaded.elements,
                                 file.name, limits, check=lambda meta: check_config(meta.config_dict(), file.name, limits))
     if run_net in BACKBONE_HINTS and "backbone" in model.metadata.get("load_hints", {}):
         record_choice(model.metadata, "backbone", str(run_net), "read from the run folder's metadata/args.txt")
-    model.metadata.update({"imported_from": file.name, "checkpoint_sha256": hashlib.sha256(data).hexdigest(),
+    model.metadata.update({"imported_from": file.name, "checkpoint_sha256": digest,
                            "research_family": model.family})
     return model.to(device).eval()
 

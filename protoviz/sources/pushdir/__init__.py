@@ -22,8 +22,10 @@ source image (:func:`~protoviz.sources.describe.describe_sources`) and compares 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from protoviz.errors import CheckpointError, ModelError
 from protoviz.models.base import PrototypeModel, PrototypeSource
@@ -82,12 +84,13 @@ class PushImport:
 
 def import_push_folder(model: PrototypeModel, push_dir: str | Path, data_dir: str | Path, epoch: int | None = None,
                        batch_size: int = 32, progress: Progress | None = None,
-                       checkpoint_name: str | None = None) -> PushImport:
+                       checkpoint_name: str | None = None, lock: AbstractContextManager[Any] | None = None) -> PushImport:
     """Read the sources in ``push_dir`` (what the original wrote) against the push images in ``data_dir``.
 
     ``data_dir`` is the ImageFolder the push loader read (its order resolves image indices). ``epoch``
     picks ``epoch-N``; by default the epoch in the checkpoint's file name (``checkpoint_name``, else the
-    file the model was imported from, e.g. ``10push0.7822.pth``), else the latest.
+    file the model was imported from, e.g. ``10push0.7822.pth``), else the latest. ``lock`` is held around
+    each batch of source images (a shared model's lock).
     """
     folder = Path(push_dir)
     if not folder.exists():
@@ -105,7 +108,7 @@ def import_push_folder(model: PrototypeModel, push_dir: str | Path, data_dir: st
         found = READERS[model.family](model, folder, listing, None, map_size)
         found.notes.append(f"the checkpoint's name says epoch {hint}, which the folder has no push for; "
                            f"used epoch {found.epoch}")
-    described = describe_sources(model, listing.dataset(), found.picks, batch_size, progress=progress)
+    described = describe_sources(model, listing.dataset(), found.picks, batch_size, progress=progress, lock=lock)
     sources = described.sources
     chosen = [s for s in sources if s is not None]
     agree = sum(1 for j, s in enumerate(sources) if s is not None and s.map_location == described.own_locations.get(j))
