@@ -37,7 +37,7 @@ def _hostile_model(folder: Path) -> Path:
 
 def _cached(path: Path) -> LoadedModel:
     """The process-wide loaded model the page uses (same cache key as app.state.get_model on the CPU)."""
-    return load_cached_model(path.stem, str(path), None, "cpu", path.stat().st_mtime_ns)
+    return load_cached_model(path.stem, str(path), None, "cpu", path.stat().st_mtime_ns, "")
 
 
 def _stop_button(app: AppTest) -> str:
@@ -98,6 +98,7 @@ def test_topk_job_stopped_mid_run_keeps_nothing(app_env: None, tmp_path: Path) -
         app.button(key="prototypes.compute").click().run()
         assert _errors(app) == []
         app.button(key=_stop_button(app)).click().run()
+        assert any(p.proto.text.endswith("stopping at the next step…") for p in app.get("progress"))  # still running
     rerun_until(app, _stopped, timeout=60)
     assert _errors(app) == [] and kept_runs("compare") == []
 
