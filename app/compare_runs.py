@@ -1,32 +1,56 @@
-"""Session helpers shared by the Prototypes and Compare pages: the probe dataset, each model's pass
-over it (top-k patches, profiles, accuracy), and the scores other work left in the session.
+"""Dataset passes shared by the Prototypes and Compare pages, kept in the visitor's workspace.
 
-Results live in ``session_results("compare")``: ``datasets``, ``runs``, ``evaluations``,
-``characteristics``; the Why and Evaluate pages' namespaces are read, never written. Scores join a
-model's row only when their :class:`~protoviz.provenance.RunKey` is the one this page would have made:
-same checkpoint, same dataset fingerprint and split, same images and settings.
+A *probe* is the dataset a page runs over (a server folder or the bundled synthetic set), its split,
+its identity (fingerprint) and the images chosen (a seeded subset). A model's *pass* over a probe
+(top-k patches, activation profiles, accuracy: :class:`~protoviz.compare.summary.ModelRun`) is a
+background job (:func:`app.jobs.job_result`) whose result is stored in the workspace under
+:func:`pass_key` (kind ``compare``: model sha256, dataset fingerprint, split and the canonical pass
+settings), so the Prototypes and Compare pages share it, a refresh or a later visit finds it ("From the
+store"), and the Results page lists, exports and deletes it.
+
+Scores other work keeps (Evaluate's consistency and stability, kind ``evaluate``; the Why page's global
+characteristics, kind ``why``) join a model's row or card only from a stored run with the same model
+file, dataset fingerprint, split and settings (:func:`joined_scores`, :func:`card_scores`); the buttons
+here start those jobs with exactly those keys. Decoded results are cached per stored run (owner, run id,
+time), so a rerun of the page does not read a large result again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
 
 from app.cache import LoadedModel
-from app.progress_bar import BarProgress
-from app.state import session_results
-from app.widgets import server_path_input
-from protoviz.compare.summary import CompareConfig, ModelRun, open_probe_dataset, probe_indices, scan_dataset
-from protoviz.provenance import DatasetIdentity, RunKey, dataset_identity, selection_digest
+from app.jobs import job_result
+from app.store import job_manager, workspace
+from app.widgets import server_path_input, shown_path
+from protoviz.compare.latent import PROJECTION_LABELS, PROJECTIONS, LatentView, latent_view
+from protoviz.compare.summary import (
+    PASS_RESULT,
+    CompareConfig,
+    ModelRun,
+    open_probe_dataset,
+    probe_indices,
+    scan_dataset,
+)
+from protoviz.errors import ModelError, ProtovizError
+from protoviz.payload import decode
+from protoviz.provenance import DatasetIdentity, canonical, dataset_identity, selection_digest
+from protoviz.workspace import RunKey, RunRecord, RunSummary, Workspace
 
-NAMESPACE = "compare"
 SYNTHETIC = "bundled synthetic test set"
-MAX_RUNS = 12  # passes kept per session (each holds crops, latents and profiles on the CPU)
+PASS_KIND = "compare"  # a model's pass over a probe: top-k patches, profiles, accuracy
+EVALUATE_KIND = "evaluate"  # the Evaluate page's kind (protoviz.metrics.runner)
+WHY_KIND = "why"  # the Why page's kind (protoviz.explain.global_)
 PART_METRICS = ("consistency", "stability")
+_OPENED = "compare.opened_datasets"  # (folder, split) -> (dataset, identity): handles, not results
+DECODED_KEPT = 6  # decoded results kept per process (a CUB-scale pass is ~150 MB in memory)
 
 
+# ----- the probe dataset -------------------------------------------------------------------------------
 def dataset_widget(prefix: str) -> tuple[str | None, str, int | None]:
     """(folder or None for the synthetic set, split, max images or None) chosen on the page."""
     source_col, split_col, size_col = st.columns([2, 1, 1])
@@ -42,196 +66,279 @@ def dataset_widget(prefix: str) -> tuple[str | None, str, int | None]:
     return folder, split, int(limit) or None
 
 
-def open_dataset_cached(folder: str | None, split: str) -> Any:
-    """Open (and for the synthetic set, generate once) the dataset; kept in the session."""
-    datasets = session_results(NAMESPACE).setdefault("datasets", {})
-    key = (folder, split)
-    if key not in datasets:
+@dataclass(frozen=True)
+class Probe:
+    """A dataset a page runs over: ``folder`` (None = the synthetic set), ``split``, the opened ``dataset``
+    and its ``identity`` (fingerprint, split, description)."""
+
+    folder: str | None
+    split: str
+    dataset: Any
+    identity: DatasetIdentity
+
+    @property
+    def label(self) -> str:
+        """How the dataset is named on the page and in job labels (server paths shortened)."""
+        where = SYNTHETIC if self.folder is None else shown_path(self.folder)
+        return f"{where} ({self.split})"
+
+    def indices(self, config: CompareConfig) -> list[int]:
+        """The probe images a pass with ``config`` uses (a seeded subset, the same for every model)."""
+        return probe_indices(len(self.dataset), config.max_images, config.seed)
+
+
+def open_probe(folder: str | None, split: str) -> Probe:
+    """Open the dataset (the synthetic set is generated once) and fingerprint it, once per session."""
+    opened = st.session_state.setdefault(_OPENED, {})
+    if (folder, split) not in opened:
         with st.spinner("Opening the dataset (the synthetic set is generated once, ~10 s) ..."):
-            datasets[key] = open_probe_dataset(folder, split)
-    return datasets[key]
+            dataset = open_probe_dataset(folder, split)
+            opened[(folder, split)] = (dataset, dataset_identity(dataset))
+    dataset, identity = opened[(folder, split)]
+    return Probe(folder, split, dataset, identity)
 
 
-def identity(dataset: Any) -> DatasetIdentity:
-    """The dataset's fingerprint and split, computed once per opened dataset in this session."""
-    known = session_results(NAMESPACE).setdefault("identities", {})
-    if id(dataset) not in known:
-        known[id(dataset)] = (dataset, dataset_identity(dataset))  # the dataset kept alive with its id
-    return known[id(dataset)][1]
+# ----- keys -------------------------------------------------------------------------------------------
+def _sha(loaded: LoadedModel) -> str:
+    if not loaded.sha256:
+        raise ModelError(f"model {loaded.name!r} has no checkpoint sha256: its results cannot be kept")
+    return loaded.sha256
 
 
-def run_key(loaded: LoadedModel, folder: str | None, split: str, config: CompareConfig) -> tuple[Any, ...]:
-    """What a pass depends on: the model file, the images, and the pass parameters."""
-    return (loaded.name, loaded.sha256, folder, split, config.max_images, config.seed, config.topk,
-            config.profile, config.duplicate_correlation, config.duplicate_cosine)
+def _fingerprint(probe: Probe) -> str:
+    if not probe.identity.fingerprint:
+        raise ModelError(f"{probe.label} has no fingerprint: results on it cannot be kept")
+    return probe.identity.fingerprint
 
 
-def stored_run(loaded: LoadedModel, folder: str | None, split: str, config: CompareConfig) -> ModelRun | None:
-    return session_results(NAMESPACE).get("runs", {}).get(run_key(loaded, folder, split, config))
+def make_key(kind: str, loaded: LoadedModel, probe: Probe, settings: dict[str, Any]) -> RunKey:
+    """The workspace key of a ``kind`` result of this model on this probe: the settings the pass records,
+    with the split (what :meth:`protoviz.provenance.RunKey.of` makes of the pass's provenance)."""
+    return RunKey.make(kind, _sha(loaded), _fingerprint(probe), canonical({**settings, "split": probe.identity.split}))
 
 
-def compute_run(loaded: LoadedModel, dataset: Any, folder: str | None, split: str, config: CompareConfig) -> ModelRun:
-    """The model's pass over the dataset, computed now with a progress bar (the model's lock is taken
-    per batch, so other sessions using the model are not held up for the whole pass)."""
-    runs = session_results(NAMESPACE).setdefault("runs", {})
-    key = run_key(loaded, folder, split, config)
-    if key in runs:
-        return runs[key]
-    indices = probe_indices(len(dataset), config.max_images, config.seed)
-    progress = BarProgress(loaded.name)
-    run = scan_dataset(loaded.name, loaded.model, dataset, indices, config, progress, lock=loaded.lock)
-    progress.close()
-    if run is None:  # only a torchrun shard returns None
-        raise RuntimeError("compare: a single-process pass returned no run")
-    runs[key] = run
-    while len(runs) > MAX_RUNS:  # forget the oldest passes first
-        runs.pop(next(iter(runs)))
-    return run
+def pass_key(loaded: LoadedModel, probe: Probe, config: CompareConfig) -> RunKey:
+    """The key of this model's pass over the probe with ``config`` (images, top-k, profile, thresholds)."""
+    return make_key(PASS_KIND, loaded, probe, config.settings(probe.indices(config)))
 
 
-# ----- consistency / stability (protoviz.metrics) and characteristics (protoviz.explain) -------------
-def _part_config(config: CompareConfig) -> Any:
+def part_config(config: CompareConfig) -> Any:
+    """Consistency and stability with their default parameters (what the Evaluate page runs by default)."""
     from protoviz.metrics.runner import EvaluationConfig
 
     return EvaluationConfig(metrics=PART_METRICS, batch_size=config.batch_size)
 
 
-def part_scores_key(loaded: LoadedModel, dataset: Any, config: CompareConfig) -> RunKey:
-    """The key of consistency/stability with the default parameters over this page's probe images: the
-    only scores that may join this model's row."""
-    indices = probe_indices(len(dataset), config.max_images, config.seed)
-    ident = identity(dataset)
-    return RunKey.of("evaluate", loaded.sha256, ident, _part_config(config).settings(indices))
+def part_scores_key(loaded: LoadedModel, probe: Probe, config: CompareConfig) -> RunKey:
+    """The key of consistency/stability over this page's probe images: the only scores that may join."""
+    return make_key(EVALUATE_KIND, loaded, probe, part_config(config).settings(probe.indices(config)))
 
 
-def compute_part_scores(loaded: LoadedModel, dataset: Any, config: CompareConfig) -> Any:
-    """Huang et al.'s consistency and stability over the same images as the pass (needs part annotations)."""
-    from protoviz.metrics.runner import evaluate
-
-    dataset.require_parts("consistency and stability")
-    store = session_results(NAMESPACE).setdefault("evaluations", {})
-    key = part_scores_key(loaded, dataset, config)
-    if key not in store:
-        indices = probe_indices(len(dataset), config.max_images, config.seed)
-        progress = BarProgress(f"{loaded.name}: consistency and stability")
-        store[key] = evaluate(loaded.model, dataset, _part_config(config), progress, lock=loaded.lock,
-                              indices=indices)
-        progress.close()
-    return store[key]
-
-
-def characteristics_key(loaded: LoadedModel, dataset: Any, limit: int | None) -> RunKey:
-    """The key of the default global characteristics over the first ``limit`` images (see
-    :func:`compute_characteristics`)."""
+def characteristics_key(loaded: LoadedModel, probe: Probe, limit: int | None) -> RunKey:
+    """The key of the default global characteristics over the first ``limit`` images (the Why page's kind)."""
     from protoviz.explain.params import ExplainConfig
 
-    total = len(dataset) if limit is None else min(len(dataset), limit)
-    ident = identity(dataset)
+    total = len(probe.dataset) if limit is None else min(len(probe.dataset), limit)
     settings = {"explain": ExplainConfig(), "images": selection_digest(range(total)), "image_count": total}
-    return RunKey.of("why", loaded.sha256, ident, settings)
+    return make_key(WHY_KIND, loaded, probe, settings)
 
 
-def compute_characteristics(loaded: LoadedModel, dataset: Any, limit: int | None) -> Any:
-    """Global colour/shape/texture/contrast/saturation importance of every prototype (Nauta et al.)."""
-    from protoviz.explain.global_ import explain_dataset
-
-    store = session_results(NAMESPACE).setdefault("characteristics", {})
-    key = characteristics_key(loaded, dataset, limit)
-    if key not in store:
-        progress = BarProgress(f"{loaded.name}: characteristics")
-        store[key] = explain_dataset(loaded.model, dataset, limit=limit, progress=progress, lock=loaded.lock,
-                                     provenance={"checkpoint_sha256": loaded.sha256, "model": loaded.name})
-        progress.close()
-    return store[key]
+# ----- stored results, decoded once per run ---------------------------------------------------------------
+@st.cache_resource(max_entries=DECODED_KEPT, ttl=3600, show_spinner=False)
+def _decoded(owner: str, run_id: int, stored_at: float, _ws: Workspace) -> Any:
+    del owner, stored_at  # the cache key: whose run, which run, which version of it
+    return decode(_ws.get_run(run_id).payload)
 
 
-# ----- finding results by key ----------------------------------------------------------------------------
-def result_key(value: Any) -> RunKey | None:
-    """The key of a stored result: its pass provenance (``provenance`` or ``run``), or None."""
-    for name in ("provenance", "run"):
-        provenance = getattr(value, name, None)
-        key = getattr(provenance, "key", None)
-        if isinstance(key, RunKey):
-            return key
-    return None
+def load_result(summary: RunSummary) -> Any:
+    """The typed result of a stored run of this visitor (decoded once; see the module doc)."""
+    ws = workspace()
+    return _decoded(ws.owner, summary.id, summary.stored_at, ws)
 
 
-def session_found(kind: type) -> list[Any]:
-    """Every result of type ``kind`` in the session (this page's, then the Why and Evaluate pages'), oldest
-    first, one dict level deep."""
-    found: list[Any] = []
-    for namespace in (NAMESPACE, "why", "evaluate"):
-        for value in session_results(namespace).values():
-            items = value.values() if isinstance(value, dict) else [value]
-            found += [item for item in items if isinstance(item, kind)]
+def has_runs(loaded: LoadedModel, kind: str) -> bool:
+    """True when this visitor keeps a ``kind`` result of the model, or one is being computed (so a page
+    opens its dataset to find it)."""
+    if not loaded.sha256:
+        return False
+    if workspace().list_runs(kind=kind, model_sha256=loaded.sha256, limit=1):
+        return True
+    return any(j.kind == kind and j.key.model_sha256 == loaded.sha256 and not j.finished
+               for j in job_manager().list_jobs(limit=20))
+
+
+# ----- a model's pass as a job ------------------------------------------------------------------------------
+def model_pass(loaded: LoadedModel, probe: Probe, config: CompareConfig, *, start: bool) -> ModelRun | None:
+    """This model's pass over the probe: the stored one, a running job's progress panel (None), or, with
+    ``start``, a new job. The model's lock is taken per batch, so other sessions are not held up."""
+    key = pass_key(loaded, probe, config)
+    model, lock, name, dataset = loaded.model, loaded.lock, loaded.name, probe.dataset
+    indices = probe.indices(config)
+
+    def work(progress: Any) -> ModelRun:  # on a worker thread: no st.* here
+        run = scan_dataset(name, model, dataset, indices, config, progress, lock=lock)
+        if run is None:  # only a torchrun shard returns None
+            raise ProtovizError("compare: a single-process pass returned no run")
+        return run
+
+    record = job_result(key, work, start=start, label=f"Top-k patches and profiles · {name} · {probe.label}",
+                        model_name=name, dataset_name=probe.label, with_blobs=False)
+    return None if record is None else as_run(loaded, record)
+
+
+def as_run(loaded: LoadedModel, record: RunRecord | RunSummary) -> ModelRun:
+    """The decoded pass of a stored record, named as the model is named on this page."""
+    if record.result_type != PASS_RESULT:
+        raise ModelError(f"run #{record.id} is a {record.result_type} result, not a model pass")
+    run = load_result(record)
+    return run if run.name == loaded.name else replace(run, name=loaded.name)
+
+
+def stored_pass(loaded: LoadedModel, probe: Probe, config: CompareConfig) -> ModelRun | None:
+    """The stored pass of this model over the probe with ``config``, or None (no job is shown or started)."""
+    found = workspace().find_run(pass_key(loaded, probe, config), with_blobs=False)
+    return None if found is None else as_run(loaded, found)
+
+
+# ----- other pages' results, joined on keys -------------------------------------------------------------
+def _same_settings(stored: RunKey, wanted: RunKey, metric: str | None) -> bool:
+    """Equal keys; for an evaluation, equal but for the other metrics that ran in the same pass (a score
+    does not change with its neighbours), and ``metric`` among the stored ones."""
+    if (stored.kind, stored.model_sha256, stored.dataset_fingerprint) != \
+            (wanted.kind, wanted.model_sha256, wanted.dataset_fingerprint):
+        return False
+    if metric is None:
+        return stored.settings == wanted.settings
+    have, want = stored.settings_dict, wanted.settings_dict
+    metrics = have.pop("metrics", None)
+    want.pop("metrics", None)
+    return have == want and (metrics is None or metric in metrics)
+
+
+def keyed_results(loaded: LoadedModel, wanted: RunKey, metric: str | None = None) -> list[tuple[RunSummary, Any]]:
+    """This visitor's stored results of the model that answer ``wanted`` (see :func:`_same_settings`),
+    newest first, decoded; results of a type this protoviz cannot read are skipped."""
+    found = []
+    for summary in workspace().list_runs(kind=wanted.kind, model_sha256=wanted.model_sha256,
+                                         dataset_fingerprint=wanted.dataset_fingerprint, limit=50):
+        if _same_settings(summary.key, wanted, metric):
+            try:
+                found.append((summary, load_result(summary)))
+            except ProtovizError:
+                continue
     return found
 
 
-def keyed(kind: type, key: RunKey) -> Any | None:
-    """The latest result of type ``kind`` whose key equals ``key``, or None."""
-    matches = [item for item in session_found(kind) if key.complete and result_key(item) == key]
-    return matches[-1] if matches else None
+def model_results(loaded: LoadedModel, kind: str) -> list[tuple[RunSummary, Any]]:
+    """This visitor's stored ``kind`` results of the model on any dataset, newest first (decoded)."""
+    if not loaded.sha256:
+        return []
+    found = []
+    for summary in workspace().list_runs(kind=kind, model_sha256=loaded.sha256, limit=20):
+        try:
+            found.append((summary, load_result(summary)))
+        except ProtovizError:
+            continue
+    return found
 
 
-def for_model(kind: type, loaded: LoadedModel) -> Any | None:
-    """The latest result of type ``kind`` made with this model file (any dataset), or None."""
-    matches = [item for item in session_found(kind) if (k := result_key(item)) is not None
-               and loaded.sha256 is not None and k.model_sha256 == loaded.sha256
-               and getattr(item, "num_prototypes", loaded.model.num_prototypes) == loaded.model.num_prototypes]
-    return matches[-1] if matches else None
+def joined_scores(loaded: LoadedModel, probe: Probe, config: CompareConfig) -> dict[str, float]:
+    """Consistency and stability of this model over exactly this page's probe images and settings, by
+    column with its unit, e.g. ``{"consistency (%)": 62.5}``; empty when none is stored."""
+    wanted = part_scores_key(loaded, probe, config)
+    scores: dict[str, float] = {}
+    for metric in PART_METRICS:
+        for _, result in keyed_results(loaded, wanted, metric):
+            score = getattr(result, "results", {}).get(metric)
+            if score is not None:
+                for column, value in score.headline().items():
+                    scores.setdefault(f"{column} ({score.unit})", float(value))
+                break
+    return scores
 
 
-def model_scores(loaded: LoadedModel, key: RunKey) -> dict[str, float]:
-    """Headline scores (besides accuracy) of this model computed this session with exactly ``key``,
-    by column with its unit, e.g. ``{"consistency (%)": 62.5}``; empty when there are none."""
-    from protoviz.metrics.runner import EvaluationResult
+def start_part_scores(loaded: LoadedModel, probe: Probe, config: CompareConfig, *, start: bool) -> Any:
+    """Huang et al.'s consistency and stability over the probe images (needs part annotations), as a job
+    stored under the Evaluate page's kind: the stored result, a progress panel (None), or a new job."""
+    from protoviz.metrics.runner import evaluate
 
-    result = keyed(EvaluationResult, key)
-    if result is None:
-        return {}
-    units = result.units
-    return {f"{column} ({units[column]})": float(value) for column, value in result.scores.items()
-            if not column.endswith("accuracy")}
+    key = part_scores_key(loaded, probe, config)
+    model, lock, dataset = loaded.model, loaded.lock, probe.dataset
+    evaluation, indices = part_config(config), probe.indices(config)
+    if start:
+        dataset.require_parts("consistency and stability")
 
+    def work(progress: Any) -> Any:
+        return evaluate(model, dataset, evaluation, progress, lock=lock, indices=indices)
 
-@dataclass(frozen=True)
-class CardScores:
-    """What a prototype card shows: the model's consistency/stability (value, unit), the prototype's own
-    facts, and where they were computed (``origin``)."""
-
-    headline: dict[str, tuple[float, str]]
-    facts: dict[str, Any]
-    origin: str
+    record = job_result(key, work, start=start, label=f"Consistency and stability · {loaded.name} · {probe.label}",
+                        model_name=loaded.name, dataset_name=probe.label, with_blobs=False)
+    return None if record is None else load_result(record)
 
 
-def prototype_scores(loaded: LoadedModel, index: int, key: RunKey | None) -> CardScores | None:
-    """One prototype's scores: from the result made with exactly ``key`` (this page's images) if there is
-    one, else from this model's latest result on any images, said so in ``origin``; or None."""
-    from protoviz.metrics.runner import EvaluationResult
+def start_characteristics(loaded: LoadedModel, probe: Probe, limit: int | None, *, start: bool) -> Any:
+    """Global colour/shape/texture/contrast/saturation importance of every prototype (Nauta et al.) as a job
+    stored under the Why page's kind: the stored result, a progress panel (None), or a new job."""
+    from protoviz.explain.global_ import explain_dataset
 
-    result, origin = latest(EvaluationResult, loaded, key)
-    if result is None:
-        return None
-    facts = {"dominant part": result.prototype_part(index) or "-", **result.prototype_scores(index)}
-    headline = {c: (v, result.units[c]) for c, v in result.scores.items() if c in PART_METRICS}
-    return CardScores(headline, facts, origin)
+    key = characteristics_key(loaded, probe, limit)
+    model, lock, dataset, name, sha = loaded.model, loaded.lock, probe.dataset, loaded.name, loaded.sha256
 
+    def work(progress: Any) -> Any:
+        return explain_dataset(model, dataset, limit=limit, progress=progress, lock=lock,
+                               provenance={"checkpoint_sha256": sha, "model": name})
 
-def latest(kind: type, loaded: LoadedModel, key: RunKey | None) -> tuple[Any | None, str]:
-    """The result of type ``kind`` with exactly ``key``, else this model's latest on other images, with
-    a caption saying which."""
-    result = keyed(kind, key) if key is not None else None
-    if result is not None:
-        return result, f"these images ({source_caption(result)})"
-    result = for_model(kind, loaded)
-    return result, "" if result is None else f"other images: {source_caption(result)}"
+    record = job_result(key, work, start=start, label=f"Characteristics · {name} · {probe.label}", model_name=name,
+                        dataset_name=probe.label, with_blobs=False)
+    return None if record is None else load_result(record)
 
 
-def source_caption(result: Any) -> str:
-    """Where a result was computed, e.g. ``'test split of /data/CUB, 200 images'``."""
+# ----- latent views ------------------------------------------------------------------------------------------
+def projection_picker(prefix: str) -> tuple[str, int]:
+    """The latent projection (PCA, t-SNE, PaCMAP) and its seed."""
+    method_col, seed_col = st.columns([3, 1])
+    method = method_col.segmented_control("Projection", PROJECTIONS, default="pca", key=f"{prefix}.projection",
+                                          format_func=PROJECTION_LABELS.__getitem__, required=True) or "pca"
+    seed = int(seed_col.number_input("Seed", 0, 10_000, 0, key=f"{prefix}.seed",
+                                     help="t-SNE and PaCMAP are random; the same seed gives the same view"))
+    return str(method), seed
+
+
+def projected(loaded: LoadedModel, run: ModelRun, key: RunKey, method: str, seed: int, *, start: bool,
+              label: str) -> LatentView | None:
+    """The latent view of a pass: PCA at once; t-SNE and PaCMAP as a job kept in the workspace (keyed by
+    the pass, the projection and its seed), so a slow projection of a large model is made once."""
+    if method == "pca":
+        return latent_view(loaded.model, run.topk, "pca", seed)
+    model, topk = loaded.model, run.topk
+    settings = canonical({"pass": hashlib.sha256(key.settings.encode()).hexdigest(), "method": method, "seed": seed})
+    latent_key = RunKey.make("latent", key.model_sha256, key.dataset_fingerprint, settings)
+
+    def work(progress: Any) -> LatentView:
+        progress(0, 1, PROJECTION_LABELS[method])
+        view = latent_view(model, topk, method, seed)
+        progress(1, 1, PROJECTION_LABELS[method])
+        return view
+
+    record = job_result(latent_key, work, start=start, label=f"{PROJECTION_LABELS[method]} view · {label}",
+                        model_name=loaded.name, unit="projection")
+    return None if record is None else decode(record.payload)
+
+
+def source_caption(summary: RunSummary, result: Any) -> str:
+    """Where a stored result was computed, e.g. ``'test split of CUB/, 200 images (run #4)'``."""
     provenance = getattr(result, "provenance", None) or getattr(result, "run", None)
     dataset = getattr(provenance, "dataset", None)
     if dataset is None:
-        return "unknown images"
-    root = dataset.description.get("root", "an image list")
-    return f"{dataset.split or '?'} split of {root}, {getattr(provenance, 'images', '?')} images"
+        return f"unknown images (run #{summary.id})"
+    root = dataset.description.get("root")
+    where = shown_path(root) if root else "an image list"
+    return f"{dataset.split or '?'} split of {where}, {getattr(provenance, 'images', '?')} images (run #{summary.id})"
+
+
+def images_key(names_and_digests: list[str]) -> str:
+    """A fingerprint of images in memory (uploads, samples) from their names and content digests, in order."""
+    digest = hashlib.sha256(b"protoviz-images/1")
+    for item in names_and_digests:
+        digest.update(b"\n" + item.encode("utf-8"))
+    return digest.hexdigest()

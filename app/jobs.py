@@ -24,7 +24,7 @@ import streamlit as st
 
 from app.state import current_device
 from app.store import job_manager
-from app.widgets import show_error
+from app.widgets import plain, show_error
 from protoviz.errors import ProtovizError
 from protoviz.jobs import DONE, INTERRUPTED, QUEUED, STOPPED, JobFn, JobManager, JobView
 from protoviz.workspace import RunKey, RunRecord
@@ -34,13 +34,16 @@ _MINE = "protoviz.jobs.submitted"  # ids of the jobs this session submitted (the
 
 def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_name: str = "",
                dataset_name: str = "", rerun: bool = False, device: str | None = None,
-               manager: JobManager | None = None, poll_s: float = 1.0, unit: str = "images") -> RunRecord | None:
+               manager: JobManager | None = None, poll_s: float = 1.0, unit: str = "images",
+               with_blobs: bool = True) -> RunRecord | None:
     """The result of ``key`` on this page, or None while there is none.
 
     A stored result is returned at once (with a "from the store" note). A job running for ``key`` shows
     its progress panel. Otherwise, when ``start`` (e.g. a button was clicked) a job is submitted and its
     panel shown; when not, the last attempt's failure or stop message, if any, is shown.
     ``rerun`` computes again even if stored. ``device`` defaults to the dashboard's device.
+    ``with_blobs=False`` returns the record without its blobs (a page that caches the decoded result by
+    run id reads them once, not on every rerun).
     """
     try:
         manager = manager or job_manager()
@@ -49,11 +52,11 @@ def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_na
             job = manager.submit(key, fn, label=label, model_name=model_name, dataset_name=dataset_name,
                                  device=device or str(current_device()), rerun=rerun)
             mine.add(job.id)
-            return job_panel(job.id, manager=manager, poll_s=poll_s, unit=unit)
+            return job_panel(job.id, manager=manager, poll_s=poll_s, unit=unit, with_blobs=with_blobs)
         latest = manager.find(key, active_only=False)
         if latest is not None and (not latest.finished or latest.id in mine):
-            return job_panel(latest.id, manager=manager, poll_s=poll_s, unit=unit)
-        stored = manager.workspace.find_run(key)
+            return job_panel(latest.id, manager=manager, poll_s=poll_s, unit=unit, with_blobs=with_blobs)
+        stored = manager.workspace.find_run(key, with_blobs=with_blobs)
         if stored is not None:
             stored_note(stored)
             return stored
@@ -65,14 +68,14 @@ def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_na
 
 
 def job_panel(job_id: str, *, manager: JobManager | None = None, poll_s: float = 1.0,
-              unit: str = "images") -> RunRecord | None:
+              unit: str = "images", with_blobs: bool = True) -> RunRecord | None:
     """Show job ``job_id``: a live progress bar (rate, time left) and a Stop button while it is queued or
     running; its message if it failed or stopped. Returns its stored run once it is done, else None."""
     try:
         manager = manager or job_manager()
         view = manager.get(job_id)
         if view.state == DONE:
-            record = manager.result(job_id)
+            record = manager.result(job_id, with_blobs)
             if record is not None:
                 stored_note(record)
             return record
@@ -103,14 +106,13 @@ def progress_text(view: JobView, unit: str = "images") -> tuple[float, str]:
             return 0.0, ""
         count = f"{reading.done}/{reading.total}" if reading.total is not None else f"{reading.done}"
         return reading.fraction or 0.0, f"{reading.stage + ': ' if reading.stage else ''}{count} {unit}"
+    label = plain(view.label)  # the text is markdown; a label carries model and dataset names
     if view.state == QUEUED:
-        return 0.0, f"{view.label}: waiting for a free slot ({view.position or '?'} in line)"
-    if reading is None:
-        return 0.0, f"{view.label}: starting…"
-    text = f"{view.label} — {reading.describe(unit)}"
+        return 0.0, f"{label}: waiting for a free slot ({view.position or '?'} in line)"
+    text = f"{label}: starting…" if reading is None else f"{label} — {reading.describe(unit)}"
     if view.stop_requested:
         text += " · stopping at the next step…"
-    return reading.fraction or 0.0, text
+    return (reading.fraction or 0.0) if reading is not None else 0.0, text
 
 
 def _live_panel(manager: JobManager, job_id: str, poll_s: float, unit: str) -> None:
@@ -139,6 +141,6 @@ def _live_panel(manager: JobManager, job_id: str, poll_s: float, unit: str) -> N
 
 def _show_end(view: JobView) -> None:
     if view.state in (STOPPED, INTERRUPTED):
-        st.warning(f"{view.label}: {view.message}", icon=":material/stop_circle:")
+        st.warning(f"{plain(view.label)}: {plain(view.message)}", icon=":material/stop_circle:")
     else:
-        st.error(f"{view.label} failed: {view.message}", icon=":material/error:")
+        st.error(f"{plain(view.label)} failed: {plain(view.message)}", icon=":material/error:")

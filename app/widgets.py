@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -64,6 +65,14 @@ def _shorten_paths(message: str) -> str:
     for folder in sorted(folders, key=len, reverse=True):
         message = message.replace(folder + "/", folders[folder] + "/").replace(folder, folders[folder])
     return message
+
+
+@overload
+def model_picker(key: str, multi: Literal[False] = False, label: str | None = None) -> str | None: ...
+
+
+@overload
+def model_picker(key: str, multi: Literal[True], label: str | None = None) -> list[str]: ...
 
 
 def model_picker(key: str, multi: bool = False, label: str | None = None) -> str | list[str] | None:

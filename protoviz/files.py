@@ -49,7 +49,8 @@ def read_regular_file(path: Path, limit: int, error: type[ProtovizError], label:
     with open_regular(path, error, label) as (fd, size):
         if size > limit:
             raise error(f"{label} is {_size(size)}; the limit is {_size(limit)}")
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         want = size + 1  # a regular file comes back in one read (one buffer, no join) unless it grew
         try:
             while total <= limit:

@@ -1,12 +1,15 @@
-"""Compare: two or more models side by side on the same images, their scores on the same dataset,
-their matched prototypes, and a self-contained HTML report of it all.
+"""Compare: two or more models side by side on the same images (evidence for and against), their scores on
+the same dataset, their matched prototypes, their latent spaces, and a self-contained HTML report of it all.
 
-The work is in protoviz.compare (passes, matching, report) and protoviz.heatmaps (explanations);
-this file lays it out. Passes are kept in the session and shared with the Prototypes page.
+Each model's pass over the dataset is a background job kept in the workspace and shared with the
+Prototypes page (:mod:`app.compare_runs`); scores computed elsewhere join a model's row only when they
+were made on the same dataset, split, images and settings. The work is in protoviz.compare (passes,
+matching, report) and protoviz.heatmaps (explanations); this file lays it out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -14,18 +17,23 @@ import streamlit as st
 
 from app.cache import LoadedModel
 from app.compare_runs import (
-    NAMESPACE,
-    compute_part_scores,
-    compute_run,
+    PASS_KIND,
+    Probe,
     dataset_widget,
-    model_scores,
-    open_dataset_cached,
-    part_scores_key,
-    stored_run,
+    has_runs,
+    joined_scores,
+    model_pass,
+    open_probe,
+    pass_key,
+    projected,
+    projection_picker,
+    start_part_scores,
 )
-from app.state import available_models, get_model, session_results
-from app.widgets import NamedImage, figure_downloads, image_picker, model_picker, show_error
-from protoviz.compare.latent import latent_view
+from app.jobs import stored_note
+from app.state import available_models, get_model
+from app.store import workspace
+from app.widgets import NamedImage, figure_downloads, image_picker, model_picker, plain, show_error
+from protoviz.compare.latent import PROJECTION_LABELS, LatentView
 from protoviz.compare.matching import (
     PROFILE_HELP,
     PROFILE_KINDS,
@@ -34,44 +42,51 @@ from protoviz.compare.matching import (
     duplicate_rule,
     match_prototypes,
 )
-from protoviz.compare.report import comparison_report
-from protoviz.compare.summary import CompareConfig, ModelRun, comparison_from_runs, probe_indices, scores_table
+from protoviz.compare.report import comparison_report, latent_figure
+from protoviz.compare.summary import CompareConfig, ModelRun, comparison_from_runs, scores_table
 from protoviz.compare.topk import TopKConfig
 from protoviz.errors import ProtovizError
+from protoviz.fingerprint import combine
 from protoviz.heatmaps import ImageExplanation, explain_image
-from protoviz.viz.compare import correlation_heatmap, latent_scatter, match_strength_bars
+from protoviz.heatmaps.explanation import PrototypeEvidence
+from protoviz.payload import Payload
+from protoviz.provenance import canonical
+from protoviz.viz.compare import correlation_heatmap, match_strength_bars
 from protoviz.viz.gallery import fit_tile, patch_strip
 from protoviz.viz.overlay import draw_box, enlarge, overlay_heatmap
 from protoviz.viz.scale import with_colour_scale
+from protoviz.workspace import RunKey
 
 PICTURE = 150
 CARDS = 3
 PAIRS_SHOWN = 10
 PROTOTYPES_PAGE = "views/prototypes.py"  # relative to app/streamlit_app.py
 SWITCH_FLAG = "compare.open_card"
+REPORT_KIND = "compare.report"
 
 
 # ----- the same images through every model ------------------------------------------------------------
+@st.cache_data(max_entries=64, show_spinner=False)
+def _explained(model_name: str, sha: str | None, keys: tuple[str, ...], top_k: int, _loaded: LoadedModel,
+               _images: list[NamedImage]) -> list[ImageExplanation]:
+    """Each image explained by one model (batched, under the model's lock), cached by model file and image
+    contents."""
+    del model_name, sha, keys  # the cache key
+    with _loaded.lock:
+        return explain_image(_loaded.model, [image.image for image in _images], top_k=top_k,
+                             names=[image.name for image in _images])
+
+
 def explanations(loaded: LoadedModel, images: list[NamedImage], top_k: int) -> list[ImageExplanation]:
-    """Each image explained by one model, computed once per session (batched, under the model's lock)."""
-    cache = session_results(NAMESPACE).setdefault("explanations", {})
-    keys = [(loaded.name, loaded.sha256, image.key, top_k) for image in images]
-    missing = [i for i, key in enumerate(keys) if key not in cache]
-    if missing:
-        with loaded.lock:
-            fresh = explain_image(loaded.model, [images[i].image for i in missing], top_k=top_k,
-                                  names=[images[i].name for i in missing])
-        for i, item in zip(missing, fresh, strict=True):
-            cache[keys[i]] = item
-    return [cache[key] for key in keys]
+    return _explained(loaded.name, loaded.sha256, tuple(image.key for image in images), top_k, loaded, images)
 
 
-def same_images(models: list[LoadedModel]) -> dict[str, list[ImageExplanation]]:
+def same_images(models: list[LoadedModel]) -> tuple[dict[str, list[ImageExplanation]], list[NamedImage]]:
     images = image_picker("compare.images")
     if not images:
         st.info("Upload images or pick bundled samples: each goes through every chosen model.",
                 icon=":material/arrow_upward:")
-        return {}
+        return {}, []
     results: dict[str, list[ImageExplanation]] = {}
     with st.spinner("Running every model on the images ..."):
         for loaded in models:
@@ -80,37 +95,61 @@ def same_images(models: list[LoadedModel]) -> dict[str, list[ImageExplanation]]:
             except ProtovizError as error:
                 show_error(error)
     for i, image in enumerate(images):
-        st.markdown(f"##### {image.name}")
+        st.markdown(f"##### {plain(image.name)}")
         columns = st.columns(len(models))
         for column, loaded in zip(columns, models):
             if loaded.name in results:
                 with column:
                     model_column(loaded, results[loaded.name][i], f"{i}-{loaded.name}")
-    return results
+    return results, images
 
 
 def model_column(loaded: LoadedModel, item: ImageExplanation, slot: str) -> None:
     with st.container(border=True, key=f"compare-prediction-{slot}"):
-        st.markdown(f"**{loaded.name}** predicts **{item.predicted_name}**")
+        st.markdown(f"**{plain(loaded.name)}** predicts **{plain(item.predicted_name)}**")
         st.caption(f"{loaded.summary.family_label or loaded.summary.family} · similarity: "
                    f"{loaded.summary.similarity_unit}")
         for warning in item.warnings:
-            st.warning(warning, icon=":material/photo_size_select_small:")
+            st.warning(plain(warning), icon=":material/photo_size_select_small:")
         st.dataframe({"class": [n for _, n, _ in item.top_classes], "probability": [p for _, _, p in item.top_classes]},
                      hide_index=True, column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
-        for evidence in item.prototypes:
-            overlay = enlarge(draw_box(overlay_heatmap(item.image, evidence.heatmap), evidence.box), 128)
-            source = evidence.source
-            this, that = st.columns(2)
-            this.image(with_colour_scale(overlay, *evidence.heat_range), width="stretch",
-                       caption=f"#{evidence.rank} this: prototype {evidence.index}")
-            that.image(fit_tile(source.patch_thumbnail if source else None, PICTURE), width="stretch",
-                       caption=f"looks like (class {evidence.prototype_class_name})")
-            st.caption(f"similarity {evidence.similarity:.3f} × weight {evidence.weight:+.3f} = "
-                       f"{evidence.contribution:+.3f}")
-            st.button("Open its card", key=f"compare.card.{slot}.{evidence.rank}", on_click=open_card,
-                      args=(loaded.name, evidence.index), icon=":material/open_in_new:")
+        for side, title, evidence_list in (("for", "Evidence for", item.prototypes),
+                                           ("against", "Evidence against", item.against)):
+            st.markdown(f"**{title}** {plain(item.class_names[item.explained_class])}")
+            if not evidence_list:
+                st.caption("none: no prototype of this model lowers that class's score on this image"
+                           if side == "against" else "none: no prototype raises that class's score")
+            for evidence in evidence_list:
+                evidence_card(loaded, item.image, evidence, f"{slot}.{side}")
+        if item.decision is not None:
+            st.caption(_decision_line(item))
+
+
+def evidence_card(loaded: LoadedModel, image: Any, evidence: PrototypeEvidence, slot: str) -> None:
+    """This patch of ``image`` (the model's view of it, (H, W, 3) uint8; heatmap and box) looks like that
+    prototype (its source patch), and what it adds to the score."""
+    overlay = enlarge(draw_box(overlay_heatmap(image, evidence.heatmap), evidence.box), 128)
+    source = evidence.source
+    this, that = st.columns(2)
+    this.image(with_colour_scale(overlay, *evidence.heat_range), width="stretch",
+               caption=f"#{evidence.rank} this: prototype {evidence.index}")
+    that.image(fit_tile(source.patch_thumbnail if source else None, PICTURE), width="stretch",
+               caption=f"looks like (class {plain(evidence.prototype_class_name)})")
+    st.caption(f"similarity {evidence.similarity:.3f} × weight {evidence.weight:+.3f} = "
+               f"{evidence.contribution:+.3f}")
+    st.button("Open its card", key=f"compare.card.{slot}.{evidence.rank}", on_click=open_card,
+              args=(loaded.name, evidence.index), icon=":material/open_in_new:")
+
+
+def _decision_line(item: ImageExplanation) -> str:
+    """The whole decision in one line: shown for + shown against + the rest = the class score."""
+    shown_for = sum(e.contribution for e in item.prototypes)
+    shown_against = sum(e.contribution for e in item.against)
+    score = float(item.logits[item.explained_class])
+    rest = score - shown_for - shown_against
+    return (f"Score of {plain(item.class_names[item.explained_class])} = {score:+.3f}: evidence for shown "
+            f"{shown_for:+.3f}, against shown {shown_against:+.3f}, other prototypes and bias {rest:+.3f}.")
 
 
 def open_card(model: str, prototype: int) -> None:
@@ -122,7 +161,7 @@ def open_card(model: str, prototype: int) -> None:
 
 
 # ----- scores on a dataset --------------------------------------------------------------------------------
-def dataset_section(models: list[LoadedModel]) -> tuple[list[ModelRun], Any, CompareConfig, tuple[str | None, str]]:
+def dataset_section(models: list[LoadedModel]) -> tuple[list[ModelRun], Probe | None, CompareConfig]:
     folder, split, limit = dataset_widget("compare.data")
     k_col, profile_col = st.columns(2)
     k = k_col.slider("Top-k patches per prototype", 1, 16, 5, key="compare.k")
@@ -133,47 +172,56 @@ def dataset_section(models: list[LoadedModel]) -> tuple[list[ModelRun], Any, Com
     compute = st.button("Compute accuracy, top-k patches and profiles", key="compare.compute",
                         icon=":material/play_arrow:")
     runs: list[ModelRun] = []
-    dataset = None
+    probe = None
     try:
-        stored = [stored_run(loaded, folder, split, config) for loaded in models]
-        if compute or any(stored):
-            dataset = open_dataset_cached(folder, split)
-        for loaded, run in zip(models, stored):
-            if run is None and compute:
-                run = compute_run(loaded, dataset, folder, split, config)
-            if run is not None:
-                runs.append(run)
+        if compute or st.session_state.get("compare.dataset_opened") or any(has_runs(m, PASS_KIND) for m in models):
+            probe = open_probe(folder, split)
+            st.session_state["compare.dataset_opened"] = True
     except ProtovizError as error:
         show_error(error)
-    return runs, dataset, config, (folder, split)
+        return runs, None, config
+    if probe is None:
+        return runs, None, config
+    for loaded in models:  # one job per model; they queue for the device and run one after the other
+        try:
+            run = model_pass(loaded, probe, config, start=compute)
+        except ProtovizError as error:
+            show_error(error)
+            continue
+        if run is not None:
+            runs.append(run)
+    return runs, probe, config
 
 
-def scores_section(models: list[LoadedModel], runs: list[ModelRun], dataset: Any, config: CompareConfig,
-                   source: tuple[str | None, str]) -> None:
-    if not runs:
-        st.info("Press the button above: one batched pass per model over the same images.", icon=":material/info:")
+def scores_section(models: list[LoadedModel], runs: list[ModelRun], probe: Probe | None,
+                   config: CompareConfig) -> None:
+    if not runs or probe is None:
+        st.info("Press the button above: one batched pass per model over the same images, kept in your workspace.",
+                icon=":material/info:")
         return
-    extra = {loaded.name: scores for loaded in models
-             if dataset is not None and (scores := model_scores(loaded, part_scores_key(loaded, dataset, config)))}
+    by_name = {loaded.name: loaded for loaded in models}
+    extra = {run.name: joined_scores(by_name[run.name], probe, config) for run in runs}
     rows = scores_table(runs, extra)
     st.dataframe(rows, hide_index=True, key="compare.scores")
-    st.caption(f"{runs[0].num_images} images ({source[1]} split of "
-               f"{source[0] or 'the bundled synthetic set'}; seed {config.seed}); labels: "
-               + "; ".join(f"{r.name}: {r.settings.get('labels')}" for r in runs)
-               + ". Other scores join a row only when computed on these same images and settings.")
-    has_parts = getattr(dataset, "has_parts", False)
-    if has_parts and len(extra) < len(models):
-        if st.button("Compute consistency and stability", key="compare.compute_parts"):
+    st.caption(f"{runs[0].num_images} images ({plain(probe.label)}; seed {config.seed}); labels: "
+               + "; ".join(f"{plain(r.name)}: {plain(str(r.settings.get('labels')))}" for r in runs)
+               + ". Other scores join a row only when kept for these same images and settings.")
+    has_parts = getattr(probe.dataset, "has_parts", False)
+    missing = [by_name[run.name] for run in runs if not extra[run.name]]
+    if has_parts and missing:
+        clicked = st.button("Compute consistency and stability", key="compare.compute_parts")
+        for loaded in missing:
             try:
-                for loaded in models:
-                    compute_part_scores(loaded, dataset, config)
-                st.rerun()
+                start_part_scores(loaded, probe, config, start=clicked)
             except ProtovizError as error:
                 show_error(error)
-    elif dataset is not None and not has_parts:
-        st.caption(f"Consistency/stability unavailable: {getattr(dataset, 'parts_reason', 'no part annotations')}")
-    st.download_button("Scores (JSON)", json.dumps({"scores": rows, "settings": runs[0].settings}, indent=2,
-                                                   default=str),
+    elif not has_parts:
+        st.caption("Consistency/stability unavailable: "
+                   f"{plain(getattr(probe.dataset, 'parts_reason', None) or 'no part annotations')}")
+    st.download_button("Scores (JSON)", json.dumps({"scores": rows, "settings": runs[0].settings,
+                                                    "provenance": {r.name: r.provenance.to_dict() for r in runs
+                                                                   if r.provenance is not None}},
+                                                   indent=2, default=str),
                        "compare_scores.json", "application/json", key="compare.scores_json", on_click="ignore",
                        icon=":material/data_object:")
 
@@ -190,11 +238,10 @@ def matching_section(runs: list[ModelRun]) -> None:
     threshold = threshold_col.slider("Match threshold (correlation)", -1.0, 1.0, 0.5, 0.05, key="compare.threshold")
     run_a, run_b = runs[names.index(first)], runs[names.index(second)]
     matching = match_prototypes(run_a.profiles, run_b.profiles, threshold)
-    session_results(NAMESPACE)["matching"] = (first, second, matching)
     a, b, c = st.columns(3)
     a.metric("matched pairs", len(matching.pairs))
-    b.metric(f"no counterpart in {second}", len(matching.unmatched_a))
-    c.metric(f"no counterpart in {first}", len(matching.unmatched_b))
+    b.metric(f"no counterpart in {plain(second)}", len(matching.unmatched_a))
+    c.metric(f"no counterpart in {plain(first)}", len(matching.unmatched_b))
     kind = run_a.settings.get("profile", {}).get("kind", "parts")
     st.caption(f"Profile '{kind}': {PROFILE_HELP.get(kind, kind)}. Pairs are assigned one-to-one (Hungarian) on "
                f"the correlation of the two prototypes' profiles over the same {run_a.num_images} images.")
@@ -222,16 +269,16 @@ def pairs_view(run_a: ModelRun, run_b: ModelRun, matching: Matching) -> None:
             _strip(right, run_b, pair.b)
     if len(matching.pairs) > PAIRS_SHOWN:
         st.caption(f"... and {len(matching.pairs) - PAIRS_SHOWN} more pairs (all of them are in the report).")
-    st.markdown(f"No counterpart in **{run_b.name}**: {list(matching.unmatched_a) or 'none'}  \n"
-                f"No counterpart in **{run_a.name}**: {list(matching.unmatched_b) or 'none'}")
+    st.markdown(f"No counterpart in **{plain(run_b.name)}**: {list(matching.unmatched_a) or 'none'}  \n"
+                f"No counterpart in **{plain(run_a.name)}**: {list(matching.unmatched_b) or 'none'}")
 
 
 def _strip(column: Any, run: ModelRun, index: int) -> None:
     if run.topk.thumbnails is None:
-        column.markdown(f"{run.name} #{index}")
+        column.markdown(f"{plain(run.name)} #{index}")
         return
     strip, captions = patch_strip(run.topk.thumbnails[index], run.topk.values[index].numpy(), tile=64)
-    column.image(strip, caption=f"{run.name} #{index}: " + " · ".join(captions))
+    column.image(strip, caption=f"{plain(run.name)} #{index}: " + " · ".join(captions))
 
 
 def duplicates_view(runs: list[ModelRun]) -> None:
@@ -244,7 +291,7 @@ def duplicates_view(runs: list[ModelRun]) -> None:
     columns = st.columns(len(runs))
     for column, run in zip(columns, runs):
         flagged = len({i for pair in run.duplicates for i in (pair.a, pair.b)})
-        column.markdown(f"{run.name}: {len(run.duplicates)} pair(s), {flagged} of {run.info['prototypes']} "
+        column.markdown(f"{plain(run.name)}: {len(run.duplicates)} pair(s), {flagged} of {run.info['prototypes']} "
                         "prototypes")
         if run.duplicates:
             column.dataframe([{"a": p.a, "b": p.b, "profile r": p.correlation, "cosine": p.cosine}
@@ -252,41 +299,71 @@ def duplicates_view(runs: list[ModelRun]) -> None:
 
 
 # ----- latent views and the report -----------------------------------------------------------------------
-def latent_section(models: list[LoadedModel], runs: list[ModelRun]) -> None:
-    if not runs:
+def latent_views(models: list[LoadedModel], runs: list[ModelRun], probe: Probe, config: CompareConfig,
+                 method: str, seed: int, start: bool) -> dict[str, LatentView]:
+    """Each run's latent view (PCA at once; t-SNE and PaCMAP kept jobs)."""
+    by_name = {loaded.name: loaded for loaded in models}
+    views = {}
+    for run in runs:
+        loaded = by_name[run.name]
+        view = projected(loaded, run, pass_key(loaded, probe, config), method, seed, start=start, label=run.name)
+        if view is not None:
+            views[run.name] = view
+    return views
+
+
+def latent_section(models: list[LoadedModel], runs: list[ModelRun], probe: Probe | None,
+                   config: CompareConfig) -> None:
+    if not runs or probe is None:
         st.info("The latent view needs the top-k patches (Scores tab).")
         return
-    columns = st.columns(min(2, len(runs)))
+    method, seed = projection_picker("compare.latent")
+    start = method != "pca" and st.button(f"Compute the {PROJECTION_LABELS[method]} views", key="compare.latent_compute",
+                                          icon=":material/scatter_plot:")
+    views = latent_views(models, runs, probe, config, method, seed, bool(start))
     by_name = {loaded.name: loaded for loaded in models}
-    for i, run in enumerate(runs):
-        loaded = by_name[run.name]
-        view = latent_view(loaded.model, run.topk)
-        figure = latent_scatter(view.prototype_xy, view.prototype_class, view.patch_xy, view.patch_filled,
-                                loaded.model.class_names, view.explained, run.topk.values.numpy(), title=run.name)
+    columns = st.columns(min(2, len(runs)))
+    for i, run in enumerate(r for r in runs if r.name in views):
+        figure = latent_figure(views[run.name], by_name[run.name].model.class_names, run.topk.values.numpy(), run.name)
         with columns[i % len(columns)]:
             st.plotly_chart(figure, key=f"compare.latent.{i}")
-            figure_downloads(figure, f"compare_{run.name}_latent", key=f"compare.latent_figure.{i}")
+            figure_downloads(figure, f"compare_{run.name}_latent_{method}", key=f"compare.latent_figure.{i}")
+    if method != "pca":
+        st.caption(f"{PROJECTION_LABELS[method]} (seed {seed}) keeps neighbourhoods, not distances: its axes have no "
+                   "units. Each view is computed once as a job and kept in your workspace.")
 
 
-def report_section(models: list[LoadedModel], runs: list[ModelRun], dataset: Any, config: CompareConfig,
-                   explained: dict[str, list[ImageExplanation]]) -> None:
-    if not runs:
+def report_section(models: list[LoadedModel], runs: list[ModelRun], probe: Probe | None, config: CompareConfig,
+                   explained: dict[str, list[ImageExplanation]], images: list[NamedImage]) -> None:
+    if not runs or probe is None:
         st.info("The report needs the passes over a dataset (Scores tab).")
         return
+    by_name = {loaded.name: loaded for loaded in models if loaded.name in {r.name for r in runs}}
+    keys = [pass_key(by_name[run.name], probe, config) for run in runs]
+    settings = canonical({"passes": [hashlib.sha256(k.settings.encode()).hexdigest() for k in keys],
+                          "models": [[run.name, k.model_sha256] for run, k in zip(runs, keys)],
+                          "images": [image.key for image in images], "match_threshold": config.match_threshold})
+    key = RunKey.make(REPORT_KIND, combine(k.model_sha256 for k in keys), keys[0].dataset_fingerprint,
+                      canonical({**settings, "split": probe.identity.split}))
+    ws = workspace()
     if st.button("Build the HTML report", key="compare.build_report", icon=":material/description:"):
-        by_name = {loaded.name: loaded.model for loaded in models if loaded.name in {r.name for r in runs}}
-        indices = probe_indices(len(dataset), config.max_images, config.seed)
         with st.spinner("Building the report ..."):
-            comparison = comparison_from_runs(runs, by_name, dataset, indices, config)
-            views = {run.name: latent_view(by_name[run.name], run.topk) for run in runs}
-            names = {name: list(model.class_names) for name, model in by_name.items()}
+            models_by_name = {name: loaded.model for name, loaded in by_name.items()}
+            comparison = comparison_from_runs(runs, models_by_name, probe.dataset, probe.indices(config), config)
+            views = latent_views(models, runs, probe, config, "pca", 0, False)
+            names = {name: list(model.class_names) for name, model in models_by_name.items()}
             html = comparison_report(comparison, names, views, explained).render()
-        session_results(NAMESPACE)["report"] = html
-    html = session_results(NAMESPACE).get("report")
-    if html:
-        st.download_button("Download the report (HTML)", html, "protoviz_comparison.html", "text/html",
+            ws.save_run(key, Payload(data={"models": [r.name for r in runs], "bytes": len(html)},
+                                     tables={"scores": scores_table(runs)}, blobs={"report.html": html.encode()},
+                                     provenance=comparison.record),
+                        model_name=" vs ".join(r.name for r in runs), dataset_name=probe.label, replace=True)
+    record = ws.find_run(key)
+    if record is not None:
+        stored_note(record)
+        html_bytes = record.payload.blobs["report.html"]
+        st.download_button("Download the report (HTML)", html_bytes, "protoviz_comparison.html", "text/html",
                            key="compare.report_html", on_click="ignore", icon=":material/download:")
-        st.caption(f"{len(html) / 1e6:.1f} MB, self-contained: figures, images and the reproducibility panel "
+        st.caption(f"{len(html_bytes) / 1e6:.1f} MB, self-contained: figures, images and the reproducibility panel "
                    "(models and sha256, dataset, parameters, seed, device, versions) are embedded.")
 
 
@@ -317,17 +394,17 @@ def main() -> None:
     images_tab, scores_tab, match_tab, latent_tab, report_tab = st.tabs(
         ["Same images", "Scores on a dataset", "Matched prototypes", "Latent space", "Report"])
     with images_tab:
-        explained = same_images(models)
+        explained, images = same_images(models)
     with scores_tab:
-        runs, dataset, config, source = dataset_section(models)
-        scores_section(models, runs, dataset, config, source)
+        runs, probe, config = dataset_section(models)
+        scores_section(models, runs, probe, config)
     try:
         with match_tab:
             matching_section(runs)
         with latent_tab:
-            latent_section(models, runs)
+            latent_section(models, runs, probe, config)
         with report_tab:
-            report_section(models, runs, dataset, config, explained)
+            report_section(models, runs, probe, config, explained, images)
     except ProtovizError as error:
         show_error(error)
 

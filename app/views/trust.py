@@ -1,36 +1,57 @@
 """Trust: how far to trust each heatmap method on a model (sanity checks and faithfulness).
 
-Per method: the model-parameter randomisation check, deletion / insertion curves and, on the
-synthetic set, the share of heatmap mass inside the prototype's part and the object; then the maps of
-every method side by side for one image and prototype. The work is
+Per method: the model-parameter randomisation check, deletion / insertion curves and, on images with
+segmentation masks (the synthetic set, or a dataset folder that has them), the share of heatmap mass
+inside the prototype's part and the object and the pointing game; then the maps of every method side
+by side for one image and prototype. The run is a background job (progress with time left, a Stop
+button) that takes the model's lock one batch of work at a time, and its report is kept in the
+workspace under the model file, the images and the settings: it is there again after a refresh or a
+later visit, and the same request is served from the store. The work is
 :func:`protoviz.heatmaps.trust_report.evaluate_methods`; this file only lays it out.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import streamlit as st
+from torch import Tensor
 
 from app.cache import LoadedModel
-from app.progress_bar import BarProgress
-from app.state import get_model, session_results
-from app.widgets import figure_downloads, image_picker, model_picker, show_error
+from app.compare_runs import images_key, load_result
+from app.jobs import job_result
+from app.state import get_model
+from app.widgets import figure_downloads, image_picker, model_picker, plain, server_path_input, show_error, shown_path
 from protoviz.data.transforms import denormalize, preprocess, to_uint8_image
-from protoviz.errors import ProtovizError
+from protoviz.errors import ModelError, ProtovizError
 from protoviz.heatmaps.methods import HeatmapOptions, get_method, list_methods
 from protoviz.heatmaps.trust import PerturbationConfig, RandomisationConfig
-from protoviz.heatmaps.trust_report import TrustConfig, TrustReport, evaluate_methods, synthetic_images, top_prototypes
+from protoviz.heatmaps.trust_report import (
+    TrustConfig,
+    TrustReport,
+    dataset_images,
+    evaluate_methods,
+    pointing_column,
+    synthetic_images,
+    synthetic_record,
+    top_prototypes,
+)
+from protoviz.passes import PassRecord
+from protoviz.provenance import DatasetIdentity, canonical
 from protoviz.tables import csv_text
 from protoviz.viz.overlay import enlarge
 from protoviz.viz.scale import with_colour_scale
 from protoviz.viz.trust import curves_figure, method_panels, randomisation_figure, relevance_figure
+from protoviz.workspace import RunKey
 
-SYNTHETIC, OWN = "Synthetic birds (with part masks)", "My images"
-MAX_KEPT_RESULTS = 8
+SYNTHETIC, OWN, FOLDER = "Synthetic birds (with part masks)", "My images", "Dataset folder"
 PICTURE_WIDTH = 180
+KIND = "trust"
+OWN_NOTE = ("your images have no segmentation masks; choose the synthetic set or a dataset folder with masks for "
+            "the pointing game and mask relevance")
+_GATHERED = "trust.gathered"  # (source, ...) -> Gathered: the chosen images, not results
 
 
 def settings_form() -> tuple[TrustConfig, int]:
@@ -48,43 +69,96 @@ def settings_form() -> tuple[TrustConfig, int]:
                               "the cell where it peaked on the original image")
         samples = st.slider("SmoothGrad samples", 2, 32, 8, key="trust.samples")
         seed = st.number_input("Seed of the re-randomised weights", 0, 10_000, 1, key="trust.seed")
+        area = st.slider("Pointing game: share of each map kept", 0.05, 0.5, 0.1, 0.05, key="trust.area",
+                         help="The top share of a map's pixels that must fall on the object (CaBRNet: 10%)")
     config = TrustConfig(
         methods=tuple(methods) or ("upsample",),
         options=HeatmapOptions(smoothgrad_samples=int(samples), random_seed=int(seed)),
         randomisation=RandomisationConfig(stages=int(stages), mode=str(mode), seed=int(seed),
                                           threshold=float(threshold)),
         perturbation=PerturbationConfig(steps=int(steps), score=str(score)),
+        pointing_area=float(area),
     )
     return config, int(per_image)
 
 
-def gather_images(loaded: LoadedModel, source: str, count: int) -> tuple[Any, Any, list[str]] | None:
-    """(images (B, 3, H, W) normalised, masks or None, names) from the chosen source."""
-    if source == SYNTHETIC:
-        with st.spinner("Preparing the synthetic set (generated once) ..."):
-            masked = synthetic_images(loaded.model.input_spec, count)
-        return masked.images, masked.masks, [f"synthetic #{n}" for n in masked.names]
-    picked = image_picker("trust.images")
-    if not picked:
+@dataclass(frozen=True)
+class Gathered:
+    """The images to check: normalised (B, 3, H, W), masks (B, H, W) or None, names, what the provenance
+    records, and why there are no masks ("" when there are)."""
+
+    images: Tensor
+    masks: Tensor | None
+    names: list[str]
+    record: PassRecord
+    masks_note: str
+    label: str
+
+
+def gather_images(loaded: LoadedModel, source: str, count: int, folder: str | None, split: str) -> Gathered | None:
+    """The chosen images (the synthetic set and dataset folders read once per session)."""
+    spec = loaded.model.input_spec
+    if source == OWN:
+        picked = image_picker("trust.images")
+        if not picked:
+            return None
+        fingerprint = images_key([p.key for p in picked])
+        record = PassRecord(DatasetIdentity(fingerprint, None, {"images": [p.name for p in picked]}),
+                            {"images": fingerprint})
+        return Gathered(preprocess([p.image for p in picked], spec), None, [p.name for p in picked], record, OWN_NOTE,
+                        f"{len(picked)} of your images")
+    if source == FOLDER and folder is None:
         return None
-    images = preprocess([p.image for p in picked], loaded.model.input_spec)
-    return images, None, [p.name for p in picked]
+    kept = st.session_state.setdefault(_GATHERED, {})
+    key = (source, folder, split, count, spec)
+    if key not in kept:
+        with st.spinner("Reading the images (the synthetic set is generated once) ..."):
+            if source == SYNTHETIC:
+                masked = synthetic_images(spec, count)
+                kept[key] = Gathered(masked.images, masked.masks, [f"synthetic #{n}" for n in masked.names],
+                                     synthetic_record(masked), "", f"{len(masked.names)} synthetic images")
+            else:
+                images, masks, names, record = dataset_images(spec, folder, split, count)
+                where = shown_path(str(folder))
+                note = "" if masks is not None else f"{where}: this dataset has no segmentation masks"
+                kept[key] = Gathered(images, masks, names, record, note, f"{len(names)} images of {where} ({split})")
+        while len(kept) > 4:
+            kept.pop(next(iter(kept)))
+    return kept[key]  # type: ignore[no-any-return]
 
 
-def run(loaded: LoadedModel, images: Any, masks: Any, names: list[str], config: TrustConfig,
-        per_image: int) -> TrustReport:
-    progress = BarProgress("Trust")
-    with loaded.lock:
-        indices = top_prototypes(loaded.model, images, per_image)
-        report = evaluate_methods(loaded.model, images, indices, config, part_masks=masks, image_names=names,
-                                  model_name=loaded.name, progress=progress)
-    report.provenance["model"] = loaded.provenance()
-    progress.close()
-    return report
+def trust_key(loaded: LoadedModel, gathered: Gathered, config: TrustConfig, per_image: int) -> RunKey:
+    """The run's key: the model file, the images (dataset fingerprint and which images) and every setting."""
+    if not loaded.sha256 or not gathered.record.dataset.fingerprint:
+        raise ModelError("this model or these images have no fingerprint: the checks cannot be kept")
+    settings = {"trust": config.to_dict(), "prototypes_per_image": per_image, **dict(gathered.record.settings),
+                "split": gathered.record.dataset.split}
+    return RunKey.make(KIND, loaded.sha256, gathered.record.dataset.fingerprint, canonical(settings))
 
 
-def csv_bytes(report: TrustReport) -> bytes:
-    return csv_text(report.summary_rows()).encode()
+def run_checks(loaded: LoadedModel, gathered: Gathered, config: TrustConfig, per_image: int, *,
+               start: bool) -> TrustReport | None:
+    """The kept report of these checks, the running job's progress panel (None), or with ``start`` a new job."""
+    key = trust_key(loaded, gathered, config, per_image)
+    model, lock, name = loaded.model, loaded.lock, loaded.name
+    summary = loaded.provenance()
+    model_file = {"name": summary["name"], "path": shown_path(str(summary["path"]))}  # st.* here, not in work
+
+    def work(progress: Any) -> TrustReport:  # on a worker thread: no st.* here
+        def checks(done: int, total: int | None, stage: str = "") -> None:
+            del stage  # one stage keeps the rate and the time left honest
+            progress(done // 10, 100, "checks")
+
+        indices = top_prototypes(model, gathered.images, per_image, lock=lock)
+        report = evaluate_methods(model, gathered.images, indices, config, part_masks=gathered.masks,
+                                  image_names=gathered.names, model_name=name, progress=checks, lock=lock,
+                                  record=gathered.record, masks_note=gathered.masks_note)
+        report.provenance["model_file"] = model_file
+        return report
+
+    record = job_result(key, work, start=start, label=f"Trust · {name} · {gathered.label}", model_name=name,
+                        dataset_name=gathered.label, unit="% of the checks", with_blobs=False)
+    return None if record is None else load_result(record)
 
 
 def render_figures(report: TrustReport, stem: str) -> None:
@@ -124,11 +198,13 @@ def render_maps(report: TrustReport, images: Any, loaded: LoadedModel, stem: str
             heat = np.asarray(maps[name], dtype=np.float64)
             scaled = with_colour_scale(enlarge(panel, 128), float(np.nanmin(heat)), float(np.nanmax(heat)),
                                        signed=signed[name])
+            line = (f"rho {float(result.randomisation.rho[-1, b, k]):.2f} · deletion AUC "
+                    f"{result.curves.deletion_auc[b, k]:.2f} · insertion AUC {result.curves.insertion_auc[b, k]:.2f}")
+            if result.pointing is not None:
+                line += f" · pointing {result.pointing.mask[b, k]:.2f}"
             with st.container(width=PICTURE_WIDTH + 60):
                 st.image(scaled, width="stretch", caption=get_method(name).label)
-                st.caption(f"rho {float(result.randomisation.rho[-1, b, k]):.2f} · deletion AUC "
-                           f"{result.curves.deletion_auc[b, k]:.2f} · insertion AUC "
-                           f"{result.curves.insertion_auc[b, k]:.2f}")
+                st.caption(line)
                 figure_downloads(scaled, f"{stem}_{name}_{b}_{k}", key=f"trust.png.{name}", label="Download")
     st.caption("JET overlays run from the map's lowest value (blue) to its highest (red), as the scale beside each "
                "shows. PRP is signed: red = evidence for, blue = evidence against, white = 0.")
@@ -146,11 +222,19 @@ def render_report(report: TrustReport, images: Any, loaded: LoadedModel) -> None
                "image; a prototype that still fires on a blank image keeps a high curve whatever the method. Part "
                "relevance uses the part most covered by the prototype's 95th-percentile box on its top images, a "
                "choice that favours upsampling.")
+    first = next(iter(report.results.values()))
+    if first.pointing is not None:
+        st.caption(f"Pointing game (CaBRNet's relevance analysis): '{pointing_column(first.pointing.area)}' is the "
+                   f"share of each map's top {100 * first.pointing.area:g}% pixels that lie on the object (Xu-Darme "
+                   "et al. 2023); 'energy on object' the share of its mass there (Wang et al. 2020). 1 = all the "
+                   "evidence on the object; 'object area' is what a map spread evenly would score.")
+    if report.masks_note:
+        st.info(f"No mask relevance or pointing game: {plain(report.masks_note)}.", icon=":material/info:")
     one, two = st.columns(2)
     one.download_button("Report (JSON)", report.to_json(), f"{stem}.json", "application/json",
                         key="trust.json", on_click="ignore", icon=":material/data_object:")
-    two.download_button("Summary (CSV)", csv_bytes(report), f"{stem}.csv", "text/csv", key="trust.csv",
-                        on_click="ignore", icon=":material/table:")
+    two.download_button("Summary (CSV)", csv_text(report.summary_rows()).encode(), f"{stem}.csv", "text/csv",
+                        key="trust.csv", on_click="ignore", icon=":material/table:")
     render_figures(report, stem)
     render_maps(report, images, loaded, stem)
 
@@ -158,41 +242,43 @@ def render_report(report: TrustReport, images: Any, loaded: LoadedModel) -> None
 def main() -> None:
     st.title("Trust: how far to trust each heatmap")
     st.caption("Sanity checks (does the map depend on what the model learned?) and faithfulness (does removing "
-               "the highlighted pixels remove the prototype? does the map fall on the right part?).")
+               "the highlighted pixels remove the prototype? does the map fall on the right part, on the object?).")
     with st.container(border=True):
         left, right = st.columns([1, 2])
         with left:
             model_name = model_picker("trust.model")
-            source = st.radio("Images", [SYNTHETIC, OWN], key="trust.source")
-            count = st.slider("Synthetic images", 1, 12, 4, key="trust.count") if source == SYNTHETIC else 0
+            source = st.radio("Images", [SYNTHETIC, OWN, FOLDER], key="trust.source")
+            folder, split = None, "test"
+            if source == FOLDER:
+                folder = server_path_input("Folder (CUB-200-2011 layout, Stanford Cars/Dogs or ImageFolder)",
+                                           key="trust.folder")
+                split = st.selectbox("Split", ["test", "train", "all"], key="trust.split")
+            count = st.slider("Images", 1, 12, 4, key="trust.count") if source != OWN else 0
         with right:
             config, per_image = settings_form()
     if not model_name:
         return
     try:
         loaded = get_model(model_name)
-        gathered = gather_images(loaded, source, count)
+        gathered = gather_images(loaded, source, count, folder, split)
     except ProtovizError as error:
         show_error(error)
         return
     if gathered is None:
-        st.info("Upload or pick at least one image.", icon=":material/arrow_upward:")
+        st.info("Upload or pick at least one image." if source == OWN else "Type a dataset folder.",
+                icon=":material/arrow_upward:")
         return
-    images, masks, names = gathered
-    key = json.dumps([loaded.name, loaded.sha256, names, source, per_image, config.to_dict()], default=str)
-    results = session_results("trust")
-    if st.button("Run the checks", type="primary", key="trust.run", icon=":material/play_arrow:"):
-        try:
-            results[key] = run(loaded, images, masks, names, config, per_image)
-        except Exception as error:  # noqa: BLE001 - shown on the page, never as a traceback
-            show_error(error)
-        while len(results) > MAX_KEPT_RESULTS:
-            results.pop(next(iter(results)))
-    if key in results:
-        render_report(results[key], images, loaded)
+    clicked = st.button("Run the checks", type="primary", key="trust.run", icon=":material/play_arrow:")
+    try:
+        report = run_checks(loaded, gathered, config, per_image, start=clicked)
+    except ProtovizError as error:
+        show_error(error)
+        return
+    if report is not None:
+        render_report(report, gathered.images, loaded)
     else:
-        st.info("Choose the methods and press **Run the checks**; results stay for this session.",
-                icon=":material/info:")
+        st.info("Choose the methods and press **Run the checks**: the run goes on in the background (you may "
+                "leave the page) and its report is kept in your workspace.", icon=":material/info:")
 
 
 main()

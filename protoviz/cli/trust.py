@@ -1,9 +1,10 @@
 """`protoviz trust MODEL`: how far to trust each heatmap method on a model (the Trust page, headless).
 
 Runs the parameter-randomisation check, deletion / insertion curves and, where the images have part
-masks (the synthetic set, or a ``--data`` folder with masks), the mask relevance of every chosen method;
-prints the summary table (and its CSV) and writes the full report as JSON. Progress shows the rate and
-the time left.
+masks (the synthetic set, or a ``--data`` folder with masks), the mask relevance and pointing game of
+every chosen method; prints the summary table (and its CSV) and writes the full report as JSON, with
+its provenance (model sha256, dataset fingerprint and split, the images chosen, settings, seed, device,
+versions). Progress shows the rate and the time left.
 """
 
 from __future__ import annotations
@@ -11,17 +12,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 from torch import Tensor
 
-from protoviz.data.datasets import load_batch, open_dataset
 from protoviz.device import pick_device
-from protoviz.errors import ConfigError, DatasetError
 from protoviz.heatmaps.methods import HeatmapOptions, list_methods
 from protoviz.heatmaps.trust import PerturbationConfig, RandomisationConfig
-from protoviz.heatmaps.trust_report import TrustConfig, TrustReport, evaluate_methods, synthetic_images, top_prototypes
+from protoviz.heatmaps.trust_report import (
+    TrustConfig,
+    TrustReport,
+    dataset_images,
+    evaluate_methods,
+    synthetic_images,
+    synthetic_record,
+    top_prototypes,
+)
 from protoviz.models.base import PrototypeModel
 from protoviz.models.registry import load_model
+from protoviz.passes import PassRecord
 from protoviz.progress import console_progress
 from protoviz.tables import write_csv
 
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                                           threshold=args.threshold),
         perturbation=PerturbationConfig(steps=args.steps, score=args.score),
     )
-    images, masks, names = gather_images(model, args.data, args.split, args.images)
+    images, masks, names, record = gather_images(model, args.data, args.split, args.images)
     tracker = console_progress(unit="% of the checks")
 
     def progress(done: int, total: int | None, stage: str = "") -> None:
@@ -80,11 +87,12 @@ def run(args: argparse.Namespace) -> int:
         tracker(100 * done // max(total or 1, 1), 100, "trust")
 
     indices = top_prototypes(model, images, args.prototypes)
-    report = evaluate_methods(model, images, indices, config, part_masks=masks,
-                              image_names=names, model_name=args.model.name, progress=progress)
-    if args.data is not None:
-        report.provenance["data"] = {"folder": str(args.data), "split": args.split, "images": len(names)}
+    report = evaluate_methods(model, images, indices, config, part_masks=masks, image_names=names,
+                              model_name=args.model.name, progress=progress, record=record,
+                              masks_note=f"{args.data}: this dataset has no segmentation masks" if masks is None else "")
     print(summary_table(report))
+    if report.masks_note:
+        print(f"no mask relevance or pointing game: {report.masks_note}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.to_json())
@@ -96,17 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def gather_images(model: PrototypeModel, data: Path | None, split: str, count: int
-                  ) -> tuple[Tensor, Tensor | None, list[str]]:
-    """(images (B, 3, H, W) normalised, part masks (B, H, W) or None, names): ``count`` images spread over the
-    synthetic set (with masks) or over the ``split`` of the dataset at ``data`` (masks where it has them)."""
+                  ) -> tuple[Tensor, Tensor | None, list[str], PassRecord]:
+    """(images (B, 3, H, W) normalised, part masks (B, H, W) or None, names, what the provenance records):
+    ``count`` images spread over the synthetic set (with masks) or over the ``split`` of the dataset at
+    ``data`` (masks where it has them)."""
     if data is None:
         synthetic = synthetic_images(model.input_spec, count)
-        return synthetic.images, synthetic.masks, list(synthetic.names)
-    if count < 1:
-        raise ConfigError(f"need at least one image, got {count}")
-    dataset = open_dataset(data, split=split, crop_to_box=False)
-    if len(dataset) == 0:
-        raise DatasetError(f"{data}: the {split} split has no images")
-    picks = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)).tolist()
-    batch = load_batch(dataset, model.input_spec, picks, with_masks=True)
-    return batch.images, batch.masks, [str(name) for name in batch.image_ids]
+        return synthetic.images, synthetic.masks, list(synthetic.names), synthetic_record(synthetic)
+    return dataset_images(model.input_spec, data, split, count)

@@ -104,10 +104,11 @@ def topk_patch_views(model: PrototypeModel, dataset: Any, topk: TopKPatches, ind
     heat = maps.float().cpu().numpy()
     views = []
     for rank, (position, image_id) in enumerate(zip(positions, batch.image_ids)):  # k pictures to draw
-        box = tuple(int(v) for v in boxes[rank])
+        y0, y1, x0, x1 = (int(v) for v in boxes[rank])
+        box = (y0, y1, x0, x1)
         views.append(PatchView(rank=rank + 1, dataset_index=int(position), image_id=str(image_id),
                                similarity=float(topk.values[index, rank]),
                                overlay=draw_box(overlay_heatmap(unit[rank], heat[rank]), box),
-                               box=box,  # type: ignore[arg-type]
+                               box=box,
                                heat_range=(float(heat[rank].min()), float(heat[rank].max()))))
     return views

@@ -24,8 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from protoviz.compare.topk import TopKPatches
-from protoviz.errors import ConfigError
+from protoviz.errors import ConfigError, WorkspaceError
 from protoviz.models.base import PrototypeModel
+from protoviz.payload import Payload, array_from_bytes, array_to_bytes, result_type
+
+LATENT_RESULT = "compare.latent"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def fit_pca(points: Tensor, dims: int = 2) -> Projection:
     return Projection(mean=mean, components=components, explained=explained)
 
 
+@result_type(LATENT_RESULT)
 @dataclass(frozen=True)
 class LatentView:
     """Everything the latent-space scatter needs.
@@ -86,6 +90,25 @@ class LatentView:
             return (f"PC1 ({100 * float(self.explained[0]):.1f}% var.)", f"PC2 ({100 * float(self.explained[1]):.1f}% var.)")
         label = PROJECTION_LABELS[self.method]
         return f"{label} 1", f"{label} 2"
+
+    def to_payload(self) -> Payload:
+        """Coordinates as blobs, the rest as JSON (a t-SNE of a CUB-scale model is worth keeping)."""
+        blobs = {name: array_to_bytes(getattr(self, name)) for name in _ARRAYS}
+        return Payload(data={"normalised": self.normalised, "method": self.method, "seed": self.seed,
+                             "settings": dict(self.settings)}, blobs=blobs)
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> LatentView:
+        try:
+            arrays = {name: array_from_bytes(payload.blobs[name]) for name in _ARRAYS}
+            data = payload.data
+            return cls(**arrays, normalised=bool(data["normalised"]), method=str(data["method"]),
+                       seed=int(data["seed"]), settings=dict(data["settings"]))
+        except KeyError as error:
+            raise WorkspaceError(f"a stored latent view lacks {error}") from error
+
+
+_ARRAYS = ("prototype_xy", "prototype_class", "patch_xy", "patch_filled", "explained")
 
 
 PROJECTIONS: tuple[str, ...] = ("pca", "tsne", "pacmap")
@@ -152,4 +175,6 @@ def latent_view(model: PrototypeModel, topk: TopKPatches, method: str = "pca", s
         patch_filled=filled.numpy(),
         explained=projection.explained.numpy(),
         normalised=normalised,
+        method="pca",
+        seed=seed,
     )

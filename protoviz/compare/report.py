@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from protoviz.compare.latent import LatentView
+from protoviz.compare.latent import PROJECTION_LABELS, LatentView
 from protoviz.compare.summary import Comparison, ModelRun, scores_table
 from protoviz.viz.compare import correlation_heatmap, latent_scatter, match_strength_bars
 from protoviz.viz.gallery import patch_strip
@@ -99,7 +99,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def comparison_report(comparison: Comparison, class_names: dict[str, Sequence[str]] | None = None,
+def comparison_report(comparison: Comparison, class_names: Mapping[str, Sequence[str]] | None = None,
                       latent_views: dict[str, LatentView] | None = None,
                       explanations: dict[str, list[Any]] | None = None, pairs_shown: int = 12,
                       title: str = "protoviz model comparison") -> HtmlReport:
@@ -120,10 +120,20 @@ def comparison_report(comparison: Comparison, class_names: dict[str, Sequence[st
     for name, view in (latent_views or {}).items():
         names = (class_names or {}).get(name) or [str(c) for c in range(int(view.prototype_class.max()) + 1)]
         run = next(r for r in comparison.runs if r.name == name)
-        report.figure(latent_scatter(view.prototype_xy, view.prototype_class, view.patch_xy, view.patch_filled,
-                                     names, view.explained, run.topk.values.numpy(), title=f"latent space of {name}"))
+        report.figure(latent_figure(view, names, run.topk.values.numpy(), f"latent space of {name}"))
     report.record(comparison.record)
     return report
+
+
+def latent_figure(view: LatentView, class_names: Sequence[str], patch_values: np.ndarray | None,
+                  title: str) -> go.Figure:
+    """The latent scatter of ``view`` with its projection's axis titles (PCA variance, or t-SNE / PaCMAP)."""
+    figure = latent_scatter(view.prototype_xy, view.prototype_class, view.patch_xy, view.patch_filled, class_names,
+                            np.nan_to_num(view.explained), patch_values,
+                            title=f"{title} ({PROJECTION_LABELS[view.method]})")
+    x_title, y_title = view.axis_titles
+    figure.update_layout(xaxis_title=x_title, yaxis_title=y_title)
+    return figure
 
 
 def _predictions_section(report: HtmlReport, explanations: dict[str, list[Any]]) -> None:
@@ -133,10 +143,11 @@ def _predictions_section(report: HtmlReport, explanations: dict[str, list[Any]])
         for item in items:
             top = ", ".join(f"{n} {p:.2f}" for _, n, p in item.top_classes)
             report.text(f"{item.name}: predicted {item.predicted_name} (top: {top})")
-            shown = item.prototypes[:3]
+            shown = [*item.prototypes[:3], *getattr(item, "against", [])[:3]]  # evidence for, then against
             pictures = [draw_box(overlay_heatmap(item.image, p.heatmap), p.box) for p in shown]
-            report.images([item.image, *pictures], ["input", *[f"prototype {p.index}: {p.contribution:+.3f}"
-                                                               for p in shown]])
+            report.images([item.image, *pictures],
+                          ["input", *[f"{'for' if p.side == 'for' else 'against'}: prototype {p.index}: "
+                                      f"{p.contribution:+.3f}" for p in shown]])
 
 
 def _matching_section(report: HtmlReport, run_a: ModelRun, run_b: ModelRun, matching: Any, shown: int) -> None:

@@ -25,16 +25,19 @@ from protoviz.compare.matching import (
     match_prototypes,
     near_duplicates,
 )
+from protoviz.compare.stored import get_array, provenance_from_dict, put_array
 from protoviz.compare.topk import TopKAccumulator, TopKConfig, TopKPatches
 from protoviz.distributed import ShardGroup
-from protoviz.errors import ConfigError, DatasetError, ModelError
+from protoviz.errors import ConfigError, DatasetError, ModelError, WorkspaceError
 from protoviz.metrics.accuracy import AccuracyAccumulator
 from protoviz.models.base import PrototypeModel
 from protoviz.passes import Consumer, PassRecord, run_pass
+from protoviz.payload import Payload, result_type
 from protoviz.progress import Progress
 from protoviz.provenance import DatasetIdentity, Provenance, dataset_identity, model_identity, selection_digest
 
 ACCURACY_COLUMN = "accuracy (%)"
+PASS_RESULT = "compare.pass"  # the workspace's result type of a ModelRun
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,16 @@ class CompareConfig:
         return {**data, "images": selection_digest(indices), "image_count": len(indices)}
 
 
+@result_type(PASS_RESULT)
 @dataclass(frozen=True)
 class ModelRun:
     """One model's pass: accuracy in % (None without usable labels), top-k patches, profiles (P, N'),
-    near-duplicates, the CompareConfig it was made with (``settings``) and the pass's ``provenance``."""
+    near-duplicates, the CompareConfig it was made with (``settings``) and the pass's ``provenance``.
+
+    Kept in the workspace as a payload (:meth:`to_payload`): the numbers as JSON and tables ("scores",
+    "duplicates", "topk"), the arrays as blobs (top-k values, images, cells, boxes, latents and crops;
+    profiles as float32), the provenance as its dict; :meth:`from_payload` reads it back.
+    """
 
     name: str
     accuracy: float | None
@@ -88,6 +97,33 @@ class ModelRun:
     info: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
     provenance: Provenance | None = None
+
+    def to_payload(self) -> Payload:
+        blobs: dict[str, bytes] = {}
+        topk = self.topk.store(blobs)
+        put_array(blobs, "profiles", self.profiles.float().numpy())
+        data = {"name": self.name, "accuracy": self.accuracy, "num_images": self.num_images, "info": self.info,
+                "settings": self.settings, "topk": topk}
+        tables = {"scores": scores_table([self]),
+                  "duplicates": [{"a": p.a, "b": p.b, "correlation": p.correlation, "cosine": p.cosine}
+                                 for p in self.duplicates],
+                  "topk": self.topk.rows()}
+        return Payload(data=data, tables=tables, blobs=blobs,
+                       provenance=self.provenance.to_dict() if self.provenance is not None else {})
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> ModelRun:
+        data, blobs = payload.data, payload.blobs
+        try:
+            duplicates = [DuplicatePair(int(r["a"]), int(r["b"]), r["correlation"], r["cosine"])
+                          for r in payload.tables.get("duplicates", [])]
+            return cls(name=str(data["name"]), accuracy=data["accuracy"], num_images=int(data["num_images"]),
+                       topk=TopKPatches.restore(data["topk"], blobs),
+                       profiles=torch.from_numpy(get_array(blobs, "profiles")).double(), duplicates=duplicates,
+                       info=dict(data["info"]), settings=dict(data["settings"]),
+                       provenance=provenance_from_dict(payload.provenance) if payload.provenance else None)
+        except (KeyError, TypeError, ValueError) as error:
+            raise WorkspaceError(f"a stored model pass is incomplete ({error})") from error
 
 
 @dataclass(frozen=True)

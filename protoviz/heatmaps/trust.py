@@ -10,15 +10,20 @@
   (deletion: lower is better; insertion: higher).
 - :func:`mask_relevance`: on images with part masks (the synthetic set), the share of heatmap mass
   inside the part the prototype is about and inside the object (pointing-game style "energy" share).
+
+Sharing a model: each check takes an optional ``lock`` (e.g. a :class:`~protoviz.locking.ModelLock`)
+and holds it only around each use of the shared model (one heatmap batch, one chunk of perturbed
+images, the copy of the model that is then re-randomised), never for a whole check; the re-randomised
+copies are private and run without it.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +38,12 @@ from protoviz.models.base import PrototypeModel
 from protoviz.progress import Progress
 
 MethodLike = str | Callable[[PrototypeModel, Tensor, Tensor], Tensor]
+Lock = AbstractContextManager[Any] | None
+
+
+def guarded(lock: Lock) -> AbstractContextManager[Any]:
+    """``lock`` itself, or a context that does nothing when there is none."""
+    return lock if lock is not None else nullcontext()
 
 
 def run_method(method: MethodLike, model: PrototypeModel, images: Tensor, indices: Tensor,
@@ -124,8 +135,9 @@ def randomisation_stages(model: PrototypeModel, config: RandomisationConfig) -> 
     bounds = [round(i * len(names) / stages) for i in range(stages + 1)]
     top_first = names[::-1]
     groups = [top_first[bounds[i]:bounds[i + 1]] for i in range(stages)]
+    layers: list[list[str]]
     if config.mode == "cascading":
-        layers = [functools.reduce(operator.iadd, groups[:i + 1], []) for i in range(stages)]
+        layers = [[name for group in groups[:i + 1] for name in group] for i in range(stages)]
         labels = [f"top {len(ls)}/{len(names)} layers" for ls in layers]
     else:
         layers = groups
@@ -135,20 +147,28 @@ def randomisation_stages(model: PrototypeModel, config: RandomisationConfig) -> 
 
 def randomisation_check(method: MethodLike, model: PrototypeModel, images: Tensor, prototype_indices: Tensor,
                         config: RandomisationConfig | None = None, options: HeatmapOptions | None = None,
-                        progress: Progress | None = None) -> RandomisationResult:
+                        progress: Progress | None = None, *, lock: Lock = None,
+                        reference: Tensor | None = None) -> RandomisationResult:
     """Rank correlation of ``method``'s maps on the trained model vs re-randomised copies.
 
     images: (B, 3, H, W) normalised; prototype_indices: (K,) or (B, K). Returns rho (S, B, K).
+    ``reference``: the method's maps (B, K, H, W) on the trained model when already computed.
+    ``lock`` is held while the shared model runs or is copied, not while its private copies run.
     """
     config = config or RandomisationConfig()
     indices = prototype_rows(prototype_indices, images.shape[0], model.num_prototypes, model.device)
-    reference = run_method(method, model, images, indices, options)
+    if reference is None:
+        with guarded(lock):
+            reference = run_method(method, model, images, indices, options)
     labels, layers = randomisation_stages(model, config)
     rhos = []
     for i, names in enumerate(layers):
         if progress:
             progress(i, len(layers), f"randomisation: {labels[i]}")
-        maps = run_method(method, randomised_copy(model, names, config.seed), images, indices, options)
+        with guarded(lock):
+            clone = randomised_copy(model, names, config.seed)
+        maps = run_method(method, clone, images, indices, options)
+        del clone
         rhos.append(spearman(reference, maps).cpu().numpy())
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return RandomisationResult(name, config, labels, layers, np.stack(rhos))
@@ -219,8 +239,10 @@ def _scores(model: PrototypeModel, rows: Tensor, prototypes: Tensor, cells: Tens
 
 
 def _curve(model: PrototypeModel, images: Tensor, baseline: Tensor, ranks: Tensor, indices: Tensor,
-           cells: Tensor | None, steps: int, insert: bool, batch_rows: int) -> Tensor:
-    """Scores (B*K, T+1) as the top fraction t/T of pixels is replaced (deletion) or revealed (insertion)."""
+           cells: Tensor | None, steps: int, insert: bool, batch_rows: int, lock: Lock = None,
+           progress: Progress | None = None) -> Tensor:
+    """Scores (B*K, T+1) as the top fraction t/T of pixels is replaced (deletion) or revealed (insertion);
+    ``lock`` held around each chunk of ``batch_rows`` images, ``progress(rows done, rows, stage)`` after it."""
     b, k = indices.shape
     n_pixels = ranks.shape[1]
     counts = torch.tensor([round(t * n_pixels / steps) for t in range(steps + 1)], device=images.device)
@@ -233,7 +255,10 @@ def _curve(model: PrototypeModel, images: Tensor, baseline: Tensor, ranks: Tenso
         image, base = images[pair // k], baseline[pair // k]
         keep = changed if insert else 1 - changed
         rows = image * keep + base * (1 - keep)
-        out[r] = _scores(model, rows, indices.reshape(-1)[pair], None if cells is None else cells[pair])
+        with guarded(lock):
+            out[r] = _scores(model, rows, indices.reshape(-1)[pair], None if cells is None else cells[pair])
+        if progress:
+            progress(min(total, start + batch_rows), total, "insertion" if insert else "deletion")
     return out.view(b * k, steps + 1)
 
 
@@ -249,13 +274,15 @@ def _relative(curve: Tensor, original: Tensor) -> Tensor:
 
 
 def perturbation_curves(model: PrototypeModel, images: Tensor, prototype_indices: Tensor, maps: Tensor,
-                        config: PerturbationConfig | None = None, batch_rows: int = 64) -> PerturbationCurves:
+                        config: PerturbationConfig | None = None, batch_rows: int = 64, *, lock: Lock = None,
+                        progress: Progress | None = None) -> PerturbationCurves:
     """Deletion and insertion curves of each prototype's score along ``maps`` (B, K, H, W).
 
     Scores are fractions of the score on the original image: deletion starts at 1 and insertion ends
     at 1; AUC is the trapezoid area over the fractions [0, 1] of pixels changed. The similarity kinds of
     the prototype families are positive for the prototypes that an image activates; a non-positive
-    original score gives NaN.
+    original score gives NaN. ``lock`` is held around each chunk of ``batch_rows`` perturbed images;
+    ``progress`` is called after each chunk (so a stop request ends the work there).
     """
     config = config or PerturbationConfig()
     images = images.to(model.device)
@@ -265,14 +292,15 @@ def perturbation_curves(model: PrototypeModel, images: Tensor, prototype_indices
     ranks = _pixel_ranks(maps.to(images.device).flatten(0, 1))
     cells = None
     if config.score == "location":
-        with torch.no_grad():
+        with torch.no_grad(), guarded(lock):
             sims = model.similarity_maps(images)
         cells = torch.gather(sims.flatten(2), 1, indices[:, :, None].expand(-1, -1, sims[0, 0].numel())).argmax(-1)
         cells = cells.reshape(-1)
     curves = []
     for kind, insert in ((config.deletion_baseline, False), (config.insertion_baseline, True)):
         base = baseline_images(images, kind, config.blur_sigma)
-        curves.append(_curve(model, images, base, ranks, indices, cells, config.steps, insert, batch_rows))
+        curves.append(_curve(model, images, base, ranks, indices, cells, config.steps, insert, batch_rows, lock,
+                             progress))
     deletion = _relative(curves[0], curves[0][:, 0])
     insertion = _relative(curves[1], curves[1][:, -1])
     fractions = np.linspace(0.0, 1.0, config.steps + 1)
@@ -335,7 +363,8 @@ def mask_relevance(maps: Tensor, part_masks: Tensor, prototype_parts: Tensor, si
 
 
 def assign_prototype_parts(model: PrototypeModel, images: Tensor, part_masks: Tensor,
-                           prototypes: Tensor | list[int], top_n: int = 5, percentile: float = 95.0) -> Tensor:
+                           prototypes: Tensor | list[int], top_n: int = 5, percentile: float = 95.0,
+                           lock: Lock = None) -> Tensor:
     """The part each prototype is about: (K,) part ids (0 = background/none).
 
     For each prototype, among ``images`` (B, 3, H, W) with ``part_masks`` (B, H, W), its ``top_n``
@@ -348,9 +377,10 @@ def assign_prototype_parts(model: PrototypeModel, images: Tensor, part_masks: Te
     prototypes = torch.as_tensor(prototypes, dtype=torch.long, device=model.device)
     images = images.to(model.device)
     masks = part_masks.to(model.device).long()
-    maps = compute_heatmaps("upsample", model, images, prototypes)  # (B, K, H, W)
-    with torch.no_grad():
-        pooled = model(images).max_similarities[:, prototypes]  # (B, K)
+    with guarded(lock):
+        maps = compute_heatmaps("upsample", model, images, prototypes)  # (B, K, H, W)
+        with torch.no_grad():
+            pooled = model(images).max_similarities[:, prototypes]  # (B, K)
     top = pooled.topk(min(top_n, images.shape[0]), dim=0).indices  # (n, K)
     boxes = percentile_boxes(maps, percentile)  # (B, K, 4) y0, y1, x0, x1
     n_parts = int(masks.max()) + 1

@@ -25,5 +25,5 @@ def test_gallery_names_sets_without_breaking_words(app_env: None) -> None:
     captions = [i.caption for image in at.get("image") for i in image.proto.imgs if i.caption.startswith("#")]
     assert "#0 · support" in captions and "#6 · trivial" in captions
     assert all(len(word) <= 12 for caption in captions for word in caption.split())  # fits a 112 px tile
-    assert at.subheader[0].value == "Prototype 0 · class class_0"
+    assert at.subheader[0].value == r"Prototype 0 · class class\_0"  # the class name escaped for markdown
     assert any(c.value.startswith("support prototype · ST-ProtoPNet") for c in at.caption)

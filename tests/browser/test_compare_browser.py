@@ -37,10 +37,11 @@ def test_two_models_on_an_uploaded_image(page: object, streamlit_url: str, tmp_p
     expect(predictions).to_have_count(2)
     expect(predictions.nth(0).get_by_text("tiny_cosine")).to_be_visible()
     expect(predictions.nth(1).get_by_text("tiny_log")).to_be_visible()
-    for i in range(2):  # each model shows its top prototypes (up to 3) with heatmaps next to their source patches
+    for i in range(2):  # each model shows evidence for and against (up to 3 cards each), heatmap beside source patch
         expect(predictions.nth(i).get_by_text("looks like").first).to_be_visible()
+        expect(predictions.nth(i).get_by_text("Evidence for", exact=True)).to_be_visible()
         pictures = predictions.nth(i).locator("img").count()
-        assert pictures in (2, 4, 6), pictures
+        assert pictures % 2 == 0 and 2 <= pictures <= 12, pictures
     expect(page.get_by_text("bird.png").first).to_be_visible()  # type: ignore[attr-defined]
     expect(page.get_by_text("Traceback")).to_have_count(0)  # type: ignore[attr-defined]
 
@@ -54,7 +55,7 @@ def test_a_card_opens_on_the_prototypes_page(page: object, streamlit_url: str, t
     page.locator("input[type='file']").first.set_input_files(str(image))  # type: ignore[attr-defined]
     first = page.locator(PREDICTION).nth(1)  # type: ignore[attr-defined]
     expect(first.get_by_text("tiny_log")).to_be_visible()
-    caption = first.get_by_text("#1 this: prototype").inner_text()
+    caption = first.get_by_text("#1 this: prototype").first.inner_text()  # evidence for comes before against
     prototype = int(caption.rsplit(" ", 1)[1])
     first.get_by_role("button", name="Open its card").first.click()
     expect(page.get_by_role("heading", name=f"Prototype {prototype} ·")).to_be_visible()  # type: ignore[attr-defined]

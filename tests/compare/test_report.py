@@ -124,3 +124,25 @@ def test_compare_accuracy_is_the_accuracy_metric_in_percent(tiny_dataset: Path,
     comparison = compare_models({"first": model}, dataset, CompareConfig(batch_size=8, max_images=10))
     result = evaluate(model, dataset, EvaluationConfig(metrics=("accuracy",)), indices=comparison.indices)
     assert comparison.runs[0].accuracy == result.scores["accuracy"] and result.units["accuracy"] == "%"
+
+
+def test_report_escapes_hostile_model_and_class_names(tiny_dataset: Path, two_checkpoints: tuple[Path, Path]) -> None:
+    """Names from files (model names, class names) reach the HTML escaped: in headings, tables, captions and
+    in the plotly figures' JSON (a "</script>" there would end the script)."""
+    from protoviz.data.classnames import with_class_names
+
+    hostile = "</script><script>alert(1)</script>"
+    first, second = (load_model(p) for p in two_checkpoints)
+    names = [hostile, "<img src=x onerror=alert(2)>", *first.class_names[2:]]
+    models = {"<b>first</b>": with_class_names(first, names), hostile: second}
+    dataset = open_dataset(tiny_dataset, split="test")
+    comparison = compare_models(models, dataset, CompareConfig(topk=TopKConfig(k=2, thumbnail_size=8),
+                                                               max_images=6, batch_size=3))
+    views = {run.name: latent_view(models[run.name], run.topk) for run in comparison.runs}
+    explanations = {name: explain_image(model, [dataset[0].image], top_k=2, names=[hostile])
+                    for name, model in models.items()}
+    text = comparison_report(comparison, {n: list(m.class_names) for n, m in models.items()}, views,
+                             explanations).render()
+    assert "<script>alert" not in text and "<img src=x" not in text and "<b>first</b>" not in text
+    assert "&lt;b&gt;first&lt;/b&gt;" in text and text.count("Plotly.newPlot") >= 3
+    assert text.count("alert(1)") >= 3 and "alert(2)" in text  # the names are there, escaped

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torchvision.ops import roi_align
 
 from protoviz.compare.scan import tensor_batches
-from protoviz.compare.topk import TopKConfig, cell_boxes, topk_patches
+from protoviz.compare.topk import TopKAccumulator, TopKConfig, cell_boxes, topk_patches
 from protoviz.errors import ConfigError, ModelError
 from protoviz.models.base import PrototypeModel
-from protoviz.passes import forward_maps
+from protoviz.passes import forward_maps, run_pass
 from tests.conftest import make_tiny_model
 
 
@@ -76,7 +77,7 @@ def test_thumbnails_are_crops_of_the_winning_boxes() -> None:
     roi = torch.tensor([[0, x0, y0, x1, y1]], dtype=torch.float32)
     crop = roi_align(unit[int(result.images[p, r])][None], roi, output_size=(16, 16), aligned=True)[0]
     expected = (crop.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    assert result.thumbnails.shape == (6, 2, 16, 16, 3)
+    assert result.thumbnails is not None and result.thumbnails.shape == (6, 2, 16, 16, 3)
     assert abs(result.thumbnails[p, r].astype(int) - expected.astype(int)).max() <= 1
 
 
@@ -135,3 +136,35 @@ def test_a_family_without_latents_still_gives_topk() -> None:
     assert result.latents is None and result.filled().all()
     expected = topk_patches(model.inner, tensor_batches(_images(4), 2), TopKConfig(k=2))
     torch.testing.assert_close(result.values, expected.values)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_every_kept_crop_is_the_crop_of_its_box(batch_size: int) -> None:
+    """Crops are written into free slots in place: after many merges (one or three images per batch, so that
+    winners move between ranks and drop out often) every rank's crop is still the crop of its own box, also
+    after two shards are merged."""
+    model = make_tiny_model(seed=2)
+    images = _images(10)
+    config = TopKConfig(k=3, thumbnail_size=12)
+    result = topk_patches(model, tensor_batches(images, batch_size), config)
+    unit = (images * torch.tensor(model.input_spec.std).view(1, 3, 1, 1)
+            + torch.tensor(model.input_spec.mean).view(1, 3, 1, 1)).clamp(0, 1)
+
+    def expected(p: int, r: int) -> np.ndarray:
+        y0, y1, x0, x1 = result.boxes[p, r].tolist()
+        roi = torch.tensor([[0, x0, y0, x1, y1]], dtype=torch.float32)
+        crop = roi_align(unit[int(result.images[p, r])][None], roi, output_size=(12, 12), aligned=True)[0]
+        return (crop.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+    assert result.thumbnails is not None and bool(result.filled().all())
+    for p in range(model.num_prototypes):
+        for r in range(3):
+            assert abs(result.thumbnails[p, r].astype(int) - expected(p, r).astype(int)).max() <= 1, (p, r)
+    first, second = TopKAccumulator(config), TopKAccumulator(config)  # shards: even and odd batches
+    for i, batch in enumerate(tensor_batches(images, batch_size)):
+        run_pass(model, [batch], [first if i % 2 == 0 else second])
+    first.merge(second)
+    merged = first.result()
+    np.testing.assert_array_equal(merged.images.numpy(), result.images.numpy())
+    assert merged.thumbnails is not None
+    np.testing.assert_array_equal(merged.thumbnails, result.thumbnails)
