@@ -23,9 +23,10 @@ run: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
-## Static checks (ruff; mypy joins once the tree is clean).
+## Static checks: ruff over everything, mypy over the package and the dashboard.
 lint: $(STAMP)
 	$(PY) -m ruff check protoviz app tests benchmarks docs
+	$(PY) -m mypy protoviz app
 
 ## Regenerate the synthetic data and retrain the demo models in assets/ from scratch.
 demo-models: $(STAMP)

@@ -195,7 +195,24 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        """The provenance :meth:`to_dict` wrote (as the workspace keeps it); its :attr:`key` is the original's."""
+        """The provenance :meth:`to_dict` wrote (as the workspace keeps it); its :attr:`key` is the original's.
+
+        A malformed dict, or settings that no longer match their stored digest (edited after the run),
+        raise :class:`~protoviz.errors.WorkspaceError`.
+        """
+        from protoviz.errors import WorkspaceError
+
+        try:
+            provenance = cls._from_dict(data)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise WorkspaceError(f"a stored result's provenance is malformed ({error})") from error
+        stored = data.get("settings_digest")
+        if stored is not None and stored != provenance.settings_digest:
+            raise WorkspaceError("a stored result's settings do not match their digest: it was changed after it was made")
+        return provenance
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> Provenance:
         dataset = dict(data.get("dataset") or {})
         fingerprint = dataset.pop("fingerprint", None)
         identity = DatasetIdentity(fingerprint, dataset.get("split"), dataset)

@@ -6,22 +6,20 @@ result can hold more: the top-k crops of 2,000 prototypes x 5 patches at 48 px a
 cut along its first axis into pieces of at most :data:`CHUNK_BYTES`, and :func:`get_array` joins them.
 Arrays are ``.npy`` bytes (:func:`~protoviz.payload.array_to_bytes`: never pickled).
 
-:func:`provenance_from_dict` rebuilds a :class:`~protoviz.provenance.Provenance` from its ``to_dict()``,
-so a result read back from the store has the same :attr:`~protoviz.provenance.Provenance.key` as the
-result that was stored (results join only on equal keys). Pure Python + numpy, no torch.
+A result read back from the store rebuilds its provenance with
+:meth:`~protoviz.provenance.Provenance.from_dict`, so it has the same key as the result that was stored
+(results join only on equal keys). Pure Python + numpy, no torch.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from protoviz.errors import WorkspaceError
 from protoviz.payload import array_from_bytes, array_to_bytes
-from protoviz.provenance import DatasetIdentity, Provenance
 
 CHUNK_BYTES = 16 << 20
 _CHUNK = re.compile(r"^(?P<name>.+)\[(?P<index>\d+)\]$")
@@ -53,23 +51,3 @@ def get_array(blobs: Mapping[str, bytes], name: str) -> np.ndarray:
 def has_array(blobs: Mapping[str, bytes], name: str) -> bool:
     """True when :func:`get_array` would find ``name``."""
     return name in blobs or f"{name}[0]" in blobs
-
-
-def provenance_from_dict(data: Mapping[str, Any]) -> Provenance:
-    """The :class:`Provenance` whose ``to_dict()`` is ``data`` (its key and settings digest included)."""
-    try:
-        dataset = dict(data["dataset"])
-        identity = DatasetIdentity(dataset.pop("fingerprint", None), dataset.pop("split", None), dataset)
-        provenance = Provenance(
-            model_sha256=data["model_sha256"], model=dict(data["model"]), dataset=identity,
-            settings=dict(data["settings"]), seed=data.get("seed"), device=str(data["device"]),
-            versions=dict(data.get("versions", {})), images=int(data["images"]), batch_size=data.get("batch_size"),
-            batch_size_used=data.get("batch_size_used"), oom_halvings=int(data.get("oom_halvings", 0)),
-            world_size=int(data.get("world_size", 1)), started=str(data.get("started", "")),
-            seconds=float(data.get("seconds", 0.0)), notes=dict(data.get("notes", {})))
-    except (KeyError, TypeError, ValueError) as error:
-        raise WorkspaceError(f"a stored result's provenance is incomplete ({error})") from error
-    stored = data.get("settings_digest")
-    if stored is not None and stored != provenance.settings_digest:
-        raise WorkspaceError("a stored result's settings do not match their digest: it was changed after it was made")
-    return provenance

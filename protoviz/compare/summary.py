@@ -25,7 +25,7 @@ from protoviz.compare.matching import (
     match_prototypes,
     near_duplicates,
 )
-from protoviz.compare.stored import get_array, provenance_from_dict, put_array
+from protoviz.compare.stored import get_array, put_array
 from protoviz.compare.topk import TopKAccumulator, TopKConfig, TopKPatches
 from protoviz.distributed import ShardGroup
 from protoviz.errors import ConfigError, DatasetError, ModelError, WorkspaceError
@@ -121,7 +121,7 @@ class ModelRun:
                        topk=TopKPatches.restore(data["topk"], blobs),
                        profiles=torch.from_numpy(get_array(blobs, "profiles")).double(), duplicates=duplicates,
                        info=dict(data["info"]), settings=dict(data["settings"]),
-                       provenance=provenance_from_dict(payload.provenance) if payload.provenance else None)
+                       provenance=Provenance.from_dict(payload.provenance) if payload.provenance else None)
         except (KeyError, TypeError, ValueError) as error:
             raise WorkspaceError(f"a stored model pass is incomplete ({error})") from error
 
