@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -119,3 +119,13 @@ def leave(group: ShardGroup | None) -> None:
     """Close the process group opened by :func:`join` (no-op without one)."""
     if group is not None and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_in_group(device_preference: str | None, body: Callable[[ShardGroup | None], int]) -> int:
+    """``body(group)`` inside the torchrun job's process group (``None`` without torchrun), closed after:
+    the one entry of every command that shards."""
+    group = join(device_preference)
+    try:
+        return body(group)
+    finally:
+        leave(group)

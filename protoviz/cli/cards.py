@@ -27,12 +27,12 @@ import torch
 from PIL import Image
 
 import protoviz
+from protoviz.cli.load_options import add_load_options, load_checkpoint
 from protoviz.data.images import load_image
 from protoviz.device import describe_device, pick_device
 from protoviz.errors import ConfigError, DatasetError, ImageError, ProtovizError
 from protoviz.heatmaps.cards import paper_figure
 from protoviz.heatmaps.explanation import ImageExplanation, explain_image
-from protoviz.models import load_model
 from protoviz.models.base import PrototypeModel
 from protoviz.models.labels import prototype_set
 from protoviz.progress import console_progress
@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     parser.add_argument("--family", default=None, help="family hint for ambiguous research checkpoints")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1 or args.batch_size < 1:
         raise ConfigError("--top-k and --batch-size must be at least 1")
     device = pick_device(args.device)
-    model = load_model(args.checkpoint, family=args.family, device=device)
+    model = load_checkpoint(args.checkpoint, args, device)
     model.eval()
     items = collect(args)
     target = target_class(model, args.target)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from protoviz.cli.load_options import add_load_options, load_checkpoint
 from protoviz.compare.latent import latent_view
 from protoviz.compare.matching import DUPLICATE_THRESHOLD, PROFILE_HELP, PROFILE_KINDS, ProfileConfig
 from protoviz.compare.report import comparison_report
@@ -30,10 +31,9 @@ from protoviz.compare.summary import (
 from protoviz.compare.topk import TopKConfig
 from protoviz.data.images import load_image
 from protoviz.device import pick_device
-from protoviz.distributed import ShardGroup, join, leave
+from protoviz.distributed import ShardGroup, run_in_group
 from protoviz.errors import ConfigError
 from protoviz.heatmaps import explain_image
-from protoviz.models import load_model
 from protoviz.models.base import PrototypeModel
 from protoviz.progress import console_progress
 
@@ -64,17 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", type=Path, default=None, help="write a self-contained HTML report here")
     parser.add_argument("--json", type=Path, default=None, help="write scores, matches and the record as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if len(args.checkpoints) < 2:
         raise ConfigError("compare needs at least two checkpoints")
-    group = join(args.device)
-    try:
-        return _run(args, group)
-    finally:
-        leave(group)
+    return run_in_group(args.device, lambda group: _run(args, group))
 
 
 def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
@@ -85,7 +82,7 @@ def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
         name = Path(path).stem
         while name in models:
             name += "'"
-        models[name] = load_model(path, device=device)
+        models[name] = load_checkpoint(path, args, device)
     dataset = _open(args.data, args.split, main)
     config = CompareConfig(
         topk=TopKConfig(k=args.k, per_image=args.per_image), profile=ProfileConfig(kind=args.profile),

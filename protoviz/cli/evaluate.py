@@ -15,15 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from protoviz.cli.load_options import add_load_options, load_checkpoint
 from protoviz.data.datasets import KINDS, ImageDataset, open_dataset
 from protoviz.data.published import PATHS, WHY_THEY_DIFFER, dataset_for_path, paper_path
 from protoviz.device import pick_device
-from protoviz.distributed import ShardGroup, join, leave
+from protoviz.distributed import ShardGroup, run_in_group
 from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
 from protoviz.metrics.export import to_csv, to_json
 from protoviz.metrics.registry import default_metrics, metric_help
 from protoviz.metrics.runner import EvaluationConfig, EvaluationResult, evaluate_shard
-from protoviz.models import load_model
 from protoviz.progress import console_progress
 
 SYNTHETIC = "synthetic"
@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--draws", type=int, default=defaults.noise_draws, help=PARAMETER_HELP["noise_draws"])
     parser.add_argument("--merge-left-right", action="store_true", help=PARAMETER_HELP["merge_left_right"])
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -98,17 +99,13 @@ def config_from(args: argparse.Namespace, dataset: ImageDataset) -> EvaluationCo
 
 
 def run(args: argparse.Namespace) -> int:
-    group = join(args.device)
-    try:
-        return _run(args, group)
-    finally:
-        leave(group)
+    return run_in_group(args.device, lambda group: _run(args, group))
 
 
 def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
     device = group.device if group is not None else pick_device(args.device)
     main = group is None or group.is_main
-    model = load_model(args.checkpoint, family=args.family, device=device)
+    model = load_checkpoint(args.checkpoint, args, device)
     dataset = open_data(args.data, args.kind, args.split, args.crop, args.path)
     config = config_from(args, dataset)
     if not dataset.has_parts and not args.quiet and main:

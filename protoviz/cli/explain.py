@@ -20,17 +20,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+from protoviz.cli.load_options import add_load_options, load_checkpoint
 from protoviz.data.datasets import open_dataset
 from protoviz.data.published import dataset_for_path
 from protoviz.device import pick_device
-from protoviz.distributed import ShardGroup, join, leave
+from protoviz.distributed import ShardGroup, run_in_group
 from protoviz.errors import ConfigError, ModelError
 from protoviz.explain.characteristics import list_characteristics, list_regions
 from protoviz.explain.export import provenance, write_global
 from protoviz.explain.extras import agreement, redundancy
 from protoviz.explain.global_ import explain_shard
 from protoviz.explain.params import CHARACTERISTICS, MODES, PATHS, ExplainConfig, ModificationParams
-from protoviz.models import load_model
 from protoviz.progress import console_progress
 
 
@@ -76,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also explain this split and report, per prototype, the correlation of the two "
                              "global explanations (e.g. train vs test)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -121,17 +122,13 @@ def _finite(value: float) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    group = join(args.device)
-    try:
-        return _run(args, group)
-    finally:
-        leave(group)
+    return run_in_group(args.device, lambda group: _run(args, group))
 
 
 def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
     device = group.device if group is not None else pick_device(args.device)
     main = group is None or group.is_main
-    model = load_model(args.checkpoint, family=args.family, device=device)
+    model = load_checkpoint(args.checkpoint, args, device)
     if args.data is None:
         from protoviz.data.demo import synthetic_dataset
         data = synthetic_dataset()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TypedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from protoviz.models.hints import ACTIVATIONS, BACKBONE_HINTS, SLOTS
+
+if TYPE_CHECKING:
+    import torch
+
+    from protoviz.models.base import PrototypeModel
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -39,3 +45,10 @@ def load_hints(args: argparse.Namespace) -> HintArgs:
     if getattr(args, "backbone", None) is not None:
         hints["backbone"] = args.backbone
     return hints
+
+
+def load_checkpoint(path: Path, args: argparse.Namespace, device: torch.device | str | None = None) -> PrototypeModel:
+    """``load_model`` with the command line's ``--family`` (where the command has one) and load hints."""
+    from protoviz.models import load_model
+
+    return load_model(path, family=getattr(args, "family", None), device=device, **load_hints(args))

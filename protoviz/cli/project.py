@@ -16,10 +16,9 @@ import argparse
 from pathlib import Path
 
 from protoviz.cli.convert import checked_output, names_from
-from protoviz.cli.load_options import add_load_options, load_hints
+from protoviz.cli.load_options import add_load_options, load_checkpoint
 from protoviz.device import pick_device
-from protoviz.distributed import ShardGroup, join, leave
-from protoviz.models import load_model
+from protoviz.distributed import ShardGroup, run_in_group
 from protoviz.models.checkpoint import save_model
 from protoviz.progress import console_progress
 from protoviz.sources import attach_sources, project_shard
@@ -47,20 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    group = join(args.device)
-    try:
-        return _run(args, group)
-    finally:
-        leave(group)
+    return run_in_group(args.device, lambda group: _run(args, group))
 
 
 def _run(args: argparse.Namespace, group: ShardGroup | None) -> int:
     main = group is None or group.is_main
     output = checked_output(args.output, args.force)  # on every rank: a refusal stops them all
     device = group.device if group is not None else pick_device(args.device)
-    hints = load_hints(args)
-    model = load_model(args.input, family=args.family, device=device, slots=hints.get("slots"),
-                       activation=hints.get("activation"), backbone=hints.get("backbone"))
+    model = load_checkpoint(args.input, args, device)
     progress = None if args.quiet or not main else console_progress()
     projection = project_shard(model, args.data, batch_size=args.batch_size, progress=progress, group=group)
     if projection is None:

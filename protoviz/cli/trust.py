@@ -14,6 +14,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from protoviz.cli.load_options import add_load_options, load_checkpoint
 from protoviz.device import pick_device
 from protoviz.heatmaps.methods import HeatmapOptions, list_methods
 from protoviz.heatmaps.trust import PerturbationConfig, RandomisationConfig
@@ -27,7 +28,6 @@ from protoviz.heatmaps.trust_report import (
     top_prototypes,
 )
 from protoviz.models.base import PrototypeModel
-from protoviz.models.registry import load_model
 from protoviz.passes import PassRecord
 from protoviz.progress import console_progress
 from protoviz.tables import write_csv
@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     parser.add_argument("--csv", type=Path, default=None,
                         help="write the summary table here (with a .provenance.json sidecar)")
+    add_load_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -71,7 +72,7 @@ def summary_table(report: TrustReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model, family=args.family, device=pick_device(args.device))
+    model = load_checkpoint(args.model, args, pick_device(args.device))
     config = TrustConfig(
         methods=tuple(args.methods),
         options=HeatmapOptions(smoothgrad_samples=args.smoothgrad_samples, random_seed=args.seed),
