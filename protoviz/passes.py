@@ -128,6 +128,21 @@ class View(Protocol):
     def images(self, batch: PassBatch, model: PrototypeModel) -> Iterator[Tensor]: ...
 
 
+@runtime_checkable
+class Probe(Protocol):
+    """More model calls on each batch, after its clean forward and under the same lock, shared by the
+    consumers that ask for an equal ``key``: e.g. the heatmaps of each image's top prototypes
+    (:class:`protoviz.explain.pointing.TopHeatmaps`), which may need gradients (a probe turns them on
+    itself; the pass runs under ``torch.no_grad``). ``compute`` gets the batch on the model's device and
+    its clean maps (B, P, h, w) and pooled similarities (B, P); what it returns is ``step.probe(self)``.
+    """
+
+    @property
+    def key(self) -> Hashable: ...
+
+    def compute(self, batch: PassBatch, model: PrototypeModel, maps: Tensor, pooled: Tensor) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Needs:
     """What a consumer needs besides the clean maps, logits and pooled similarities of each batch."""
@@ -135,11 +150,14 @@ class Needs:
     latent: bool = False
     unit: bool = False
     views: tuple[View, ...] = ()
+    probes: tuple[Probe, ...] = ()
 
     def __or__(self, other: Needs) -> Needs:
         keys = {view.key for view in self.views}
+        probe_keys = {probe.key for probe in self.probes}
         return Needs(self.latent or other.latent, self.unit or other.unit,
-                     self.views + tuple(v for v in other.views if v.key not in keys))
+                     self.views + tuple(v for v in other.views if v.key not in keys),
+                     self.probes + tuple(p for p in other.probes if p.key not in probe_keys))
 
 
 @dataclass(frozen=True)
@@ -151,7 +169,7 @@ class PassStep:
     a consumer needs it); labels: (B,) *model* class indices (dataset labels through the pass's label
     map) or None; indices: (B,) dataset positions; parts / masks / boxes as in the batch; offset:
     images that came before this batch (on this rank); views: view key -> one (n, P, h, w) map tensor
-    per tensor the view yielded.
+    per tensor the view yielded; probes: probe key -> what the :class:`Probe` computed.
     """
 
     maps: Tensor
@@ -167,10 +185,15 @@ class PassStep:
     boxes: Tensor | None
     offset: int
     views: Mapping[Hashable, tuple[Tensor, ...]] = field(default_factory=dict)
+    probes: Mapping[Hashable, Any] = field(default_factory=dict)
 
     def view(self, view: View) -> tuple[Tensor, ...]:
         """The maps of ``view``'s images for this batch."""
         return self.views[view.key]
+
+    def probe(self, probe: Probe) -> Any:
+        """What ``probe`` computed on this batch."""
+        return self.probes[probe.key]
 
 
 class Consumer(Protocol):
@@ -299,6 +322,7 @@ class _Engine:
                 pooled = maps.flatten(2).amax(dim=2)
                 logits = model.logits_from_similarities(maps, pooled) if model.logits_from_pooled else \
                     model(batch.images).logits
+            probes = {probe.key: probe.compute(batch, model, maps, pooled) for probe in needs.probes}
         unit = batch.unit
         if needs.unit and unit is None:
             unit = denormalize(batch.images, model.input_spec).clamp(0, 1)
@@ -307,7 +331,7 @@ class _Engine:
             labels = self.label_map[labels]
         return PassStep(maps=maps, logits=logits, pooled=pooled, latent=latent, images=batch.images, unit=unit,
                         labels=labels, indices=batch.indices, parts=batch.parts, masks=batch.masks,
-                        boxes=batch.boxes, offset=self.done, views=views)
+                        boxes=batch.boxes, offset=self.done, views=views, probes=probes)
 
 
 def _pieces(batch: PassBatch, size: int | None) -> list[PassBatch]:

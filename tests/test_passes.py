@@ -228,3 +228,45 @@ def _assert_same(a: Any, b: Any) -> None:
         assert a == pytest.approx(b, rel=1e-12, abs=1e-12, nan_ok=True)
     else:
         assert a == b
+
+
+@dataclass(frozen=True)
+class _CountingProbe:
+    """A probe that records each call (its batch size) and gives back the batch's pooled similarities."""
+
+    calls: list[int]
+
+    @property
+    def key(self) -> Hashable:
+        return "counting"
+
+    def compute(self, batch: PassBatch, model: ProtoPNet, maps: Tensor, pooled: Tensor) -> Tensor:
+        self.calls.append(len(batch))
+        return pooled * 2
+
+
+class _ProbeReader:
+    def __init__(self, probe: _CountingProbe) -> None:
+        self.probe, self.seen = probe, []
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(probes=(self.probe,))
+
+    def update(self, step: PassStep) -> None:
+        assert torch.equal(step.probe(self.probe), step.pooled * 2)
+        self.seen.append(len(step.indices))
+
+    def merge(self, other: _ProbeReader) -> None:
+        self.seen += other.seen
+
+    def result(self) -> list[int]:
+        return self.seen
+
+
+def test_a_probe_asked_by_two_consumers_runs_once_per_batch_after_the_clean_forward() -> None:
+    model = make_tiny_model()
+    calls: list[int] = []
+    readers = [_ProbeReader(_CountingProbe(calls)), _ProbeReader(_CountingProbe(calls))]
+    run_pass(model, tensor_batches(torch.randn(5, 3, 64, 64), 2), readers)
+    assert calls == [2, 2, 1] and readers[0].result() == readers[1].result() == [2, 2, 1]

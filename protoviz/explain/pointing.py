@@ -16,9 +16,9 @@ maps clamped at 0) is compared with the object's segmentation S (the dataset's p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,7 +27,11 @@ from torch import Tensor
 from protoviz.data.datasets import ImageDataset, iterate_batches
 from protoviz.errors import ConfigError, DatasetError
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Needs
 from protoviz.progress import Progress
+
+if TYPE_CHECKING:
+    from protoviz.passes import PassBatch, PassStep
 
 
 def normalise(maps: Tensor, signed: bool = False) -> Tensor:
@@ -96,50 +100,99 @@ class PointingGame:
                                   for j, (n, m, e) in self.per_prototype.items()}}
 
 
-@torch.no_grad()
-def pointing_game(model: PrototypeModel, dataset: ImageDataset, method: str = "upsample", top: int = 1,
-                  area: float = 0.1, batch_size: int = 16, indices: Sequence[int] | None = None, *,
-                  progress: Progress | None = None, lock: AbstractContextManager[Any] | None = None,
-                  stage: str = "pointing game") -> PointingGame:
-    """The pointing game over ``dataset`` (or its ``indices``): each image's ``top`` most similar
-    prototypes (by max similarity), their ``method`` heatmaps against the object mask.
-    ``progress(done, total, stage)`` after each batch; ``lock`` held around each batch's model calls."""
-    from protoviz.heatmaps.methods import compute_heatmaps, get_method
+@dataclass(frozen=True)
+class TopHeatmaps:
+    """A pass probe: each image's ``top`` most similar prototypes (by max similarity) and their ``method``
+    heatmaps. compute -> (values (B, K), indices (B, K), heatmaps (B, K, H, W))."""
 
+    method: str
+    top: int
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("top_heatmaps", self.method, self.top)
+
+    def compute(self, batch: PassBatch, model: PrototypeModel, maps: Tensor,
+                pooled: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        from protoviz.heatmaps.methods import compute_heatmaps
+
+        best = pooled.topk(self.top, dim=1)  # (B, K)
+        with torch.enable_grad():
+            heatmaps = compute_heatmaps(self.method, model, batch.images, best.indices)  # (B, K, H, W)
+        return best.values, best.indices, heatmaps
+
+
+class PointingAccumulator:
+    """The pointing game as a consumer of :func:`protoviz.passes.run_pass`: one row per (image, rank),
+    keyed by dataset position (``image`` holds it until :meth:`named` puts the dataset's image ids in).
+    Shards merge by concatenating rows; :meth:`result` orders them by (position, rank)."""
+
+    def __init__(self, method: str = "upsample", top: int = 1, area: float = 0.1) -> None:
+        from protoviz.heatmaps.methods import get_method
+
+        if not 0.0 < area <= 1.0:
+            raise ConfigError(f"pointing game: area must be in (0, 1], got {area}")
+        self.signed = get_method(method).signed
+        self.method, self.top, self.area = method, top, area
+        self.probe = TopHeatmaps(method, top)
+        self.rows: list[dict[str, Any]] = []
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(probes=(self.probe,))
+
+    def update(self, step: PassStep) -> None:
+        if step.masks is None:
+            raise DatasetError("the pointing game needs object masks in every batch")
+        values, indices, heatmaps = step.probe(self.probe)
+        attribution = normalise(heatmaps.flatten(0, 1).float(), self.signed)  # (B K, H, W)
+        objects = (step.masks > 0).to(attribution.device).repeat_interleave(self.top, dim=0)
+        masked = mask_relevance(attribution, objects, self.area).view(-1, self.top).cpu()
+        energy = energy_relevance(attribution, objects).view(-1, self.top).cpu()
+        values, indices = values.cpu(), indices.cpu()
+        for row, position in enumerate(step.indices.tolist()):
+            for rank in range(self.top):
+                self.rows.append({"image": int(position), "prototype": int(indices[row, rank]), "rank": rank + 1,
+                                  "similarity": float(values[row, rank]),
+                                  "mask_relevance": float(masked[row, rank]),
+                                  "energy_relevance": float(energy[row, rank])})
+
+    def merge(self, other: PointingAccumulator) -> None:
+        self.rows.extend(other.rows)
+
+    def result(self) -> PointingGame:
+        rows = sorted(self.rows, key=lambda r: (r["image"], r["rank"]))
+        return PointingGame(self.method, self.area, self.top, rows)
+
+
+def named(game: PointingGame, dataset: ImageDataset) -> PointingGame:
+    """``game`` with each row's dataset position replaced by the dataset's image id."""
+    rows = [{**row, "image": dataset.records[int(row["image"])].image_id} for row in game.rows]
+    return PointingGame(game.method, game.area, game.top, rows)
+
+
+def check_pointing(model: PrototypeModel, dataset: ImageDataset, top: int) -> None:
+    """Refuse a dataset without object masks or a ``top`` outside [1, P], with the reason."""
     if not dataset.has_masks:
         raise DatasetError(f"{dataset.root}: the pointing game needs object segmentations (per-pixel masks); "
                            "this dataset has none (the synthetic set has them)")
     if top < 1 or top > model.num_prototypes:
         raise ConfigError(f"pointing game: top must be within [1, {model.num_prototypes}], got {top}")
-    signed = get_method(method).signed
-    result = PointingGame(method, area, top)
-    total = len(dataset) if indices is None else len(indices)
-    guard = lock if lock is not None else nullcontext()
-    done = 0
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in iterate_batches(dataset, model.input_spec, batch_size, indices, with_masks=True):
-            images = batch.images.to(model.device)
-            with guard:
-                scores = model.similarity_maps(images).flatten(2).amax(dim=2)  # (B, P)
-                best = scores.topk(top, dim=1)  # (B, K)
-                with torch.enable_grad():
-                    maps = compute_heatmaps(method, model, images, best.indices)  # (B, K, H, W)
-            attribution = normalise(maps.flatten(0, 1).float(), signed)
-            assert batch.masks is not None
-            objects = (batch.masks > 0).to(model.device).repeat_interleave(top, dim=0)
-            masked = mask_relevance(attribution, objects, area).view(-1, top).cpu()
-            energy = energy_relevance(attribution, objects).view(-1, top).cpu()
-            for row, image_id in enumerate(batch.image_ids):
-                for rank in range(top):
-                    result.rows.append({"image": image_id, "prototype": int(best.indices[row, rank]), "rank": rank + 1,
-                                        "similarity": float(best.values[row, rank]),
-                                        "mask_relevance": float(masked[row, rank]),
-                                        "energy_relevance": float(energy[row, rank])})
-            done += len(batch.image_ids)
-            if progress is not None:
-                progress(done, total, stage)
-    finally:
-        model.train(was_training)
-    return result
+
+
+def pointing_game(model: PrototypeModel, dataset: ImageDataset, method: str = "upsample", top: int = 1,
+                  area: float = 0.1, batch_size: int = 16, indices: Sequence[int] | None = None, *,
+                  progress: Progress | None = None, lock: AbstractContextManager[Any] | None = None,
+                  stage: str = "pointing game") -> PointingGame:
+    """The pointing game over ``dataset`` (or its ``indices``): each image's ``top`` most similar
+    prototypes (by max similarity), their ``method`` heatmaps against the object mask, in one pass of
+    :func:`protoviz.passes.run_pass`. ``progress(done, total, stage)`` after each batch; ``lock`` held
+    around each batch's model calls."""
+    from protoviz.passes import run_pass
+
+    check_pointing(model, dataset, top)
+    accumulator = PointingAccumulator(method, top, area)
+    chosen = list(range(len(dataset))) if indices is None else list(indices)
+    batches = iterate_batches(dataset, model.input_spec, batch_size, chosen, with_masks=True)
+    run_pass(model, batches, [accumulator], progress, total=len(chosen), stage=stage, lock=lock)
+    return named(accumulator.result(), dataset)

@@ -7,7 +7,8 @@ relevance*: the share of the heatmap's top ``pointing_area`` pixels (10% by defa
 object, in percent (a share, as every share in protoviz). The *energy relevance* (share of the heatmap's
 sum on the object, %) is the second column. Per prototype: how often it was among an image's top ones,
 and its mean relevances (NaN where never). Needs per-pixel object masks; refused on datasets without.
-The heatmaps take forwards of their own after the shared pass (on the main rank of a sharded run).
+The heatmaps are a probe of the shared pass (:class:`~protoviz.explain.pointing.TopHeatmaps`, computed
+under the model's lock per batch), so a sharded run splits them across ranks like every other metric.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from protoviz.explain.pointing import PointingGame, pointing_game
+from protoviz.explain.pointing import PointingAccumulator, PointingGame, check_pointing, named
 from protoviz.metrics.details import stored_details
 from protoviz.metrics.registry import Metric, register_metric
 from protoviz.metrics.score import PERCENT, Score
@@ -30,10 +31,13 @@ stored_details("pointing_game")(PointingGame)
                  description="CaBRNet's pointing game: share of the top prototype's hottest 10% heatmap pixels "
                              "that lie on the object (mask relevance; energy relevance beside it)")
 class PointingGameMetric(Metric):
-    def score(self, run: EvaluationRun, state: None) -> Score:
+    def consumer(self, run: EvaluationRun) -> PointingAccumulator:
         config = run.config
-        game = pointing_game(run.model, run.dataset, config.pointing_method, config.pointing_top, config.pointing_area,
-                             config.batch_size, run.indices, progress=run.progress, lock=run.lock)
+        check_pointing(run.model, run.dataset, config.pointing_top)
+        return PointingAccumulator(config.pointing_method, config.pointing_top, config.pointing_area)
+
+    def score(self, run: EvaluationRun, state: PointingGame) -> Score:
+        game = named(state, run.dataset)
         per_prototype = game.per_prototype
         nan = math.nan
         rows = tuple({"pointing_images": per_prototype.get(p, (0, nan, nan))[0],

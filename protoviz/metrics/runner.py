@@ -271,7 +271,7 @@ def evaluate_shard(model: PrototypeModel, dataset: ImageDataset, config: Evaluat
     consumers: dict[str, Consumer | None] = {m.info.name: m.consumer(run) for m in metrics}
     unique = list({id(c): c for c in consumers.values() if c is not None}.values())
     mine = chosen if group is None else group.take(chosen, config.batch_size)
-    objects = any("objects" in m.info.needs for m in metrics)  # "masks" metrics read them in their own pass
+    objects = any(m.info.needs & {"objects", "masks"} for m in metrics)
     batches = iterate_batches(dataset, model.input_spec, config.batch_size, mine, with_masks=objects)
     record = PassRecord(dataset_identity(dataset), config.settings(chosen), config.parts.seed, config.batch_size,
                         _notes(run))

@@ -87,3 +87,48 @@ def test_pointing_game_needs_masks(tmp_path: Path) -> None:
                                       prototype_dim=4, input=InputSpec(image_size=(32, 32)))).eval()
     with pytest.raises(DatasetError, match="segmentations"):
         pointing_game(model, open_dataset(root), top=1)
+
+
+@pytest.mark.parametrize("method", ["upsample", "saliency"])
+def test_the_pass_gives_each_images_own_top_prototypes_by_the_definition(synthetic: Path, method: str) -> None:
+    """Through the pass engine (batches of 3, heatmaps as a probe under the lock) the rows equal the pointing
+    game written out on all images at once: top prototypes by max similarity, their heatmaps, the relevances."""
+    from protoviz.data.datasets import iterate_batches
+    from protoviz.heatmaps.methods import compute_heatmaps, get_method
+
+    dataset = open_dataset(synthetic, split="test")
+    torch.manual_seed(1)
+    model = ProtoPNet(ProtoPNetConfig(class_names=dataset.class_names, backbone="tiny_cnn_small", prototypes_per_class=2,
+                                      prototype_dim=8, input=InputSpec(image_size=(64, 64)))).eval()
+    game = pointing_game(model, dataset, method=method, top=2, area=0.2, batch_size=3)
+    whole = next(iter(iterate_batches(dataset, model.input_spec, len(dataset), with_masks=True)))
+    assert whole.masks is not None
+    with torch.no_grad():
+        best = model.similarity_maps(whole.images).flatten(2).amax(2).topk(2, dim=1)
+    heatmaps = compute_heatmaps(method, model, whole.images, best.indices).detach()
+    attribution = normalise(heatmaps.flatten(0, 1), get_method(method).signed).numpy()
+    objects = (whole.masks > 0).repeat_interleave(2, dim=0).numpy()
+    assert [(r["image"], r["rank"]) for r in game.rows] == [(i, k) for i in whole.image_ids for k in (1, 2)]
+    for n, row in enumerate(game.rows):
+        assert row["prototype"] == int(best.indices.flatten()[n])
+        expected = _by_the_definition(attribution[n], objects[n], 0.2)
+        assert row["mask_relevance"] == pytest.approx(expected[0], abs=1e-6)
+        assert row["energy_relevance"] == pytest.approx(expected[1], abs=1e-5)
+
+
+def test_shards_of_the_pointing_game_merge_to_the_whole(synthetic: Path) -> None:
+    from protoviz.data.datasets import iterate_batches
+    from protoviz.explain.pointing import PointingAccumulator
+    from protoviz.passes import run_pass
+
+    dataset = open_dataset(synthetic, split="test")
+    torch.manual_seed(2)
+    model = ProtoPNet(ProtoPNetConfig(class_names=dataset.class_names, backbone="tiny_cnn_small", prototypes_per_class=1,
+                                      prototype_dim=8, input=InputSpec(image_size=(64, 64)))).eval()
+    halves = [PointingAccumulator("upsample", 1, 0.1) for _ in range(2)]
+    for accumulator, chosen in zip(halves, ([1, 3, 5, 7], [0, 2, 4, 6]), strict=True):
+        run_pass(model, iterate_batches(dataset, model.input_spec, 2, chosen, with_masks=True), [accumulator])
+    halves[1].merge(halves[0])
+    whole = pointing_game(model, dataset, top=1, batch_size=5, indices=list(range(8)))
+    assert [r["image"] for r in whole.rows] == [dataset.records[i].image_id for i in range(8)]
+    assert halves[1].result().rows == [{**r, "image": i} for i, r in enumerate(whole.rows)]
