@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,10 @@ from protoviz.explain.params import CHARACTERISTICS, ModificationParams
 from protoviz.heatmaps.boxes import percentile_boxes
 from protoviz.heatmaps.upsample import upsample_maps
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Needs
+
+if TYPE_CHECKING:
+    from protoviz.passes import PassStep
 
 FACTOR_TO_CHARACTERISTIC: dict[str, str] = {"colour": "hue", "shape": "shape", "texture": "texture"}
 STUDY_PARAMS = ModificationParams(contrast=0.8, brightness=0.9, texture_h=30.0, texture_h_color=30.0,
@@ -100,29 +104,57 @@ def _box_histograms(masks: Tensor, boxes: Tensor, parts: int) -> Tensor:
     return counts.permute(0, 2, 1)
 
 
-@torch.no_grad()
+class PartAccumulator:
+    """Per prototype, the part-pixel counts under its 95th-percentile box in the ``top_k`` images it
+    activates most: a consumer of :func:`protoviz.passes.run_pass` (shards merge by re-ranking the pools).
+    State: best (P, top_k) max similarities, hists (P, top_k, parts) pixel counts per part id (0: none)."""
+
+    def __init__(self, prototypes: int, parts: int, image_size: tuple[int, int], top_k: int = 5,
+                 percentile: float = 95.0) -> None:
+        self.parts, self.image_size, self.top_k, self.percentile = parts, image_size, top_k, percentile
+        self.best = torch.full((prototypes, top_k), -float("inf"), dtype=torch.float64)
+        self.hists = torch.zeros(prototypes, top_k, parts, dtype=torch.float64)
+
+    @property
+    def needs(self) -> Needs:
+        return Needs()
+
+    def update(self, step: PassStep) -> None:
+        if step.masks is None:
+            raise DatasetError("prototype parts need per-pixel part masks in every batch")
+        maps = step.maps.float()
+        boxes = percentile_boxes(upsample_maps(maps, self.image_size), self.percentile).cpu()
+        histogram = _box_histograms(step.masks.cpu(), boxes, self.parts)  # (B, P, K)
+        self._keep(maps.flatten(2).amax(2).double().cpu().t(), histogram.permute(1, 0, 2))
+
+    def _keep(self, scores: Tensor, hists: Tensor) -> None:
+        """scores (P, n), hists (P, n, parts): keep the top_k of the pool (ours and these)."""
+        pool_s = torch.cat([self.best, scores], dim=1)
+        pool_h = torch.cat([self.hists, hists], dim=1)
+        self.best, order = pool_s.topk(self.top_k, dim=1)
+        self.hists = pool_h.gather(1, order[..., None].expand(-1, -1, self.parts))
+
+    def merge(self, other: PartAccumulator) -> None:
+        self._keep(other.best, other.hists)
+
+    def result(self) -> Tensor:
+        """(P, parts) pixel counts per part summed over each prototype's top images."""
+        return self.hists.sum(1)
+
+
 def prototype_parts(model: PrototypeModel, dataset: ImageDataset, part_names: tuple[str, ...], top_k: int = 5,
                     batch_size: int = 32, percentile: float = 95.0) -> list[PrototypePart]:
-    """Where each prototype sits, from the part masks under its boxes in its ``top_k`` images."""
+    """Where each prototype sits, from the part masks under its boxes in its ``top_k`` images (one pass of
+    :func:`protoviz.passes.run_pass`)."""
+    from protoviz.passes import run_pass
+
     if not dataset.has_masks:
         raise DatasetError(f"{dataset.root}: prototype parts need per-pixel part masks "
                            "(the synthetic dataset has them)")
-    parts = len(part_names) + 1
     count = model.num_prototypes
-    best = torch.full((count, top_k), -float("inf"), dtype=torch.float64)
-    hists = torch.zeros(count, top_k, parts, dtype=torch.float64)
-    size = model.input_spec.image_size
-    for batch in iterate_batches(dataset, model.input_spec, batch_size, with_masks=True):
-        maps = model(batch.images.to(model.device)).similarity_maps.float()
-        boxes = percentile_boxes(upsample_maps(maps, size), percentile).cpu()
-        assert batch.masks is not None  # the dataset has masks (checked above)
-        histogram = _box_histograms(batch.masks, boxes, parts)  # (B, P, K)
-        scores = maps.flatten(2).amax(2).double().cpu()  # (B, P)
-        pool_s = torch.cat([best, scores.t()], dim=1)
-        pool_h = torch.cat([hists, histogram.permute(1, 0, 2)], dim=1)
-        best, order = pool_s.topk(top_k, dim=1)
-        hists = pool_h.gather(1, order[..., None].expand(-1, -1, parts))
-    totals = hists.sum(1).numpy()  # (P, K)
+    accumulator = PartAccumulator(count, len(part_names) + 1, model.input_spec.image_size, top_k, percentile)
+    run_pass(model, iterate_batches(dataset, model.input_spec, batch_size, with_masks=True), [accumulator])
+    totals = accumulator.result().numpy()  # (P, K)
     out = []
     for j in range(count):
         labelled = totals[j, 1:].sum()

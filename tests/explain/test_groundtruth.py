@@ -101,3 +101,28 @@ def test_fast_and_reference_modes_rank_the_demo_prototypes_alike(synthetic: Path
     rho = dict(zip(fast.characteristics, rank_agreement(fast.importance, reference.importance)))
     assert min(rho[n] for n in ("hue", "shape", "contrast", "saturation", "brightness")) >= 0.9, rho
     assert rho["texture"] >= 0.5, rho
+
+
+def test_part_counts_of_shards_merge_to_the_whole_pass(synthetic: Path) -> None:
+    """The top-k pools of two shards, merged, equal one pass over all images (any batch size)."""
+    from protoviz.data.datasets import iterate_batches
+    from protoviz.explain.groundtruth import PartAccumulator
+    from protoviz.passes import run_pass
+
+    dataset = open_dataset(synthetic, split="test")
+    parts = len(read_rules(synthetic)["part_names"]) + 1
+    torch.manual_seed(3)
+    model = ProtoPNet(ProtoPNetConfig(class_names=dataset.class_names, backbone="tiny_cnn_small",
+                                      prototypes_per_class=2, prototype_dim=8,
+                                      input=InputSpec(image_size=(64, 64)))).eval()
+    size = model.input_spec.image_size
+    everything = list(range(len(dataset)))
+    shards = [PartAccumulator(model.num_prototypes, parts, size, top_k=3) for _ in range(2)]
+    for shard, chosen in zip(shards, (everything[::2], everything[1::2]), strict=True):
+        run_pass(model, iterate_batches(dataset, model.input_spec, 3, chosen, with_masks=True), [shard])
+    shards[0].merge(shards[1])
+    whole = PartAccumulator(model.num_prototypes, parts, size, top_k=3)
+    run_pass(model, iterate_batches(dataset, model.input_spec, len(dataset), everything, with_masks=True), [whole])
+    torch.testing.assert_close(shards[0].best, whole.best)
+    torch.testing.assert_close(shards[0].result(), whole.result())
+    assert whole.result().sum() > 0
