@@ -14,7 +14,7 @@ similarity drops as soon as the top pixels go) and a high insertion AUC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,17 +23,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from protoviz.data.datasets import load_batch
 from protoviz.heatmaps.upsample import upsample_maps
 from protoviz.metrics.details import stored_details
 from protoviz.metrics.parts import select_pairs
 from protoviz.metrics.registry import Metric, register_metric
 from protoviz.metrics.score import RATIO, Score
 from protoviz.models.base import PrototypeModel
+from protoviz.passes import Needs
 from protoviz.progress import Progress
 
 if TYPE_CHECKING:
     from protoviz.metrics.runner import EvaluationRun
+    from protoviz.passes import PassBatch, PassStep
 
 STAGE = "deletion/insertion curves"
 
@@ -134,20 +135,97 @@ def chosen_images(labels: np.ndarray, indices: Sequence[int], per_class: int) ->
     return sorted(int(i) for c in np.unique(picked) for i in positions[picked == c][:per_class])
 
 
+def empty_curves(steps: int) -> DeletionCurves:
+    """Curves of no pair (a shard or a run whose chosen images have no relevant prototype)."""
+    none = np.zeros((0, steps + 1))
+    return DeletionCurves(np.linspace(0.0, 1.0, steps + 1), none, none.copy(), np.zeros(0), np.zeros(0),
+                          np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+def joined(parts: Sequence[DeletionCurves], steps: int) -> DeletionCurves:
+    """Curves of several batches or shards as one, ordered by image (stable: each image's prototypes
+    keep their order)."""
+    if not parts:
+        return empty_curves(steps)
+    images = np.concatenate([c.images for c in parts])
+    order = np.argsort(images, kind="stable")
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(c, name) for c in parts])[order]
+
+    return DeletionCurves(parts[0].fractions, cat("deletion"), cat("insertion"), cat("deletion_auc"),
+                          cat("insertion_auc"), cat("clean"), images[order], cat("prototypes"))
+
+
+@dataclass(frozen=True, eq=False)
+class DeletionProbe:
+    """A pass probe: the curves of the batch's chosen images (dataset positions ``chosen``) with each of
+    their class's relevant prototypes, from the clean maps of the shared forward. label_map (C_data,)
+    dataset -> model class; relevance (P, C) bool. compute -> :class:`DeletionCurves` or None."""
+
+    chosen: frozenset[int]
+    label_map: Tensor
+    relevance: Tensor
+    steps: int
+    batch_size: int
+
+    @property
+    def key(self) -> Hashable:
+        return ("deletion", self.steps, self.batch_size, tuple(sorted(self.chosen)))
+
+    def compute(self, batch: PassBatch, model: PrototypeModel, maps: Tensor, pooled: Tensor) -> DeletionCurves | None:
+        rows = [i for i, position in enumerate(batch.indices.tolist()) if position in self.chosen]
+        if not rows or batch.labels is None:
+            return None
+        picked = torch.tensor(rows, device=maps.device)
+        labels = self.label_map.to(maps.device)[batch.labels.to(maps.device)[picked]]
+        image_idx, proto_idx = select_pairs(labels, self.relevance.to(maps.device))
+        if image_idx.numel() == 0:
+            return None
+        images = batch.images[picked][image_idx]
+        clean = maps[picked][image_idx, proto_idx]  # (n, h, w): each pair's own map from the shared forward
+        positions = batch.indices.cpu()[picked.cpu()][image_idx.cpu()].tolist()
+        return deletion_insertion(model, images, proto_idx, positions, self.steps, self.batch_size, clean_maps=clean)
+
+
+class DeletionAccumulator:
+    """The curves of every batch's :class:`DeletionProbe`, merged across shards."""
+
+    def __init__(self, probe: DeletionProbe) -> None:
+        self.probe = probe
+        self.parts: list[DeletionCurves] = []
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(probes=(self.probe,))
+
+    def update(self, step: PassStep) -> None:
+        curves = step.probe(self.probe)
+        if curves is not None:
+            self.parts.append(curves)
+
+    def merge(self, other: DeletionAccumulator) -> None:
+        self.parts.extend(other.parts)
+
+    def result(self) -> DeletionCurves:
+        return joined(self.parts, self.probe.steps)
+
+
 @register_metric("deletion", unit=RATIO, needs={"labels", "model"},
                  description="deletion/insertion AUC of a prototype's similarity in its own heatmap order")
 class DeletionMetric(Metric):
     """Curves for each prototype on the first ``deletion_images_per_class`` evaluated images of its
-    classes, after the shared pass (its own forwards, on the main rank of a sharded run)."""
+    classes, computed in the shared pass (a probe on the batches holding those images, under the model's
+    lock; a sharded run splits them across ranks)."""
 
-    def score(self, run: EvaluationRun, state: None) -> Score:
-        model, config = run.model, run.config
-        batch = load_batch(run.dataset, model.input_spec,
-                           chosen_images(run.dataset.labels, run.indices, config.deletion_images_per_class))
-        image_idx, proto_idx = select_pairs(run.label_map[batch.labels.to(model.device)], run.relevance)
-        images = batch.images.to(model.device)[image_idx]
-        curves = deletion_insertion(model, images, proto_idx, [batch.indices[i] for i in image_idx.tolist()],
-                                    config.deletion_steps, config.batch_size, progress=run.progress, lock=run.lock)
+    def consumer(self, run: EvaluationRun) -> DeletionAccumulator:
+        config = run.config
+        chosen = chosen_images(run.dataset.labels, run.indices, config.deletion_images_per_class)
+        return DeletionAccumulator(DeletionProbe(frozenset(chosen), run.label_map.cpu(), run.relevance.cpu(),
+                                                 config.deletion_steps, config.batch_size))
+
+    def score(self, run: EvaluationRun, state: DeletionCurves) -> Score:
+        curves = state
         rel_del, rel_ins = curves.per_prototype(run.relevance.shape[0])
         deletion = float(np.nanmean(rel_del)) if np.isfinite(rel_del).any() else float("nan")
         insertion = float(np.nanmean(rel_ins)) if np.isfinite(rel_ins).any() else float("nan")

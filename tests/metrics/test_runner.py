@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -165,3 +166,33 @@ def test_object_overlap_from_boxes_of_uncropped_images(tmp_path: Path) -> None:
     result = evaluate(model, open_dataset(root, crop_to_box=False), EvaluationConfig(metrics=("object_overlap",)))
     assert 0.0 < result.scores["object_overlap"] <= 100.0  # the 40x41 box covers most of the 48x48 image
     assert result.prototype_part(0) is None and result.parts is None
+
+
+def test_deletion_curves_of_two_shards_merge_to_the_single_run(syn: Path, checkpoint: Path) -> None:
+    """Deletion runs as a probe of the shared pass: two shards' curves, merged, equal the one-process run
+    (same pairs in image order, same curves), and the chosen images are spread over the shards."""
+    from protoviz.metrics.deletion import DeletionAccumulator
+    from protoviz.metrics.registry import get_metric
+    from protoviz.metrics.runner import _open_run
+    from protoviz.passes import run_pass
+
+    model = load_model(checkpoint)
+    data = open_dataset(syn)
+    config = EvaluationConfig(metrics=("deletion",), batch_size=4, deletion_steps=3, deletion_images_per_class=2)
+    single = evaluate(model, data, config).results["deletion"].details
+    everything = list(range(len(data)))
+    run = _open_run(model, data, config, everything, None, None)
+    metric = get_metric("deletion").cls()
+    shards = [metric.consumer(run) for _ in range(2)]
+    assert all(isinstance(shard, DeletionAccumulator) for shard in shards)
+    first, second = (cast(DeletionAccumulator, shard) for shard in shards)
+    for shard, mine in zip((first, second), (everything[:7], everything[7:]), strict=True):
+        run_pass(model, iterate_batches(data, model.input_spec, 4, mine), [shard], label_map=run.label_map)
+    assert first.parts and second.parts
+    first.merge(second)
+    merged = first.result()
+    np.testing.assert_array_equal(merged.images, single.images)
+    np.testing.assert_array_equal(merged.prototypes, single.prototypes)
+    np.testing.assert_allclose(merged.deletion, single.deletion, atol=1e-6)
+    np.testing.assert_allclose(merged.insertion, single.insertion, atol=1e-6)
+    assert len(set(single.images.tolist())) == 2 * 8  # two images of each of the 8 classes
