@@ -23,13 +23,15 @@ import time
 import streamlit as st
 
 from app.state import current_device
-from app.store import job_manager
+from app.store import job_manager, workspace
 from app.widgets import plain, show_error
 from protoviz.errors import ProtovizError
 from protoviz.jobs import DONE, INTERRUPTED, QUEUED, STOPPED, JobFn, JobManager, JobView
 from protoviz.workspace import RunKey, RunRecord
 
 _MINE = "protoviz.jobs.submitted"  # ids of the jobs this session submitted (their result is "computed", not "stored")
+RESULTS_PAGE = "views/results.py"
+RESULTS_OPEN_KEY = "results.open"  # the Results page's "Open a run" selector
 
 
 def job_result(key: RunKey, fn: JobFn, *, start: bool, label: str = "", model_name: str = "",
@@ -144,3 +146,24 @@ def _show_end(view: JobView) -> None:
         st.warning(f"{plain(view.label)}: {plain(view.message)}", icon=":material/stop_circle:")
     else:
         st.error(f"{plain(view.label)} failed: {plain(view.message)}", icon=":material/error:")
+
+
+def earlier_runs(kind: str, limit: int = 5) -> None:
+    """Under a page's empty state: this visitor's latest kept runs of ``kind`` (made with other settings
+    than the page shows now, e.g. before a refresh reset the widgets), each with a button that opens it on
+    the Results page. Nothing when there are none."""
+    try:
+        runs = workspace().list_runs(kind=kind, limit=limit)
+    except ProtovizError:
+        return
+    if not runs:
+        return
+    st.caption("Your latest kept runs of this page (with other settings than the ones above):")
+    for run in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stored_at))
+        text, button = st.columns([5, 1], vertical_alignment="center")
+        text.markdown(f"#{run.id} · {plain(run.model_name or run.key.model_sha256[:12])} · "
+                      f"{plain(run.dataset_name or run.key.dataset_fingerprint[:12])} · {when}")
+        if button.button("Open", key=f"earlier.{kind}.{run.id}", icon=":material/open_in_new:"):
+            st.session_state[RESULTS_OPEN_KEY] = run.id
+            st.switch_page(RESULTS_PAGE)

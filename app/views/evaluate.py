@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from app.datasets import PageDataset, page_dataset
-from app.jobs import job_result
+from app.jobs import earlier_runs, job_result
 from app.state import get_model
 from app.store import job_manager
 from app.widgets import figure_downloads, model_picker, plain, server_path_input, show_error
@@ -28,7 +28,7 @@ from protoviz.errors import ProtovizError
 from protoviz.metrics.config import PARAMETER_HELP, PartMetricConfig
 from protoviz.metrics.export import scores_csv, to_csv, to_json
 from protoviz.metrics.registry import default_metrics, get_metric, list_metrics, metric_help
-from protoviz.metrics.runner import EvaluationConfig, EvaluationResult, evaluate, evaluation_key
+from protoviz.metrics.runner import KIND, EvaluationConfig, EvaluationResult, evaluate, evaluation_key
 from protoviz.payload import decode
 from protoviz.viz.metrics import (
     best_frequency_histogram,
@@ -249,6 +249,7 @@ def main() -> None:
             both_paths(results)
         if not any(outcomes.values()):
             st.info("Choose models, a dataset and parameters, then press Run.", icon=":material/info:")
+            earlier_runs(KIND)
     except ProtovizError as error:
         show_error(error)
 

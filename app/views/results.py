@@ -13,7 +13,7 @@ import streamlit as st
 
 from app.jobs import job_panel, progress_text
 from app.store import job_manager, workspace
-from app.widgets import show_error
+from app.widgets import plain, show_error
 from protoviz.errors import ProtovizError
 from protoviz.jobs import JobManager
 from protoviz.payload import export_clean
@@ -33,8 +33,9 @@ def settings_line(summary: RunSummary, limit: int = 80) -> str:
 
 
 def run_label(summary: RunSummary) -> str:
-    return f"#{summary.id} · {summary.key.kind} · {summary.model_name or summary.key.model_sha256[:12]} · " \
-           f"{summary.dataset_name or summary.key.dataset_fingerprint[:12]} · {when(summary.stored_at)}"
+    """``#id · kind · model · dataset · time``, markdown-escaped (names are the user's)."""
+    return plain(f"#{summary.id} · {summary.key.kind} · {summary.model_name or summary.key.model_sha256[:12]} · "
+                 f"{summary.dataset_name or summary.key.dataset_fingerprint[:12]} · {when(summary.stored_at)}")
 
 
 def jobs_section(manager: JobManager) -> None:
@@ -83,8 +84,8 @@ def run_view(ws: Workspace, run_id: int) -> None:
         return
     with st.container(border=True):
         st.subheader(run_label(record))
-        st.markdown(f"**Model** {record.model_name or '-'} · sha256 `{record.key.model_sha256[:16]}…`  \n"
-                    f"**Dataset** {record.dataset_name or '-'} · "
+        st.markdown(f"**Model** {plain(record.model_name or '-')} · sha256 `{record.key.model_sha256[:16]}…`  \n"
+                    f"**Dataset** {plain(record.dataset_name or '-')} · "
                     f"fingerprint `{record.key.dataset_fingerprint[:16]}…`")
         tables = record.payload.tables
         order = sorted(tables, key=lambda name: (name != "scores", name))

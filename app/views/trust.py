@@ -21,7 +21,7 @@ from torch import Tensor
 
 from app.cache import LoadedModel
 from app.compare_runs import images_key, load_result
-from app.jobs import job_result
+from app.jobs import earlier_runs, job_result
 from app.state import get_model
 from app.widgets import figure_downloads, image_picker, model_picker, plain, server_path_input, show_error, shown_path
 from protoviz.data.transforms import denormalize, preprocess, to_uint8_image
@@ -279,6 +279,7 @@ def main() -> None:
     else:
         st.info("Choose the methods and press **Run the checks**: the run goes on in the background (you may "
                 "leave the page) and its report is kept in your workspace.", icon=":material/info:")
+        earlier_runs(KIND)
 
 
 main()

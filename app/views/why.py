@@ -20,6 +20,7 @@ import streamlit as st
 
 from app.cache import LoadedModel
 from app.datasets import page_dataset
+from app.jobs import earlier_runs
 from app.state import get_model
 from app.why_runs import (
     PATH_LABELS,
@@ -47,6 +48,7 @@ from protoviz.explain import IDENTITY, MODES, ExplainConfig, ModificationParams,
 from protoviz.explain.characteristics import PAPER, get_region, list_characteristics, list_regions
 from protoviz.explain.export import global_csv, global_json, local_csv, local_json, prototype_classes
 from protoviz.explain.extras import redundancy
+from protoviz.explain.global_ import KIND as GLOBAL_KIND
 from protoviz.explain.global_ import GlobalExplanation
 from protoviz.explain.global_regions import MAX_MAP_BYTES
 from protoviz.explain.local import modified_pictures, prototype_box
@@ -212,6 +214,7 @@ def render_global(loaded: LoadedModel, config: ExplainConfig, paths: tuple[str, 
     if not any(outcomes.values()):
         st.info(f"Runs every image of the split through the model with its {len(config.characteristics)} modified "
                 "versions, as a background job: you can leave the page and come back.", icon=":material/info:")
+        earlier_runs(GLOBAL_KIND)
     if paths[0] in results:
         show_global(loaded, results[paths[0]], data[paths[0]].name)
     if len(results) == 2:
