@@ -123,6 +123,7 @@ def test_part_counts_of_shards_merge_to_the_whole_pass(synthetic: Path) -> None:
     shards[0].merge(shards[1])
     whole = PartAccumulator(model.num_prototypes, parts, size, top_k=3)
     run_pass(model, iterate_batches(dataset, model.input_spec, len(dataset), everything, with_masks=True), [whole])
-    torch.testing.assert_close(shards[0].best, whole.best)
+    # the same images win; their similarities agree to float32 rounding across batch sizes
+    torch.testing.assert_close(shards[0].best, whole.best, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(shards[0].result(), whole.result())
     assert whole.result().sum() > 0
