@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from protoviz.errors import ProtovizError
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 _CHUNK = 1 << 24
+_COPY_BLOCK = 1 << 20
 
 
 def _reason(error: OSError) -> str:
@@ -64,6 +66,22 @@ def read_regular_file(path: Path, limit: int, error: type[ProtovizError], label:
     if total > limit:
         raise error(f"{label} is larger than {_size(limit)} (it grew while being read)")
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def copy_stream(reader: BinaryIO, writer: BinaryIO, limit: int, too_large: Callable[[], Exception],
+                digest: Any = None) -> int:
+    """Copy ``reader`` to ``writer`` in 1 MB blocks (never the whole stream in memory), feeding ``digest``
+    (a hashlib object) if given; raise ``too_large()`` as soon as more than ``limit`` bytes came. Returns
+    the bytes copied. The caller removes a partly written file."""
+    copied = 0
+    for block in iter(lambda: reader.read(_COPY_BLOCK), b""):
+        copied += len(block)
+        if copied > limit:
+            raise too_large()
+        if digest is not None:
+            digest.update(block)
+        writer.write(block)
+    return copied
 
 
 def read_head(path: Path, count: int, error: type[ProtovizError], label: str | None = None) -> tuple[bytes, int]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protoviz.errors import WorkspaceError
+from protoviz.files import copy_stream
 from protoviz.owners import owner_folder
 from protoviz.payload import dumps
 
@@ -180,16 +181,11 @@ class ModelStore:
         folder.mkdir(parents=True, exist_ok=True)
         temp = folder / uuid.uuid4().hex
         digest = hashlib.sha256()
-        copied = 0
+        limit = self._ws.limits.max_model_bytes
         try:
             with open(source, "rb") as reader, open(temp, "wb") as writer:
-                for block in iter(lambda: reader.read(MB), b""):
-                    copied += len(block)
-                    if copied > self._ws.limits.max_model_bytes:
-                        raise WorkspaceError(f"{source.name} grew past the workspace's "
-                                             f"{self._ws.limits.max_model_bytes / MB:.0f} MB per model while copying")
-                    digest.update(block)
-                    writer.write(block)
+                copy_stream(reader, writer, limit, lambda: WorkspaceError(
+                    f"{source.name} grew past the workspace's {limit / MB:.0f} MB per model while copying"), digest)
         except OSError as error:
             temp.unlink(missing_ok=True)
             raise WorkspaceError(f"cannot copy {source.name} into the workspace: {error.strerror}") from error

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from protoviz.errors import UploadError
+from protoviz.files import copy_stream
 
 ENV_DIR, ENV_MAX_FILE, ENV_SESSION = "PROTOVIZ_UPLOAD_DIR", "PROTOVIZ_MAX_UPLOAD_MB", "PROTOVIZ_SESSION_DISK_MB"
 _PREFIX = "session-"
-_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -114,13 +114,9 @@ class SessionUploads:
         path = self.folder / f"{secrets.token_hex(6)}-{clean_name(name)}"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                written = 0
-                for block in iter(lambda: reader.read(_BLOCK), b""):
-                    written += len(block)
-                    if written > size or written > limits.max_file_bytes:
-                        raise UploadError(f"{clean_name(name)} holds more than the {size} bytes announced")
-                    handle.write(block)
+            with os.fdopen(fd, "wb") as handle:  # size <= limits.max_file_bytes (checked above)
+                copy_stream(reader, handle, size,
+                            lambda: UploadError(f"{clean_name(name)} holds more than the {size} bytes announced"))
         except OSError as error:
             path.unlink(missing_ok=True)
             raise UploadError(f"{clean_name(name)} could not be stored ({error.strerror})") from None
