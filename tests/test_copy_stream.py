@@ -29,7 +29,7 @@ def test_copy_stream_stops_at_the_first_block_past_the_limit() -> None:
 
 
 def test_an_upload_holding_more_than_announced_is_refused_and_removed(tmp_path: Path) -> None:
-    uploads = SessionUploads(tmp_path / "uploads", UploadLimits(max_file_bytes=10 << 20, max_session_bytes=20 << 20))
+    uploads = SessionUploads(tmp_path, UploadLimits(max_file_bytes=10 << 20, max_session_bytes=20 << 20))
     with pytest.raises(UploadError, match="holds more than the 100 bytes announced"):
         uploads.save_stream("model.pth", io.BytesIO(b"y" * 5000), 100)
     assert not uploads.folder.exists() or not any(uploads.folder.iterdir())  # nothing partial is kept
